@@ -1,0 +1,1 @@
+"""Exit analysis: the oracle, gates, gate-vs-oracle scoring and KV-cache strategies."""

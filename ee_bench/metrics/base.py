@@ -1,0 +1,75 @@
+"""The metric contract and its registry.
+
+A metric turns the predictions of a whole task run into one number. It declares:
+
+- ``higher_is_better``: the direction used to sort the leaderboard;
+- ``unit``: e.g. "points" (0–100) or "fraction";
+- ``aggregation``: "corpus" (computed on the whole corpus at once, e.g. BLEU) or "mean" (the mean of
+  per-sample scores, e.g. ROUGE F-measures).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ee_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """Everything a metric may read for one task run (N documents).
+
+    Attributes:
+        predictions: N model outputs: strings for generation tasks, label indices for
+            multiple-choice tasks.
+        references: N lists of references (one or more strings, or one label index).
+        sources: N source texts, where the task has them (translation), else None.
+        target_lang: ISO 639-1 code of the output language, where known (selects tokenisers).
+    """
+
+    predictions: list[Any]
+    references: list[list[Any]]
+    sources: list[str] | None = None
+    target_lang: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """A metric's value, or ``None`` with the reason it could not be computed.
+
+    Attributes:
+        value: the score in the metric's unit, or None.
+        details: provenance such as the sacrebleu signature, or ``{"reason": …}`` when value is None.
+    """
+
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Metric(ABC):
+    """Contract for a metric. Constructed with the keyword options of its ``metric_list`` entry."""
+
+    higher_is_better: bool = True
+    unit: str = "points"
+    aggregation: str = "corpus"
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
+
+    @abstractmethod
+    def compute(self, inputs: MetricInputs) -> MetricResult:
+        """Score a task run. Raises ValueError on malformed inputs (e.g. N mismatch)."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"higher_is_better": cls.higher_is_better, "unit": cls.unit, "aggregation": cls.aggregation}
+
+
+METRICS: Registry[type[Metric]] = Registry("metric", base=Metric, entry_point_group="ee_bench.metrics")
+
+# Built-ins are imported lazily by name ("module:attr") so `ee-bench --help` stays fast.
+METRICS.register("bleu", "ee_bench.metrics.translation:BLEU")
+METRICS.register("chrf", "ee_bench.metrics.translation:ChrF")

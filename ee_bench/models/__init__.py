@@ -1,0 +1,1 @@
+"""Model wrappers that expose intermediate-layer decoding, and the model-card registry."""

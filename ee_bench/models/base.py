@@ -1,0 +1,71 @@
+"""The model-wrapper contract and its registry.
+
+A wrapper loads a real checkpoint and exposes intermediate-layer decoding through the model's own
+final norm and output head (no extra heads, no training). Wrappers are registered by name and
+referenced from model cards (``models/*.yaml``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from ee_bench.registry import Registry
+
+
+class ExitModel(ABC):
+    """Contract for a model wrapper.
+
+    Attributes:
+        n_layers: L, the number of exits (one per block); layers are 0-based.
+        device: where the model runs.
+        name: the card or checkpoint name used in results.
+    """
+
+    n_layers: int
+    device: torch.device
+    name: str
+
+    @classmethod
+    @abstractmethod
+    def from_card(cls, card: "ModelCard", device: str | None = None, dtype: str | None = None) -> ExitModel:  # noqa: F821
+        """Load the checkpoint a card names.
+
+        Raises:
+            EEBenchError: if the checkpoint cannot be found, or its layers cannot be reached.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Facts recorded in results (architecture, layers, dtype, device)."""
+        return {"name": self.name, "n_layers": self.n_layers, "device": str(self.device)}
+
+
+MODELS: Registry[type[ExitModel]] = Registry("model wrapper", base=ExitModel, entry_point_group="ee_bench.models")
+MODELS.register("hf-causal", "ee_bench.models.hf_causal:HFCausalLM")
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """Resolve a dtype name; ``auto`` (or None) is bfloat16 on CUDA with bf16 support, else float32.
+
+    Raises:
+        ValueError: for a name other than auto, float32, bfloat16, float16.
+    """
+    if dtype in (None, "auto"):
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]

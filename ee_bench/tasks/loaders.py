@@ -1,0 +1,189 @@
+"""Reading a task's documents: from the hub (or sacrebleu), or offline from a local folder.
+
+The same task YAML drives both paths:
+
+- **local** — when ``--data-dir DIR`` or ``EE_BENCH_DATA_DIR`` is set and the YAML has an ``offline``
+  block, documents are read from DIR in the official distribution layout (see
+  ``../shared/data/README.md`` for the layouts) by the reader registered for ``offline.format``;
+- **hub** — otherwise ``dataset_path`` is loaded with ``datasets.load_dataset`` (or, for
+  ``sacrebleu/<test set>``, with sacrebleu's own downloader).
+
+If neither works, :class:`DataNotFoundError` names both options.
+
+Every document is a dict. Translation documents carry ``src``, ``ref`` (reference A), ``refs`` (all
+references), ``src_lang``/``tgt_lang`` (ISO codes) and ``src_lang_name``/``tgt_lang_name``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import ConfigError, DataNotFoundError, EEBenchError
+from ee_bench.registry import Registry
+from ee_bench.tasks.spec import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "EE_BENCH_DATA_DIR"
+
+LANGUAGE_NAMES = {
+    "de": "German", "en": "English", "fr": "French", "ja": "Japanese", "ru": "Russian",
+    "zh": "Chinese", "cs": "Czech", "uk": "Ukrainian", "hr": "Croatian",
+}
+
+Reader = Callable[[Path, TaskSpec, dict[str, Any]], list[dict[str, Any]]]
+OFFLINE_READERS: Registry[Reader] = Registry("offline data format")
+
+
+def translation_doc(src: str, refs: list[str], pair: str) -> dict[str, Any]:
+    """One translation document for language pair ``pair`` ("de-en")."""
+    s, t = pair.split("-")
+    return {
+        "src": src, "ref": refs[0], "refs": refs, "src_lang": s, "tgt_lang": t,
+        "src_lang_name": LANGUAGE_NAMES.get(s, s), "tgt_lang_name": LANGUAGE_NAMES.get(t, t),
+    }
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Segments of a one-segment-a-line file. Only "\n" splits (not str.splitlines, which would also
+    split on U+2028 and friends); placeholders such as #PRS_ORG# pass through untouched."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+@OFFLINE_READERS.register("wmt_txt")
+def read_wmt_txt(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
+    """WMT22 systems-repo ``txt/`` layout.
+
+    Files: ``<path>/sources/<testset>.<pair>.src.<s>`` and
+    ``<path>/references/<testset>.<pair>.ref.<R>.<t>`` for R in A, B, … (those present).
+    """
+    pair = spec.dataset_name
+    s, t = pair.split("-")
+    base = root / offline["path"]
+    testset = offline["testset"]
+    src_file = base / "sources" / f"{testset}.{pair}.src.{s}"
+    if not src_file.exists():
+        raise FileNotFoundError(src_file)
+    srcs = _read_lines(src_file)
+    ref_files = sorted((base / "references").glob(f"{testset}.{pair}.ref.*.{t}"))
+    if not ref_files:
+        raise FileNotFoundError(base / "references" / f"{testset}.{pair}.ref.A.{t}")
+    refs = [_read_lines(f) for f in ref_files]
+    for f, r in zip(ref_files, refs):
+        if len(r) != len(srcs):
+            raise EEBenchError(f"{f} has {len(r)} lines but {src_file} has {len(srcs)}; the files do not match.")
+    return [translation_doc(src, [r[i] for r in refs], pair) for i, src in enumerate(srcs)]
+
+
+@OFFLINE_READERS.register("jsonl")
+def read_jsonl(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
+    """One JSON object per line at ``<data-dir>/<offline.path>``."""
+    import json
+
+    path = root / offline["path"]
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def expected_local_path(spec: TaskSpec) -> str:
+    off = spec.offline or {}
+    return str(off.get("path", "(this task has no offline layout)"))
+
+
+def _load_local(data_dir: Path, spec: TaskSpec) -> list[dict[str, Any]]:
+    if not data_dir.is_dir():
+        raise DataNotFoundError(
+            f"Data folder {data_dir} does not exist. Pass --data-dir (or set {DATA_DIR_ENV}) to a folder "
+            f"in the official layout, e.g. ../shared/data, or unset it to load {spec.dataset_path!r} from the hub."
+        )
+    offline = dict(spec.offline or {})
+    reader = OFFLINE_READERS.get(offline.get("format", ""))
+    try:
+        docs = reader(data_dir, spec, offline)
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(
+            f"Task {spec.task}: {exc.filename or exc} is missing under the data folder {data_dir}. "
+            f"Put the official files at {data_dir / expected_local_path(spec)}, or drop --data-dir / "
+            f"{DATA_DIR_ENV} to load {spec.dataset_path!r} from the hub."
+        ) from None
+    return _postprocess(spec, docs)
+
+
+def _load_sacrebleu(spec: TaskSpec) -> list[dict[str, Any]]:
+    from sacrebleu.dataset import DATASETS
+
+    name = spec.dataset_path.split("/", 1)[1]
+    if name not in DATASETS:
+        raise ConfigError(spec.source_file, [f"sacrebleu has no test set {name!r}"])
+    ds = DATASETS[name]
+    pair = spec.dataset_name
+    if pair not in ds.langpairs:
+        raise ConfigError(spec.source_file, [f"sacrebleu {name} has no language pair {pair!r}"])
+    srcs = list(ds.source(pair))
+    refs = [list(r) for r in ds.references(pair)] if hasattr(ds, "references") and callable(ds.references) else []
+    if not refs:
+        refs = [_read_lines(Path(f)) for f in ds.get_reference_files(pair)]
+    return [translation_doc(src, [r[i] for r in refs], pair) for i, src in enumerate(srcs)]
+
+
+def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
+    if spec.dataset_path.startswith("sacrebleu/"):
+        return _load_sacrebleu(spec)
+    import datasets
+
+    kwargs = dict(spec.dataset_kwargs)
+    files = kwargs.get("data_files")
+    if isinstance(files, dict):  # local files named in the YAML are relative to it
+        here = Path(spec.source_file).parent
+        kwargs["data_files"] = {k: str((here / v).resolve()) for k, v in files.items()}
+    ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
+    return [dict(row) for row in ds]
+
+
+def _postprocess(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    pair = spec.dataset_name
+    if docs and "src" in docs[0] and "refs" not in docs[0] and pair and "-" in pair:
+        docs = [translation_doc(d["src"], [d["ref"]] if isinstance(d["ref"], str) else d["ref"], pair) | d
+                for d in docs]
+    return docs
+
+
+def load_docs(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Load a task's documents (local layout first when a data folder is given, else the hub).
+
+    Args:
+        spec: the task.
+        data_dir: ``--data-dir``; falls back to ``$EE_BENCH_DATA_DIR``.
+
+    Returns:
+        The documents, in the dataset's order.
+
+    Raises:
+        DataNotFoundError: if the local folder lacks the files or neither source can be read; the
+            message names both options.
+    """
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir and spec.offline:
+        return _load_local(Path(data_dir), spec)
+    if data_dir and not spec.offline and not Path(data_dir).is_dir():
+        raise DataNotFoundError(f"Data folder {data_dir} does not exist.")
+    if not spec.dataset_path:
+        raise DataNotFoundError(f"Task {spec.task} has no hub source; pass --data-dir.")
+    try:
+        return _postprocess(spec, _load_hub(spec))
+    except (ConfigError, DataNotFoundError):
+        raise
+    except Exception as exc:  # network, missing cache, hub errors
+        local = (f"pass --data-dir DIR (or set {DATA_DIR_ENV}) with the official files at "
+                 f"DIR/{expected_local_path(spec)}") if spec.offline else "this task has no offline layout"
+        raise DataNotFoundError(
+            f"Could not load the data of task {spec.task}. The hub source {spec.dataset_path!r}"
+            f"{' (' + spec.dataset_name + ')' if spec.dataset_name else ''} failed "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Either make the hub reachable (or its cache "
+            f"present), or {local}."
+        ) from None

@@ -1,0 +1,241 @@
+"""Task YAML: strict lm-eval-harness vocabulary, one meaning per key.
+
+A task file holds these keys (``include`` merges a shared file first; the including file wins):
+
+============================  =====================================================================
+``task``                       task name (str); in a group file, the list of member task names
+``group``                      group name (group files only; their ``task`` is a list)
+``include``                    path of a YAML file (relative to this one) whose keys are defaults
+``dataset_path``               hub dataset id (``abisee/cnn_dailymail``), ``sacrebleu/<test set>``,
+                               or ``json`` with ``dataset_kwargs.data_files`` (relative paths are
+                               resolved against the YAML file)
+``dataset_name``               hub config (or the sacrebleu language pair)
+``dataset_kwargs``             extra keyword arguments for ``datasets.load_dataset``
+``test_split``                 split evaluated
+``offline``                    ee-bench extension: how to read the official distribution layout
+                               under ``--data-dir`` (``format`` plus format-specific keys)
+``output_type``                ``generate_until`` (default) or ``multiple_choice``
+``doc_to_text``                Jinja template of the prompt (the paper's Table 8 wording)
+``doc_to_target``              Jinja template of the reference
+``doc_to_choice``              list of label words (``multiple_choice`` only)
+``generation_kwargs``          ``until`` (list of stop strings) and ``max_gen_toks`` (int), both required
+``metric_list``                list of ``{metric: name, **options}``
+``metadata``                   ``version`` (required) and free-form ``description``
+``truncation``                 ee-bench extension: ``{field: name, max_tokens: int}``, the document
+                               field cut (from its end) so the prompt fits; the instruction and
+                               the prompt end stay intact
+============================  =====================================================================
+
+Unknown keys are errors; all problems of a file are reported together (:class:`ConfigError`).
+Only ``yaml.safe_load`` is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ee_bench.errors import ConfigError
+
+TASK_KEYS = {
+    "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
+    "offline", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "generation_kwargs",
+    "metric_list", "metadata", "truncation",
+}
+OUTPUT_TYPES = ("generate_until", "multiple_choice")
+GENERATION_KEYS = {"until", "max_gen_toks"}
+METADATA_KEYS = {"version", "description"}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML mapping with ``yaml.safe_load``.
+
+    Raises:
+        ConfigError: if the file is not valid YAML or is not a mapping.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"malformed YAML: {exc}".replace("\n", " ")]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"expected a mapping of keys, got {type(data).__name__}"])
+    return data
+
+
+def resolve_includes(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load ``path`` with its ``include`` chain merged (the including file's keys win).
+
+    Raises:
+        ConfigError: on an include cycle, a missing include, or malformed YAML.
+    """
+    path = path.resolve()
+    if path in _seen:
+        raise ConfigError(str(path), [f"include cycle: {' -> '.join(p.name for p in (*_seen, path))}"])
+    data = read_yaml(path)
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    if not isinstance(inc, str):
+        raise ConfigError(str(path), ["'include' must be a path string"])
+    inc_path = (path.parent / inc).resolve()
+    if not inc_path.exists():
+        raise ConfigError(str(path), [f"include file {inc!r} not found (looked at {inc_path})"])
+    base = resolve_includes(inc_path, (*_seen, path))
+    return {**base, **data}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A validated task (see the module docstring for each key's meaning)."""
+
+    task: str
+    source_file: str
+    dataset_path: str | None
+    dataset_name: str | None
+    dataset_kwargs: dict[str, Any]
+    test_split: str | None
+    offline: dict[str, Any] | None
+    output_type: str
+    doc_to_text: str
+    doc_to_target: str | None
+    doc_to_choice: list[str] | None
+    until: tuple[str, ...]
+    max_gen_toks: int
+    metric_list: tuple[dict[str, Any], ...]
+    version: Any
+    description: str | None = None
+    truncation: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the resolved spec (canonical JSON), recorded in results for provenance."""
+        blob = json.dumps(self.raw, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m["metric"] for m in self.metric_list]
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A named list of tasks (lm-eval ``group``)."""
+
+    group: str
+    tasks: tuple[str, ...]
+    source_file: str
+
+
+def _check_generation(gk: Any, problems: list[str]) -> tuple[tuple[str, ...], int]:
+    if not isinstance(gk, dict):
+        problems.append("'generation_kwargs' is required for generate_until tasks: give 'until' and 'max_gen_toks'")
+        return (), 0
+    for key in sorted(set(gk) - GENERATION_KEYS):
+        problems.append(f"unknown key generation_kwargs.{key!r} (allowed: {', '.join(sorted(GENERATION_KEYS))})")
+    until = gk.get("until")
+    if not (isinstance(until, list) and all(isinstance(u, str) and u for u in until)):
+        problems.append("'generation_kwargs.until' must be an explicit list of non-empty stop strings")
+        until = []
+    mgt = gk.get("max_gen_toks")
+    if not (isinstance(mgt, int) and not isinstance(mgt, bool) and mgt > 0):
+        problems.append("'generation_kwargs.max_gen_toks' must be a positive integer")
+        mgt = 0
+    return tuple(until), int(mgt)
+
+
+def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
+    """Validate a resolved task mapping, collecting every problem.
+
+    Raises:
+        ConfigError: listing all problems found.
+    """
+    problems: list[str] = []
+    for key in sorted(set(data) - TASK_KEYS):
+        problems.append(f"unknown key {key!r} (allowed: {', '.join(sorted(TASK_KEYS))})")
+    if "group" in data:
+        tasks = data.get("task")
+        if not isinstance(data["group"], str):
+            problems.append("'group' must be a string")
+        if not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
+            problems.append("a group file needs 'task': a non-empty list of task names")
+        if problems:
+            raise ConfigError(source, problems)
+        return GroupSpec(group=data["group"], tasks=tuple(tasks), source_file=source)
+
+    if not isinstance(data.get("task"), str):
+        problems.append("'task' (the task name, a string) is required")
+    output_type = data.get("output_type", "generate_until")
+    if output_type not in OUTPUT_TYPES:
+        problems.append(f"'output_type' must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+    for key in ("doc_to_text",):
+        if not isinstance(data.get(key), str):
+            problems.append(f"'{key}' (a Jinja template string) is required")
+    if "doc_to_target" in data and not isinstance(data["doc_to_target"], str):
+        problems.append("'doc_to_target' must be a Jinja template string")
+    choices = data.get("doc_to_choice")
+    if output_type == "multiple_choice":
+        if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
+            problems.append("multiple_choice tasks need 'doc_to_choice': a list of at least two label words")
+    elif choices is not None:
+        problems.append("'doc_to_choice' is only allowed with output_type: multiple_choice")
+    until, mgt = ((), 0)
+    if output_type == "generate_until":
+        until, mgt = _check_generation(data.get("generation_kwargs"), problems)
+    elif "generation_kwargs" in data:
+        problems.append("'generation_kwargs' is only allowed with output_type: generate_until")
+    if not data.get("dataset_path") and not data.get("offline"):
+        problems.append("give 'dataset_path' (hub) and/or 'offline' (local layout) so the data can be found")
+    for key in ("dataset_path", "dataset_name", "test_split"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            problems.append(f"'{key}' must be a string")
+    for key in ("dataset_kwargs", "offline", "truncation"):
+        if key in data and not isinstance(data[key], dict):
+            problems.append(f"'{key}' must be a mapping")
+    if isinstance(data.get("offline"), dict) and not isinstance(data["offline"].get("format"), str):
+        problems.append("'offline.format' (the local layout's name) is required")
+    metrics = data.get("metric_list")
+    if not (isinstance(metrics, list) and metrics and all(isinstance(m, dict) and isinstance(m.get("metric"), str) for m in metrics)):
+        problems.append("'metric_list' must be a non-empty list of mappings with a 'metric' name")
+        metrics = []
+    meta = data.get("metadata")
+    if not (isinstance(meta, dict) and "version" in meta):
+        problems.append("'metadata.version' is required")
+        meta = {}
+    else:
+        for key in sorted(set(meta) - METADATA_KEYS):
+            problems.append(f"unknown key metadata.{key!r} (allowed: {', '.join(sorted(METADATA_KEYS))})")
+    if problems:
+        raise ConfigError(source, problems)
+    return TaskSpec(
+        task=data["task"],
+        source_file=source,
+        dataset_path=data.get("dataset_path"),
+        dataset_name=data.get("dataset_name"),
+        dataset_kwargs=dict(data.get("dataset_kwargs") or {}),
+        test_split=data.get("test_split"),
+        offline=data.get("offline"),
+        output_type=output_type,
+        doc_to_text=data["doc_to_text"],
+        doc_to_target=data.get("doc_to_target"),
+        doc_to_choice=list(choices) if choices else None,
+        until=until,
+        max_gen_toks=mgt,
+        metric_list=tuple(dict(m) for m in metrics),
+        version=meta["version"],
+        description=meta.get("description"),
+        truncation=data.get("truncation"),
+        raw=data,
+    )
+
+
+def load_task_file(path: Path) -> TaskSpec | GroupSpec:
+    """Read, include-resolve and validate one task YAML file."""
+    return parse_task(resolve_includes(path), str(path))

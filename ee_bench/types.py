@@ -1,0 +1,69 @@
+"""Shared data types passed between the pipeline stages.
+
+Shape notation: L = exits (one per decoder/encoder block), B = batch, T = positions (generated
+tokens, or 1 for a classifier), N = tokens after flattening the valid (B, T) entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Per-layer next-token statistics (paper §3.2 and §4).
+
+    Row ℓ is ``head(final_norm(h^ℓ))`` reduced to what the oracle and the gates need; row L−1
+    reproduces the model's own output. Layers are 0-based.
+
+    Attributes:
+        top1: (L, N) int64, argmax token at each exit.
+        top1_prob: (L, N) float32, softmax probability of that token, in [0, 1] (the confidence).
+        entropy: (L, N) float32, entropy of the softmax, in nats.
+    """
+
+    top1: Tensor  # (L, N) int64
+    top1_prob: Tensor  # (L, N) float32
+    entropy: Tensor  # (L, N) float32
+
+    def __post_init__(self) -> None:
+        if self.top1.dim() != 2:
+            raise ValueError(f"LayerStats.top1 must be (L, N), got shape {tuple(self.top1.shape)}")
+        shape = tuple(self.top1.shape)
+        for name in ("top1_prob", "entropy"):
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"LayerStats.{name} has shape {got}, expected {shape}")
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.top1.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.top1.shape[1])
+
+    def select(self, index: Tensor | slice) -> LayerStats:
+        """The statistics of a subset of tokens (columns)."""
+        return LayerStats(self.top1[:, index], self.top1_prob[:, index], self.entropy[:, index])
+
+    @staticmethod
+    def cat(parts: list[LayerStats]) -> LayerStats:
+        """Concatenate along tokens; every part must have the same number of layers."""
+        if not parts:
+            raise ValueError("LayerStats.cat needs at least one part")
+        return LayerStats(
+            torch.cat([p.top1 for p in parts], dim=1),
+            torch.cat([p.top1_prob for p in parts], dim=1),
+            torch.cat([p.entropy for p in parts], dim=1),
+        )
+
+    def to_lists(self) -> dict[str, list[list[float]]]:
+        return {
+            "top1": self.top1.tolist(),
+            "top1_prob": self.top1_prob.tolist(),
+            "entropy": self.entropy.tolist(),
+        }
