@@ -67,3 +67,37 @@ class LayerStats:
             "top1_prob": self.top1_prob.tolist(),
             "entropy": self.entropy.tolist(),
         }
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """Everything ee-bench keeps about one evaluated document (one row of the samples JSONL).
+
+    Produced by the task runners (generation, multiple choice, encoder classification) and consumed,
+    whatever the task type, by the oracle/gate analysis and the metrics.
+
+    Attributes:
+        doc_id: index of the document in the task's test split.
+        prompt: the rendered prompt (after the chat template, if any).
+        prompt_token_ids: its token ids.
+        output_text: generated text (stop string removed), or the chosen label word.
+        output_token_ids: the N generated token ids (for multiple choice: the chosen label's id).
+        prediction: what the metrics score: output text, or the predicted label index.
+        references: one or more references (strings, or the gold label index).
+        stats: (L, N) per-layer statistics of the N output tokens (N = 1 for classification).
+        hidden: (L, N, H) block outputs, kept only for gates that read hidden states.
+        embeddings: (N, H) block-0 inputs, kept only with ``hidden``.
+        extra: task-specific fields written to the samples file (e.g. per-choice log-likelihoods).
+    """
+
+    doc_id: int
+    prompt: str
+    prompt_token_ids: list[int]
+    output_text: str
+    output_token_ids: list[int]
+    prediction: object
+    references: list
+    stats: LayerStats
+    hidden: Tensor | None = None
+    embeddings: Tensor | None = None
+    extra: dict | None = None

@@ -21,6 +21,8 @@ A task file holds these keys (``include`` merges a shared file first; the includ
 ``generation_kwargs``          ``until`` (list of stop strings) and ``max_gen_toks`` (int), both required
 ``metric_list``                list of ``{metric: name, **options}``
 ``metadata``                   ``version`` (required) and free-form ``description``
+``encoder_fields``             ee-bench extension: document fields (one, or two for pairs) fed to an
+                               encoder classifier instead of ``doc_to_text``
 ``truncation``                 ee-bench extension: ``{field: name, max_tokens: int}``, the document
                                field cut (from its end) so the prompt fits; the instruction and
                                the prompt end stay intact
@@ -45,7 +47,7 @@ from ee_bench.errors import ConfigError
 TASK_KEYS = {
     "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
     "offline", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "generation_kwargs",
-    "metric_list", "metadata", "truncation",
+    "metric_list", "metadata", "truncation", "encoder_fields",
 }
 OUTPUT_TYPES = ("generate_until", "multiple_choice")
 GENERATION_KEYS = {"until", "max_gen_toks"}
@@ -112,6 +114,7 @@ class TaskSpec:
     version: Any
     description: str | None = None
     truncation: dict[str, Any] | None = None
+    encoder_fields: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -201,6 +204,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
             problems.append(f"'{key}' must be a mapping")
     if isinstance(data.get("offline"), dict) and not isinstance(data["offline"].get("format"), str):
         problems.append("'offline.format' (the local layout's name) is required")
+    enc = data.get("encoder_fields")
+    if enc is not None and not (isinstance(enc, list) and 1 <= len(enc) <= 2 and all(isinstance(f, str) for f in enc)):
+        problems.append("'encoder_fields' must be a list of one or two document field names")
     metrics = data.get("metric_list")
     if not (isinstance(metrics, list) and metrics and all(isinstance(m, dict) and isinstance(m.get("metric"), str) for m in metrics)):
         problems.append("'metric_list' must be a non-empty list of mappings with a 'metric' name")
@@ -232,6 +238,7 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         version=meta["version"],
         description=meta.get("description"),
         truncation=data.get("truncation"),
+        encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
         raw=data,
     )
 
