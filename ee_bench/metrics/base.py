@@ -73,3 +73,12 @@ METRICS: Registry[type[Metric]] = Registry("metric", base=Metric, entry_point_gr
 # Built-ins are imported lazily by name ("module:attr") so `ee-bench --help` stays fast.
 METRICS.register("bleu", "ee_bench.metrics.translation:BLEU")
 METRICS.register("chrf", "ee_bench.metrics.translation:ChrF")
+METRICS.register("comet22", "ee_bench.metrics.comet:COMET22")
+METRICS.register("rouge1", "ee_bench.metrics.rouge:Rouge1")
+METRICS.register("rouge2", "ee_bench.metrics.rouge:Rouge2")
+METRICS.register("rougeL", "ee_bench.metrics.rouge:RougeL")
+METRICS.register("rougeLsum", "ee_bench.metrics.rouge:RougeLsum")
+METRICS.register("token_f1", "ee_bench.metrics.qa:TokenF1")
+METRICS.register("acc", "ee_bench.metrics.classification:Accuracy")
+METRICS.register("f1", "ee_bench.metrics.classification:F1")
+METRICS.register("mcc", "ee_bench.metrics.classification:MCC")

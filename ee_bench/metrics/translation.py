@@ -2,7 +2,9 @@
 
 BLEU tokenises with ``ja-mecab`` for Japanese, ``zh`` for Chinese and ``13a`` otherwise, as the WMT
 shared tasks do. Both metrics use every reference the task provides (WMT22 has A and, for some pairs,
-B); the sacrebleu signature records the tokeniser and the number of references.
+B); the sacrebleu signature records the tokeniser, the case and the number of references.
+Options (``metric_list`` keys): ``tokenize`` (a sacrebleu tokeniser name; ``none`` for data that is
+already tokenised, e.g. IWSLT14 as fairseq prepares it) and ``lowercase``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ class _SacreBLEUMetric(Metric):
     aggregation = "corpus"
     higher_is_better = True
 
-    def __init__(self, tokenize: str | None = None, **options: Any) -> None:
+    def __init__(self, tokenize: str | None = None, lowercase: bool = False, **options: Any) -> None:
         super().__init__(**options)
         self.tokenize = tokenize
+        self.lowercase = bool(lowercase)
 
     def _scorer(self, target_lang: str | None):  # pragma: no cover - abstract helper
         raise NotImplementedError
@@ -44,7 +47,12 @@ class _SacreBLEUMetric(Metric):
             raise ValueError("predictions and references differ in length")
         scorer = self._scorer(inputs.target_lang)
         score = scorer.corpus_score([str(p) for p in inputs.predictions], _transpose_refs(inputs.references))
-        return MetricResult(float(score.score), {"signature": str(scorer.get_signature())})
+        details = {"signature": str(scorer.get_signature())}
+        if self.tokenize == "none":  # e.g. IWSLT14 as fairseq prepares it
+            details["note"] = ("references are pre-tokenised" + (" and lowercased" if self.lowercase else "")
+                               + "; scored with tokenize=none" + (", lowercase=True" if self.lowercase else "")
+                               + " (tokenised BLEU, not comparable with detokenised sacreBLEU)")
+        return MetricResult(float(score.score), details)
 
 
 class BLEU(_SacreBLEUMetric):
@@ -53,7 +61,7 @@ class BLEU(_SacreBLEUMetric):
     def _scorer(self, target_lang: str | None):
         from sacrebleu.metrics import BLEU as SacreBLEU
 
-        return SacreBLEU(tokenize=self.tokenize or bleu_tokenizer(target_lang))
+        return SacreBLEU(tokenize=self.tokenize or bleu_tokenizer(target_lang), lowercase=self.lowercase)
 
 
 class ChrF(_SacreBLEUMetric):
@@ -62,4 +70,4 @@ class ChrF(_SacreBLEUMetric):
     def _scorer(self, target_lang: str | None):
         from sacrebleu.metrics import CHRF
 
-        return CHRF()
+        return CHRF(lowercase=self.lowercase)
