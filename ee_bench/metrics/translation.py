@@ -4,7 +4,8 @@ BLEU tokenises with ``ja-mecab`` for Japanese, ``zh`` for Chinese and ``13a`` ot
 shared tasks do. Both metrics use every reference the task provides (WMT22 has A and, for some pairs,
 B); the sacrebleu signature records the tokeniser, the case and the number of references.
 Options (``metric_list`` keys): ``tokenize`` (a sacrebleu tokeniser name; ``none`` for data that is
-already tokenised, e.g. IWSLT14 as fairseq prepares it) and ``lowercase``.
+already tokenised, e.g. IWSLT14 as fairseq prepares it), ``lowercase``, and ``pretokenize: moses``
+(Moses-tokenise the outputs first, so they match references that were Moses-tokenised).
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ def bleu_tokenizer(target_lang: str | None) -> str:
     return TOKENIZER_BY_LANG.get((target_lang or "").lower(), "13a")
 
 
+def moses_tokenize(texts: list[str], lang: str) -> list[str]:
+    """Moses-tokenise outputs as fairseq's ``prepare-iwslt14.sh`` tokenised its references
+    (sacremoses: XML escapes such as ``&apos;``, aggressive dash splits ``@-@``)."""
+    from sacremoses import MosesTokenizer
+
+    tok = MosesTokenizer(lang=lang)
+    return [tok.tokenize(t, escape=True, aggressive_dash_splits=True, return_str=True) for t in texts]
+
+
+PRETOKENIZERS = {None: None, "moses": moses_tokenize}
+PRETOKENIZE_NOTES = {"moses": "outputs Moses-tokenised with sacremoses (escape=True, aggressive_dash_splits=True) "
+                              "to match references tokenised by fairseq's prepare-iwslt14.sh"}
+
+
 def _transpose_refs(references: list[list[str]]) -> list[list[str]]:
     """N docs × R refs → R streams × N docs, as sacrebleu wants. Every doc must have R refs."""
     n_refs = {len(r) for r in references}
@@ -34,10 +49,14 @@ class _SacreBLEUMetric(Metric):
     aggregation = "corpus"
     higher_is_better = True
 
-    def __init__(self, tokenize: str | None = None, lowercase: bool = False, **options: Any) -> None:
+    def __init__(self, tokenize: str | None = None, lowercase: bool = False, pretokenize: str | None = None,
+                 **options: Any) -> None:
         super().__init__(**options)
+        if pretokenize not in PRETOKENIZERS:
+            raise ValueError(f"pretokenize must be one of {sorted(k for k in PRETOKENIZERS if k)} or absent, got {pretokenize!r}")
         self.tokenize = tokenize
         self.lowercase = bool(lowercase)
+        self.pretokenize = pretokenize
 
     def _scorer(self, target_lang: str | None):  # pragma: no cover - abstract helper
         raise NotImplementedError
@@ -46,12 +65,16 @@ class _SacreBLEUMetric(Metric):
         if len(inputs.predictions) != len(inputs.references):
             raise ValueError("predictions and references differ in length")
         scorer = self._scorer(inputs.target_lang)
-        score = scorer.corpus_score([str(p) for p in inputs.predictions], _transpose_refs(inputs.references))
+        predictions = [str(p) for p in inputs.predictions]
         details = {"signature": str(scorer.get_signature())}
+        if self.pretokenize:
+            predictions = PRETOKENIZERS[self.pretokenize](predictions, inputs.target_lang or "en")
+            details["pretokenize"] = PRETOKENIZE_NOTES[self.pretokenize]
         if self.tokenize == "none":  # e.g. IWSLT14 as fairseq prepares it
             details["note"] = ("references are pre-tokenised" + (" and lowercased" if self.lowercase else "")
                                + "; scored with tokenize=none" + (", lowercase=True" if self.lowercase else "")
                                + " (tokenised BLEU, not comparable with detokenised sacreBLEU)")
+        score = scorer.corpus_score(predictions, _transpose_refs(inputs.references))
         return MetricResult(float(score.score), details)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,109 @@ def read_jsonl(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def _pair_files(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> tuple[str, Path, Path]:
+    """(pair, source file, reference file) from ``offline.source`` / ``offline.reference`` name
+    templates, in which ``{src}`` and ``{tgt}`` stand for the pair's language codes."""
+    pair = spec.dataset_name or ""
+    if pair.count("-") != 1:
+        raise ConfigError(spec.source_file, [f"'dataset_name' must be a language pair like de-en, got {pair!r}"])
+    s, t = pair.split("-")
+    base = root / offline["path"]
+    return pair, base / offline["source"].format(src=s, tgt=t), base / offline["reference"].format(src=s, tgt=t)
+
+
+_SGM_SEG = re.compile(r"<seg[^>]*>(.*)</seg>")
+
+
+def read_sgm_segments(path: Path) -> list[str]:
+    """Segments of a WMT "fake SGML" file (pre-2021 ``test-full`` layout), as sacrebleu reads them.
+
+    Each line starting with ``<seg `` holds one segment; its text is taken as is (WMT14's files do
+    not escape ``&``) with surrounding whitespace stripped and inner runs of whitespace collapsed.
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+    """
+    out = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.startswith("<seg "):
+            m = _SGM_SEG.search(line)
+            out.append(re.sub(r"\s+", " ", (m.group(1) if m else "").strip()))
+    return out
+
+
+@OFFLINE_READERS.register("wmt_sgm")
+def read_wmt_sgm(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
+    """WMT ``test-full`` SGML layout (WMT14 and earlier; sacrebleu's ``wmt14/full``).
+
+    Offline keys: ``path`` (folder), ``source`` and ``reference`` (file names with ``{src}``/``{tgt}``,
+    e.g. ``newstest2014-deen-src.{src}.sgm``).
+
+    Raises:
+        FileNotFoundError: if a file is missing. EEBenchError: if the two files differ in segments.
+    """
+    pair, src_file, ref_file = _pair_files(root, spec, offline)
+    srcs, refs = read_sgm_segments(src_file), read_sgm_segments(ref_file)
+    if len(srcs) != len(refs):
+        raise EEBenchError(f"{ref_file} has {len(refs)} segments but {src_file} has {len(srcs)}; the files do not match.")
+    return [translation_doc(a, [b], pair) for a, b in zip(srcs, refs)]
+
+
+@OFFLINE_READERS.register("parallel_txt")
+def read_parallel_txt(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two aligned one-sentence-a-line files (e.g. fairseq's IWSLT14 ``test.de`` / ``test.en``).
+
+    Offline keys: ``path`` (folder), ``source`` and ``reference`` (file names with ``{src}``/``{tgt}``,
+    e.g. ``test.{src}``).
+
+    Raises:
+        FileNotFoundError: if a file is missing. EEBenchError: if the line counts differ.
+    """
+    pair, src_file, ref_file = _pair_files(root, spec, offline)
+    srcs, refs = _read_lines(src_file), _read_lines(ref_file)
+    if len(srcs) != len(refs):
+        raise EEBenchError(f"{ref_file} has {len(refs)} lines but {src_file} has {len(srcs)}; the files do not match.")
+    return [translation_doc(a, [b], pair) for a, b in zip(srcs, refs)]
+
+
+# ---------------------------------------------------------------- process_docs (lm-eval's hook)
+DocProcessor = Callable[[TaskSpec, list[dict[str, Any]]], list[dict[str, Any]]]
+DOC_PROCESSORS: Registry[DocProcessor] = Registry("document processor")
+
+
+@DOC_PROCESSORS.register("hf_translation")
+def hf_translation_docs(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hub rows shaped ``{"translation": {"de": …, "en": …}}`` → translation documents for
+    ``dataset_name`` (``de-en``: German source, English reference). Rows already in translation form
+    (read offline) pass through."""
+    s, t = (spec.dataset_name or "-").split("-")
+    return [translation_doc(d["translation"][s], [d["translation"][t]], spec.dataset_name) if "translation" in d else d
+            for d in docs]
+
+
+@DOC_PROCESSORS.register("narrativeqa")
+def narrativeqa_docs(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``deepmind/narrativeqa`` rows → ``context`` (the story's summary), ``question`` (text) and
+    ``refs`` (every answer text; NarrativeQA has two), keeping the original fields under ``row``.
+
+    Raises:
+        EEBenchError: if a row lacks the summary, the question or the answers.
+    """
+    out = []
+    for i, d in enumerate(docs):
+        try:
+            context = d["document"]["summary"]["text"]
+            question = d["question"]["text"]
+            refs = [a["text"] for a in d["answers"]]
+        except (KeyError, TypeError) as exc:
+            raise EEBenchError(f"NarrativeQA row {i} lacks {exc}; expected the deepmind/narrativeqa schema "
+                               f"(document.summary.text, question.text, answers[].text).") from None
+        if not refs:
+            raise EEBenchError(f"NarrativeQA row {i} has no answers.")
+        out.append({"context": context, "question": question, "refs": refs, "row": d})
+    return out
+
+
 def expected_local_path(spec: TaskSpec) -> str:
     off = spec.offline or {}
     return str(off.get("path", "(this task has no offline layout)"))
@@ -146,6 +250,8 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
 
 
 def _postprocess(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if spec.process_docs:
+        docs = DOC_PROCESSORS.get(spec.process_docs)(spec, docs)
     pair = spec.dataset_name
     if docs and "src" in docs[0] and "refs" not in docs[0] and pair and "-" in pair:
         docs = [translation_doc(d["src"], [d["ref"]] if isinstance(d["ref"], str) else d["ref"], pair) | d

@@ -23,6 +23,9 @@ A task file holds these keys (``include`` merges a shared file first; the includ
 ``metadata``                   ``version`` (required) and free-form ``description``
 ``encoder_fields``             ee-bench extension: document fields (one, or two for pairs) fed to an
                                encoder classifier instead of ``doc_to_text``
+``process_docs``               name of a registered document processor (lm-eval's hook, by name:
+                               ``ee_bench.tasks.loaders.DOC_PROCESSORS``) applied to the loaded rows,
+                               hub or offline, e.g. to gather NarrativeQA's answers into ``refs``
 ``truncation``                 ee-bench extension: ``{field: name, max_tokens: int}``, the document
                                field cut (from its end) so the prompt fits; the instruction and
                                the prompt end stay intact
@@ -47,7 +50,7 @@ from ee_bench.errors import ConfigError
 TASK_KEYS = {
     "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
     "offline", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "generation_kwargs",
-    "metric_list", "metadata", "truncation", "encoder_fields",
+    "metric_list", "metadata", "truncation", "encoder_fields", "process_docs",
 }
 OUTPUT_TYPES = ("generate_until", "multiple_choice")
 GENERATION_KEYS = {"until", "max_gen_toks"}
@@ -115,6 +118,7 @@ class TaskSpec:
     description: str | None = None
     truncation: dict[str, Any] | None = None
     encoder_fields: tuple[str, ...] | None = None
+    process_docs: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -196,7 +200,7 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         problems.append("'generation_kwargs' is only allowed with output_type: generate_until")
     if not data.get("dataset_path") and not data.get("offline"):
         problems.append("give 'dataset_path' (hub) and/or 'offline' (local layout) so the data can be found")
-    for key in ("dataset_path", "dataset_name", "test_split"):
+    for key in ("dataset_path", "dataset_name", "test_split", "process_docs"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append(f"'{key}' must be a string")
     for key in ("dataset_kwargs", "offline", "truncation"):
@@ -239,6 +243,7 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         description=meta.get("description"),
         truncation=data.get("truncation"),
         encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
+        process_docs=data.get("process_docs"),
         raw=data,
     )
 
