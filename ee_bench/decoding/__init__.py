@@ -1,0 +1,1 @@
+"""Real token-level early-exit decoding: block-by-block execution, KV strategies, timing, calibration."""

@@ -1,0 +1,159 @@
+"""Running a decoder's blocks one at a time, on any subset of rows and positions.
+
+:class:`BlockRunner` reuses the model's own pieces — its embedding, each ``*DecoderLayer.forward``
+(input norm, attention through the configured ``attn_implementation``, MLP), its rotary embedding
+(``model.model.rotary_emb``) and its ``apply_rotary_pos_emb`` — and replaces only the cache
+(:class:`~ee_bench.decoding.kv_store.KVStore`) and the mask (built here like
+``transformers.masking_utils.create_causal_mask``: causal + left padding, as a 4-D mask).
+
+Supported architectures (:data:`SUPPORTED_MODEL_TYPES`): llama (SmolLM2, Llama 2/3), mistral and
+qwen2 — pre-norm blocks with ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no
+embedding scale and no per-head key norm. Sliding-window attention is refused when the sequence would
+exceed the window. Anything else raises :class:`~ee_bench.errors.ModelStructureError`.
+
+Shape notation: B = batch rows, b = rows in one call, q = query slots per row, H = hidden size,
+H_kv = key/value heads, D = head size, W = attended cache columns.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import Tensor
+
+from ee_bench.decoding.kv_store import KVStore, SlotIndex
+from ee_bench.errors import ModelStructureError
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+SUPPORTED_ATTENTION = ("sdpa", "eager")
+
+
+class BlockRunner:
+    """Block-by-block execution of one loaded causal LM.
+
+    Args:
+        wrapper: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
+
+    Raises:
+        ModelStructureError: for an architecture or attention implementation this runner does not
+            support; the message lists the supported ones.
+    """
+
+    def __init__(self, wrapper):
+        cfg = wrapper.model.config
+        if cfg.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ModelStructureError(
+                f"Early-exit decoding runs blocks one at a time and supports model_type "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}; {wrapper.name} is {cfg.model_type!r}. The oracle "
+                f"analysis (ee-bench run without --kv) still works for it."
+            )
+        impl = getattr(cfg, "_attn_implementation", None) or "eager"
+        if impl not in SUPPORTED_ATTENTION:
+            raise ModelStructureError(
+                f"Early-exit decoding needs attn_implementation sdpa or eager (4-D masks); {wrapper.name} "
+                f"uses {impl!r}. Load it with --model_args attn_implementation=sdpa."
+            )
+        self.wrapper = wrapper
+        self.config = cfg
+        self.attn_impl = impl
+        self.layers = wrapper.parts.layers
+        self.embed = wrapper.parts.embed
+        self.unembed = wrapper.unembed
+        self.n_layers = len(self.layers)
+        self.rotary = wrapper.model.model.rotary_emb
+        module = sys.modules[type(self.layers[0]).__module__]
+        self._rotate_half = module.rotate_half
+        attn = self.layers[0].self_attn
+        self.head_dim = int(attn.head_dim)
+        self.kv_heads = int(cfg.num_key_value_heads)
+        self.dtype = next(wrapper.model.parameters()).dtype
+        self.device = wrapper.device
+        window = getattr(cfg, "sliding_window", None)
+        if cfg.model_type == "qwen2" and not getattr(cfg, "use_sliding_window", False):
+            window = None
+        self.sliding_window = window
+
+    def check_length(self, total: int) -> None:
+        """Refuse sequences longer than a sliding window (the mask here is plain causal).
+
+        Raises:
+            ModelStructureError: if ``total`` tokens exceed the model's sliding window.
+        """
+        if self.sliding_window is not None and total > self.sliding_window:
+            raise ModelStructureError(
+                f"{self.wrapper.name} uses sliding-window attention ({self.sliding_window} tokens) and this "
+                f"run needs {total}; early-exit decoding only builds full causal masks. Shorten the "
+                f"prompts or max_gen_toks."
+            )
+
+    def new_store(self, batch: int, max_len: int) -> KVStore:
+        """An empty (L, B, H_kv, T_max, D) store for this model."""
+        return KVStore(self.n_layers, batch, self.kv_heads, self.head_dim, max_len, self.dtype, self.device)
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotary (cos, sin) for integer positions (b, q) → each (b, q, D), the model's own rotary."""
+        probe = torch.empty(0, dtype=self.dtype, device=self.device)
+        return self.rotary(probe, position_ids=positions)
+
+    def mask(self, index: SlotIndex, key_real: Tensor) -> Tensor | None:
+        """4-D attention mask for one call, or None when every key is visible to every query.
+
+        Query slot (r, s) at column c may see key column k iff k ≤ c and column k of row r is a real
+        token (not left padding); every slot may see its own column, so a padding query attends to
+        itself rather than to nothing (which would make NaNs that end up in the cache).
+
+        Args:
+            index: the call's rows and columns.
+            key_real: (B, T_max) bool, False on left-padding columns.
+
+        Returns:
+            (b, 1, q, W) bool for sdpa, or additive float (0 / dtype min) for eager; None when
+            q = 1 and nothing is masked.
+        """
+        k = torch.arange(index.width, device=self.device)
+        qc = index.cols.unsqueeze(-1)  # (b, q, 1)
+        real = key_real[index.rows, : index.width].unsqueeze(1)  # (b, 1, W)
+        allowed = ((k <= qc) & real) | (k == qc)  # (b, q, W)
+        if index.cols.shape[1] == 1 and bool(allowed.all()):
+            return None
+        allowed = allowed.unsqueeze(1)  # (b, 1, q, W)
+        if self.attn_impl == "sdpa":
+            return allowed
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        return torch.where(allowed, zero, torch.finfo(self.dtype).min)
+
+    def run_layer(self, layer: int, hidden: Tensor, index: SlotIndex, store: KVStore,
+                  mask: Tensor | None, rope: tuple[Tensor, Tensor]) -> Tensor:
+        """Run block ``layer`` on (b, q, H) inputs; valid slots' keys/values go into ``store``.
+
+        Returns:
+            (b, q, H) block outputs h^layer.
+        """
+        out = self.layers[layer](
+            hidden, attention_mask=mask, position_ids=None, cache=store.adapter(index), use_cache=True,
+            position_embeddings=rope,
+        )
+        return out[0] if isinstance(out, tuple) else out
+
+    def project_kv(self, layer: int, hidden: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Block ``layer``'s own keys and values of given inputs, without attention or MLP.
+
+        ``k = RoPE(k_proj(input_layernorm(h)))``, ``v = v_proj(input_layernorm(h))`` — CALM's state
+        propagation (paper §6 "-c" variant).
+
+        Args:
+            layer: the block. hidden: (n, H) inputs. positions: (n,) int64 rotary positions.
+
+        Returns:
+            keys, values: each (n, H_kv, D).
+        """
+        blk = self.layers[layer]
+        n = hidden.shape[0]
+        x = blk.input_layernorm(hidden.unsqueeze(1))  # (n, 1, H)
+        k = blk.self_attn.k_proj(x).view(n, 1, self.kv_heads, self.head_dim)  # (n, 1, H_kv, D)
+        v = blk.self_attn.v_proj(x).view(n, 1, self.kv_heads, self.head_dim)
+        cos, sin = self.rope(positions.unsqueeze(1))  # (n, 1, D)
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads
+        k = k * cos + self._rotate_half(k) * sin
+        return k[:, 0], v[:, 0]

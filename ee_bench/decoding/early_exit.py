@@ -1,0 +1,381 @@
+"""Greedy early-exit decoding that really skips blocks (paper §6, Tables 6 and 11).
+
+Each generated token runs the decoder blocks one at a time. After every allowed exit layer ℓ the
+gate (:class:`~ee_bench.exits.gates.Gate`) looks at the token's h^ℓ; where it fires, the token
+emitted is layer ℓ's top-1 (``argmax head(final_norm(h^ℓ))``), blocks ℓ+1 … L−1 are not run for it,
+and the KV strategy (:mod:`ee_bench.exits.kv`) fills what they would have cached. Gates with
+``needs_head = False`` cause no head projection at the checks (only one for the emitted token).
+
+Batching: rows run together; a row that exits or finishes leaves the running subset, so it never
+makes the others run extra blocks and never runs blocks itself (no forced cost to report). The
+deferred strategy adds catch-up query slots; their block runs are counted separately.
+
+The first generated token comes from the prompt pass, which runs every block anyway to fill the
+cache for the prompt; it is always emitted from layer L−1, so the effective ``min_prefix`` is at
+least 1. Full-depth decoding is the same loop with no exit layers (no gate checks at all).
+
+Shape notation: B = rows, b = running rows, q = query slots per row, H = hidden size, L = blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from ee_bench.decoding.blocks import BlockRunner
+from ee_bench.decoding.kv_store import SlotIndex
+from ee_bench.decoding.timing import SectionTimer, TimeSplit
+from ee_bench.errors import EEBenchError
+from ee_bench.exits.gates import GATES, Gate, GateObservation
+from ee_bench.exits.kv import KV_STRATEGIES, KVContext, KVStrategy
+
+
+class DecodingOptionError(EEBenchError):
+    """An early-exit option (exit layers, min prefix, token budget) out of range."""
+
+
+@dataclass(frozen=True)
+class ExitTrace:
+    """One sequence decoded with early exit (a row of paper Table 6 / 11).
+
+    Attributes:
+        kv: KV strategy name. n_layers: L.
+        token_ids: output ids, cut after EOS or the token completing a stop string (as
+            :meth:`HFCausalLM.truncate_output`).
+        text: output text with the stop string removed.
+        exit_layers: 0-based exit layer of each token in ``token_ids`` (L−1 = full depth).
+    """
+
+    kv: str
+    n_layers: int
+    token_ids: tuple[int, ...]
+    text: str
+    exit_layers: tuple[int, ...]
+
+    @property
+    def mean_layers_run(self) -> float:
+        """Mean blocks run per token, Σ(exit+1)/N, in layers (L for an empty output)."""
+        if not self.exit_layers:
+            return float(self.n_layers)
+        return sum(e + 1 for e in self.exit_layers) / len(self.exit_layers)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["token_ids"], d["exit_layers"] = list(self.token_ids), list(self.exit_layers)
+        return d
+
+
+@dataclass(frozen=True)
+class DecodeCounts:
+    """Work done by one decoding call (all rows).
+
+    Attributes:
+        tokens: tokens generated (before truncation at a stop string).
+        token_layers: blocks run by generated tokens themselves, Σ(exit+1).
+        catchup_token_layers: blocks run by deferred catch-up slots.
+        kv_fill_token_layers: (token, layer) key/value entries filled by copy/recompute.
+        gate_checks: (token, layer) gate evaluations.
+        head_rows: rows projected through the LM head (gate checks + emitted tokens).
+        prompt_positions: B × prompt width run through every block in the prompt pass.
+    """
+
+    tokens: int = 0
+    token_layers: int = 0
+    catchup_token_layers: int = 0
+    kv_fill_token_layers: int = 0
+    gate_checks: int = 0
+    head_rows: int = 0
+    prompt_positions: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def sum(parts: Sequence[DecodeCounts]) -> DecodeCounts:
+        return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Traces, time split and work counts of one decoding call."""
+
+    traces: tuple[ExitTrace, ...]
+    split: TimeSplit
+    counts: DecodeCounts
+
+
+class _Flight:
+    """Rows still running blocks in the current step (mutable, internal)."""
+
+    def __init__(self, rows: Tensor, cols: Tensor, valid: Tensor, hidden: Tensor, width: int, all_rows: bool):
+        self.rows, self.cols, self.valid, self.hidden = rows, cols, valid, hidden  # (b,), (b,q), (b,q), (b,q,H)
+        self.width, self.all_rows = width, all_rows
+        self.mask = self.rope = None
+
+    def index(self) -> SlotIndex:
+        return SlotIndex(self.rows, self.cols, self.valid, self.width, self.all_rows)
+
+    def subset(self, keep: Tensor) -> _Flight:
+        out = _Flight(self.rows[keep], self.cols[keep], self.valid[keep], self.hidden[keep], self.width, False)
+        if self.mask is not None:
+            out.mask = self.mask[keep]
+        if self.rope is not None:
+            out.rope = (self.rope[0][keep], self.rope[1][keep])
+        return out
+
+
+def _resolve_gate(gate: Gate | str) -> Gate:
+    return GATES.get(gate)() if isinstance(gate, str) else gate
+
+
+def _check_options(n_layers: int, exit_layers: Iterable[int] | None, min_prefix: int, max_gen_toks: int) -> frozenset[int]:
+    problems = []
+    layers = frozenset(range(n_layers - 1)) if exit_layers is None else frozenset(int(x) for x in exit_layers)
+    bad = sorted(x for x in layers if not 0 <= x < n_layers)
+    if bad:
+        problems.append(f"exit layers {bad} are outside 0..{n_layers - 1} (0-based blocks of this model)")
+    if min_prefix < 0:
+        problems.append(f"min_prefix {min_prefix} is negative; use 0 to allow exits from the first token")
+    if max_gen_toks < 0:
+        problems.append(f"max_gen_toks {max_gen_toks} is negative")
+    if problems:
+        raise DecodingOptionError("; ".join(problems) + ".")
+    return frozenset(x for x in layers if x < n_layers - 1)  # L−1 is full depth, not an exit
+
+
+class EarlyExitDecoder:
+    """Greedy early-exit decoding of one model.
+
+    Args:
+        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM` of a supported architecture.
+
+    Raises:
+        ModelStructureError: for an unsupported architecture (see :mod:`ee_bench.decoding.blocks`).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.runner = BlockRunner(model)
+        self.n_layers = self.runner.n_layers
+
+    @torch.no_grad()
+    def decode(self, prompts: Sequence[Sequence[int]], gate: Gate | str | None, threshold: float | None,
+               kv: str, until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
+               min_prefix: int = 0, batch_size: int | None = None) -> DecodeResult:
+        """Decode every prompt greedily with early exit.
+
+        Args:
+            prompts: token-id lists.
+            gate: a gate instance or registered name; None (with ``exit_layers=()``) for full depth.
+            threshold: τ for the gate (validated by ``gate.check_threshold``).
+            kv: registered KV strategy name (``copy``, ``recompute``, ``deferred``, plug-ins).
+            until: stop strings. max_gen_toks: token budget per row.
+            exit_layers: 0-based layers where a token may exit; default every layer below L−1;
+                ``()`` decodes at full depth without any gate check.
+            min_prefix: tokens 0 … min_prefix−1 of each output never exit (the paper uses 4).
+            batch_size: rows decoded together (default: all).
+
+        Returns:
+            :class:`DecodeResult` with one :class:`ExitTrace` per prompt, in order.
+
+        Raises:
+            UnknownNameError: unknown gate or KV strategy.
+            ThresholdError: τ out of the gate's range.
+            DecodingOptionError: exit layers outside 0..L−1, negative min_prefix or budget.
+        """
+        exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
+        strategy_cls = KV_STRATEGIES.get(kv)
+        gate_obj = None
+        if exits:
+            if gate is None:
+                raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
+            gate_obj = _resolve_gate(gate)
+            threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else threshold, self.n_layers)
+        size = batch_size or max(1, len(prompts))
+        results = [
+            self._decode_batch([list(p) for p in prompts[i : i + size]], gate_obj, threshold, strategy_cls, kv,
+                               tuple(until), max_gen_toks, exits, min_prefix)
+            for i in range(0, len(prompts), size)
+        ]
+        return DecodeResult(
+            tuple(t for r in results for t in r.traces),
+            TimeSplit.sum([r.split for r in results]),
+            DecodeCounts.sum([r.counts for r in results]),
+        )
+
+    # ------------------------------------------------------------------ one batch
+    def _decode_batch(self, prompts, gate, threshold, strategy_cls: type[KVStrategy], kv: str, until, max_gen_toks,
+                      exits: frozenset[int], min_prefix: int) -> DecodeResult:
+        model, runner, L = self.model, self.runner, self.n_layers
+        timer = SectionTimer(model.device)
+        B = len(prompts)
+        counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+        if max_gen_toks == 0:
+            traces = tuple(ExitTrace(kv, L, (), "", ()) for _ in prompts)
+            return DecodeResult(traces, timer.split(), DecodeCounts())
+        ids, attn = model._left_pad(prompts)
+        P = ids.shape[1]
+        T = P + max_gen_toks
+        runner.check_length(T)
+        dev = model.device
+        store = runner.new_store(B, T)
+        key_real = torch.ones((B, T), dtype=torch.bool, device=dev)
+        key_real[:, :P] = attn.bool()
+        n_pad = (attn == 0).sum(dim=1)  # (B,)
+        strategy = strategy_cls(KVContext(runner, store, n_pad))
+
+        # prompt pass: every block for every prompt position
+        cols = torch.arange(P, device=dev).expand(B, P)
+        index = SlotIndex(torch.arange(B, device=dev), cols, torch.ones_like(cols, dtype=torch.bool), P, True)
+        mask = runner.mask(index, key_real)
+        rope = runner.rope((cols - n_pad.unsqueeze(1)).clamp_min(0))
+        hidden = runner.embed(ids)  # (B, P, H)
+        with timer.section("layers"):
+            for layer in range(L):
+                hidden = runner.run_layer(layer, hidden, index, store, mask, rope)
+        with timer.section("emit"):
+            first = runner.unembed(hidden[:, -1]).argmax(dim=-1).tolist()  # (B,)
+        counts["prompt_positions"] = B * P
+        counts["head_rows"] += B
+        gen = [[t] for t in first]
+        exit_at = [[L - 1] for _ in range(B)]
+        done = [self._finished(g, until, max_gen_toks) for g in gen]
+        for b in range(B):
+            if done[b]:
+                strategy.drop_row(b)
+
+        for step in range(1, max_gen_toks):
+            alive = [b for b in range(B) if not done[b]]
+            if not alive:
+                break
+            col = P + step - 1  # cache column of the token fed in
+            rows = torch.tensor(alive, device=dev)
+            tok = torch.tensor([gen[b][-1] for b in alive], device=dev)
+            fl = _Flight(rows, torch.full((len(alive), 1), col, device=dev), torch.ones((len(alive), 1), dtype=torch.bool, device=dev),
+                         runner.embed(tok).unsqueeze(1), col + 1, len(alive) == B)
+            check = exits if step >= min_prefix else frozenset()
+            top1 = streak = None
+            for layer in range(L):
+                if strategy.adds_queries:
+                    with timer.section("kv"):
+                        fl = self._join(fl, strategy, layer)
+                if fl.mask is None and fl.rope is None:
+                    fl.mask = runner.mask(fl.index(), key_real)
+                    fl.rope = runner.rope(fl.cols - n_pad[fl.rows].unsqueeze(1))
+                prev_hidden = fl.hidden[:, -1] if gate is not None and gate.needs_hidden else None
+                with timer.section("layers"):
+                    fl.hidden = runner.run_layer(layer, fl.hidden, fl.index(), store, fl.mask, fl.rope)
+                n_run = int(fl.rows.numel())
+                counts["token_layers"] += n_run
+                counts["catchup_token_layers"] += int(fl.valid.sum()) - n_run
+                if layer == L - 1 or layer not in check:
+                    continue
+                with timer.section("gate"):
+                    h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
+                    obs, top1, streak = self._observe(gate, layer, h, prev_hidden, top1, streak)
+                    fire = gate.fires(obs, threshold).to(torch.bool)
+                    n_fire = int(fire.sum())
+                counts["gate_checks"] += n_run
+                counts["head_rows"] += n_run if gate.needs_head else 0
+                if not n_fire:
+                    continue
+                fired = fire.nonzero().squeeze(1)
+                if gate.needs_head:
+                    toks = top1[fired]
+                else:
+                    with timer.section("emit"):
+                        toks = runner.unembed(h[fired]).argmax(dim=-1)
+                    counts["head_rows"] += n_fire
+                for r, t in zip(fl.rows[fired].tolist(), toks.tolist()):
+                    gen[r].append(t)
+                    exit_at[r].append(layer)
+                with timer.section("kv"):
+                    v = fl.valid[fired]  # (n_fire, q)
+                    counts["kv_fill_token_layers"] += strategy.on_exit(
+                        fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
+                keep = ~fire
+                fl = fl.subset(keep)
+                top1, streak = top1[keep] if top1 is not None else None, streak[keep] if streak is not None else None
+                if not bool(keep.any()):
+                    break
+            if fl.rows.numel():  # rows that reached the last block
+                with timer.section("emit"):
+                    toks = runner.unembed(fl.hidden[:, -1]).argmax(dim=-1)
+                counts["head_rows"] += int(fl.rows.numel())
+                for r, t in zip(fl.rows.tolist(), toks.tolist()):
+                    gen[r].append(t)
+                    exit_at[r].append(L - 1)
+            for b in alive:
+                if self._finished(gen[b], until, max_gen_toks):
+                    done[b] = True
+                    strategy.drop_row(b)
+
+        counts["tokens"] = sum(len(g) for g in gen)
+        counts["token_layers"] += B * L  # first tokens ran every block in the prompt pass
+        traces = []
+        for g, e in zip(gen, exit_at):
+            kept, text = model.truncate_output(g, until)
+            traces.append(ExitTrace(kv, L, tuple(kept), text, tuple(e[: len(kept)])))
+        self.last_store = store  # for tests and inspection
+        return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
+
+    def _finished(self, ids: list[int], until: tuple[str, ...], max_gen_toks: int) -> bool:
+        if len(ids) >= max_gen_toks or ids[-1] in self.model.eos_token_ids:
+            return True
+        if until:
+            text = self.model.decode(ids)
+            return any(u in text for u in until)
+        return False
+
+    def _observe(self, gate: Gate, layer: int, h: Tensor, prev_hidden: Tensor | None,
+                 prev_top1: Tensor | None, streak: Tensor | None) -> tuple[GateObservation, Tensor | None, Tensor | None]:
+        """Gate observation at ``layer`` for (b, H) states; the streak counts consecutive checks."""
+        top1 = prob = ent = None
+        if gate.needs_head:
+            top1, prob, ent = self.runner.unembed.reduce(h)
+            if prev_top1 is None:
+                streak = torch.zeros_like(top1)
+            else:
+                streak = torch.where(top1 == prev_top1, streak + 1, torch.zeros_like(streak))
+        obs = GateObservation(layer=layer, n_layers=self.n_layers, top1=top1, top1_prob=prob, entropy=ent,
+                              streak=streak, hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+        return obs, top1, streak
+
+    def _join(self, fl: _Flight, strategy: KVStrategy, layer: int) -> _Flight:
+        """Add the strategy's catch-up slots for block ``layer``; slots are left-padded, sorted by column."""
+        joins = [strategy.joining(r, layer) for r in fl.rows.tolist()]
+        if not any(joins):
+            return fl
+        slots = []
+        for i, extra in enumerate(joins):
+            v = fl.valid[i]
+            mine = list(zip(fl.cols[i][v].tolist(), fl.hidden[i][v]))
+            slots.append(sorted(mine + extra, key=lambda s: s[0]))
+        q = max(len(s) for s in slots)
+        b, H = len(slots), fl.hidden.shape[-1]
+        cols = torch.empty((b, q), dtype=torch.long, device=fl.cols.device)
+        valid = torch.zeros((b, q), dtype=torch.bool, device=fl.cols.device)
+        hidden = torch.zeros((b, q, H), dtype=fl.hidden.dtype, device=fl.hidden.device)
+        for i, s in enumerate(slots):
+            pad = q - len(s)
+            cols[i, :] = s[-1][0]  # padding slots sit on the new token's column and are never written
+            cols[i, pad:] = torch.tensor([c for c, _ in s])
+            valid[i, pad:] = True
+            hidden[i, pad:] = torch.stack([h for _, h in s])
+        return _Flight(fl.rows, cols, valid, hidden, fl.width, fl.all_rows)
+
+
+def early_exit_generate(model, prompts: Sequence[Sequence[int]], gate: Gate | str, threshold: float | None, kv: str,
+                        until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
+                        min_prefix: int = 0, batch_size: int | None = None) -> list[ExitTrace]:
+    """Early-exit greedy decoding; see :meth:`EarlyExitDecoder.decode` for arguments and errors.
+
+    Returns:
+        One :class:`ExitTrace` per prompt (output ids/text and exit layer per token).
+    """
+    result = EarlyExitDecoder(model).decode(prompts, gate, threshold, kv, until, max_gen_toks, exit_layers,
+                                            min_prefix, batch_size)
+    return list(result.traces)
