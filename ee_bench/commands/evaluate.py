@@ -1,0 +1,222 @@
+"""``ee-bench --model M --tasks T[,T2] --gate G``: the main evaluation.
+
+Order of work, so that bad input fails before anything heavy runs and nothing half-written is left:
+parse and validate every option, resolve tasks, the model card, the gate and its thresholds, load every
+task's documents; then load the model; then, task by task, run, analyse, score and write that task's
+results atomically (an interrupted run keeps the tasks that finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import EEBenchError
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ee-bench",
+        description="Per-token oracle exit layers, gates scored against the oracle, and task quality.",
+    )
+    p.add_argument("--model", required=True, help="model card (ee-bench ls models), wrapper name, or checkpoint folder")
+    p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2 (pretrained=..., dtype=...)")
+    p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks)")
+    p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates); default confidence")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one gate threshold; without it the gate's documented grid is swept")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each task")
+    p.add_argument("--output_path", default=None, help="folder for results JSON, samples JSONL and leaderboard.md")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
+                   help="local copy of the data in the official layouts (or set EE_BENCH_DATA_DIR)")
+    p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16 (default: the card's)")
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.limit is not None and args.limit <= 0:
+        raise EEBenchError(f"--limit must be a positive number of documents, got {args.limit}. Omit it to run every document.")
+    if args.batch_size <= 0:
+        raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise EEBenchError(
+            f"Data folder {args.data_dir} does not exist. Point --data-dir at a folder in the official layouts "
+            f"(e.g. ../shared/data), or omit it to load from the hub."
+        )
+
+
+def _prepare(args: argparse.Namespace):
+    """Resolve everything that can fail on bad input, before loading the model."""
+    from ee_bench.exits.gates import GATES
+    from ee_bench.metrics.base import METRICS
+    from ee_bench.models.cards import resolve_card
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs
+
+    _check_args(args)
+    gate = GATES.get(args.gate)()
+    thresholds = [gate.check_threshold(args.threshold)] if args.threshold is not None else \
+        [gate.check_threshold(t) for t in gate.grid]
+    chosen = thresholds[0] if args.threshold is not None else gate.check_threshold(gate.default_threshold)
+    if chosen not in thresholds:
+        thresholds.append(chosen)
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not names:
+        raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
+    specs = TaskIndex([Path(p) for p in args.include_path]).expand(names)
+    for spec in specs:
+        for m in spec.metric_list:
+            METRICS.get(m["metric"])
+    card = resolve_card(args.model, args.model_args)
+    data = {}
+    for spec in specs:
+        docs = load_docs(spec, args.data_dir)
+        total = len(docs)
+        if not total:
+            raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
+        data[spec.task] = (docs[: args.limit] if args.limit else docs, total)
+    return gate, thresholds, chosen, specs, card, data
+
+
+def score_metrics(spec, records, docs) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Compute the task's metric_list on the records (sources and target language from the docs).
+
+    Returns:
+        (metric name → value or None, metric name → direction/unit/aggregation and the metric's details).
+    """
+    from ee_bench.metrics.base import METRICS, MetricInputs
+
+    sources = [d.get("src") for d in docs]
+    inputs = MetricInputs(
+        predictions=[r.prediction for r in records],
+        references=[r.references for r in records],
+        sources=sources if all(isinstance(s, str) for s in sources) else None,
+        target_lang=docs[0].get("tgt_lang") if docs else None,
+    )
+    values, details = {}, {}
+    for entry in spec.metric_list:
+        options = {k: v for k, v in entry.items() if k != "metric"}
+        cls = METRICS.get(entry["metric"])
+        res = cls(**options).compute(inputs)
+        values[entry["metric"]] = res.value
+        details[entry["metric"]] = {**cls.describe(), **res.details}
+    return values, details
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    command = "ee-bench " + shlex.join(argv)
+    gate, thresholds, chosen, specs, card, data = _prepare(args)
+
+    import torch
+    from tqdm import tqdm
+
+    from ee_bench.exits.analysis import analyse_exits
+    from ee_bench.leaderboard import format_rows, write_leaderboard
+    from ee_bench.models.cards import load_model
+    from ee_bench.results import git_sha, package_versions, result_paths, write_json, write_jsonl
+    from ee_bench.runners import get_runner
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    model = load_model(card, device=args.device, dtype=args.dtype)
+    load_s = time.perf_counter() - t0
+    if args.threshold is not None:
+        gate.check_threshold(args.threshold, model.n_layers)
+    thresholds = [t for t in thresholds if _fits(gate, t, model.n_layers)]
+    written = []
+    for spec in specs:
+        docs, total = data[spec.task]
+        runner = get_runner(getattr(model, "kind", "causal"), spec.output_type)
+        t_task = time.perf_counter()
+        with tqdm(total=len(docs), desc=f"{spec.task}", disable=not args.progress, file=sys.stderr) as bar:
+            records = runner(model, spec, docs, list(range(len(docs))), batch_size=args.batch_size,
+                             keep_hidden=gate.needs_hidden, progress=bar)
+        run_s = time.perf_counter() - t_task
+        t_an = time.perf_counter()
+        report = analyse_exits(records, gate, thresholds, chosen)
+        metrics, metric_details = score_metrics(spec, records, docs)
+        analysis_s = time.perf_counter() - t_an
+        n_tokens = sum(r.stats.n_tokens for r in records)
+        result = {
+            "schema": "ee-bench/results/v1",
+            "model": card.name, "task": spec.task, "gate": args.gate,
+            "threshold": chosen, "threshold_swept": args.threshold is None,
+            "metrics": metrics, "metric_details": metric_details,
+            **report.to_dict(),
+            "measured_speedup": None,
+            "n_docs": {"total": total, "evaluated": len(docs)},
+            "n_output_tokens": n_tokens,
+            "model_info": model.describe(),
+            "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
+                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
+            "config": {k: v for k, v in vars(args).items()},
+            "provenance": {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions(),
+                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s,
+                        "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
+        }
+        samples = [_sample_row(r, layers) for r, layers in zip(records, report.per_doc)]
+        if args.output_path:
+            res_path, sam_path = result_paths(args.output_path, card.name, spec.task, args.gate)
+            write_jsonl(sam_path, samples)
+            result["samples_file"] = sam_path.name
+            write_json(res_path, result)
+            written.append(res_path)
+        _print_summary(result)
+        print(format_rows([(result, None)]))
+    if args.output_path:
+        board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
+        print(f"results: {', '.join(str(p) for p in written)}")
+        print(f"leaderboard: {board}")
+    return 0
+
+
+def _fits(gate, threshold: float, n_layers: int) -> bool:
+    try:
+        gate.check_threshold(threshold, n_layers)
+        return True
+    except EEBenchError:
+        return False
+
+
+def _sample_row(r, layers: dict[str, list[int]]) -> dict[str, Any]:
+    row = {
+        "doc_id": r.doc_id, "prompt": r.prompt, "prompt_token_ids": r.prompt_token_ids,
+        "output_text": r.output_text, "output_token_ids": r.output_token_ids,
+        "prediction": r.prediction, "references": r.references, **layers,
+        "top1_prob": [[round(float(x), 6) for x in row] for row in r.stats.top1_prob.T.tolist()],
+    }
+    if r.extra:
+        row["extra"] = r.extra
+    return row
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    fm, sat = result["oracle"]["first_match"], result["oracle"]["saturation"]
+    L = fm["n_layers"]
+    print(f"\n== {result['model']} | {result['task']} | {result['n_docs']['evaluated']}/{result['n_docs']['total']} docs, "
+          f"{result['n_output_tokens']} output tokens, L = {L}")
+    print("quality: " + ", ".join(f"{k} = {'n/a' if v is None else f'{v:.2f}'}" for k, v in result["metrics"].items()))
+    for name, s in (("first-match", fm), ("saturation", sat)):
+        perc_k = ", ".join(f"perc@{k} {s[f'perc@{k}']:.1f}%" for k in (5, 10, 15, 20))
+        print(f"oracle {name:11s}: avg {s['avg']:.2f}, perc {s['perc']:.1f}%, {perc_k}")
+    print(f"gate {result['gate']} (threshold -> signed / |abs| distance to first-match, gate accuracy, layers run, implied speed-up):")
+    for g in result["gate_sweep"]:
+        mark = " *" if g["threshold"] == result["threshold"] else ""
+        print(f"  {g['threshold']:>6g}: {g['signed_distance']:+.2f} / {g['abs_distance']:.2f}, acc {g['accuracy']:.1f}%, "
+              f"{g['mean_layers_run']:.2f} layers, implied x{g['implied_speedup']:.2f}{mark}")

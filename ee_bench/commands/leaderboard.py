@@ -1,0 +1,26 @@
+"""``ee-bench leaderboard``: regenerate ``leaderboard/README.md`` from every results file under
+``leaderboard/`` (or the folders given)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ee_bench.errors import EEBenchError
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ee-bench leaderboard", description=__doc__)
+    p.add_argument("--results", action="append", default=None,
+                   help="folder scanned for results_*.json (repeatable; default: leaderboard/)")
+    p.add_argument("--output", default="leaderboard/README.md", help="markdown file to write")
+    args = p.parse_args(argv)
+    dirs = [Path(d) for d in (args.results or ["leaderboard"])]
+    for d in dirs:
+        if not d.is_dir():
+            raise EEBenchError(f"results folder {d} does not exist; run from the repository root or pass --results DIR")
+    from ee_bench.leaderboard import collect, write_leaderboard
+
+    out = write_leaderboard(dirs, Path(args.output))
+    print(f"{out} ({len(collect(dirs))} results)")
+    return 0

@@ -1,0 +1,46 @@
+"""``ee-bench ls tasks|models|gates|metrics|kv``: list what is available, and where it comes from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+KINDS = ("tasks", "models", "gates", "metrics", "kv")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ee-bench ls", description=__doc__)
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
+    args = p.parse_args(argv)
+    if args.kind == "tasks":
+        from ee_bench.tasks.index import TaskIndex
+
+        idx = TaskIndex([Path(x) for x in args.include_path])
+        rows = [(n, "group" if idx.is_group(n) else "task", idx.origin(n)) for n in idx.names()]
+        print(tabulate(rows, headers=["name", "kind", "from"], tablefmt="simple"))
+        return 0
+    if args.kind == "models":
+        from ee_bench.models.base import MODELS
+        from ee_bench.models.cards import list_cards, parse_card
+        from ee_bench.tasks.spec import read_yaml
+
+        rows = []
+        for name, path in list_cards().items():
+            card = parse_card(read_yaml(path), str(path))
+            rows.append((name, "card", card.model, card.pretrained or (card.gguf or {}).get("file", ""), card.description))
+        rows += [(n, "wrapper", n, "", MODELS.origin(n)) for n in MODELS.names()]
+        print(tabulate(rows, headers=["name", "kind", "wrapper", "checkpoint", "description / origin"], tablefmt="simple"))
+        return 0
+    from ee_bench.registry import lazy_registries
+
+    reg = lazy_registries()[args.kind]()
+    rows = []
+    for n in reg.names():
+        obj = reg.get(n)
+        doc = (obj.__doc__ or "").strip().splitlines()[0] if getattr(obj, "__doc__", None) else ""
+        rows.append((n, reg.origin(n), doc))
+    print(tabulate(rows, headers=["name", "from", "description"], tablefmt="simple"))
+    return 0
