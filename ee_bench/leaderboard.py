@@ -66,13 +66,13 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
         higher = rows_in[0][0].get("metric_details", {}).get(first, {}).get("higher_is_better", True)
         rows_in = sorted(rows_in, key=lambda it: _sort_key(it, first, higher))
         headers = ["model", "gate", "τ", *metric_names, "first-match avg", "perc %", "saturation avg",
-                   "gate |dist|", "gate acc %", "implied speed-up", "measured speed-up", "docs"]
+                   "gate abs dist", "gate acc %", "implied speed-up", "measured speed-up", "docs"]
         if link_from is not None:
             headers.append("results")
         table = []
         for res, path in rows_in:
             fm, sat, g = res["oracle"]["first_match"], res["oracle"]["saturation"], res["gate_at_threshold"]
-            row = [res["model"], res["gate"], _fmt(res["threshold"], 3),
+            row = [res["model"], res["gate"], f"{res['threshold']:g}",
                    *[_fmt(res["metrics"].get(m)) for m in metric_names],
                    _fmt(fm["avg"]), _fmt(fm["perc"], 1), _fmt(sat["avg"]), _fmt(g["abs_distance"]),
                    _fmt(g["accuracy"], 1), _fmt(g["implied_speedup"]), _fmt(res.get("measured_speedup")),
