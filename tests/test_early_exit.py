@@ -1,0 +1,126 @@
+"""Early-exit decoding loop on a tiny random Llama (offline)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder, early_exit_generate
+from ee_bench.errors import ModelStructureError, UnknownNameError
+from ee_bench.exits.gates import Gate, GateObservation
+from tests.ee_tiny import N_LAYERS, prompt_ids, tiny_llama
+
+KVS = ("copy", "recompute", "deferred")
+
+
+class NeverGate(Gate):
+    """Reads the head statistics at every check and never fires."""
+
+    needs_head = True
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        return torch.zeros_like(obs.top1, dtype=torch.bool)
+
+
+class AlwaysGate(Gate):
+    """Fires at the first allowed check; ``needs_head`` chosen per instance."""
+
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def __init__(self, needs_head: bool = True):
+        self.needs_head = needs_head
+        self.needs_hidden = not needs_head
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        n = obs.top1.shape[0] if obs.top1 is not None else obs.hidden.shape[0]
+        return torch.ones(n, dtype=torch.bool)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama()
+
+
+@pytest.mark.parametrize("kv", KVS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_never_firing_gate_matches_generate(model, kv, batch):
+    prompts = prompt_ids(model)[:batch]
+    until = ("\n",)
+    ref = model.generate(prompts, until, 10)
+    traces = early_exit_generate(model, prompts, NeverGate(), 0.5, kv, until, 10)
+    assert [list(t.token_ids) for t in traces] == [r[0] for r in ref]
+    assert [t.text for t in traces] == [r[1] for r in ref]
+    assert all(set(t.exit_layers) == {N_LAYERS - 1} for t in traces)
+
+
+def test_full_depth_runs_every_block_and_no_gate(model):
+    prompts = prompt_ids(model)
+    res = EarlyExitDecoder(model).decode(prompts, None, None, "copy", (), 6, exit_layers=())
+    assert res.counts.tokens == 18
+    assert res.counts.token_layers == 18 * N_LAYERS
+    assert res.counts.gate_checks == 0 and res.counts.head_rows == 18
+    assert res.split.gate_s == 0.0
+
+
+@pytest.mark.parametrize("kv", KVS)
+def test_min_prefix_and_exit_layers_hold(model, kv):
+    prompts = prompt_ids(model)
+    res = EarlyExitDecoder(model).decode(prompts, AlwaysGate(), 0.5, kv, (), 8, exit_layers=[2, 1], min_prefix=3)
+    for t in res.traces:
+        assert t.exit_layers == (3, 3, 3, 1, 1, 1, 1, 1)
+    # tokens 1, 2 run every block with no check; tokens 3..7 run blocks 0, 1 and one check at block 1
+    assert res.counts.gate_checks == 3 * 5
+    assert res.counts.token_layers == 3 * (3 * N_LAYERS + 5 * 2)
+
+
+def test_exit_layers_restricted_by_confidence_gate(model):
+    prompts = prompt_ids(model)
+    traces = early_exit_generate(model, prompts, "confidence", 0.05, "copy", (), 10, exit_layers=[2], min_prefix=4)
+    for t in traces:
+        assert t.exit_layers[:4] == (3, 3, 3, 3)
+        assert set(t.exit_layers) <= {2, 3}
+
+
+def test_gate_without_head_costs_no_head_projection_at_checks(model):
+    prompts = prompt_ids(model)
+    res = EarlyExitDecoder(model).decode(prompts, AlwaysGate(needs_head=False), 0.5, "copy", (), 5, exit_layers=[0])
+    assert res.counts.gate_checks == 3 * 4
+    assert res.counts.head_rows == res.counts.tokens == 15  # one projection per emitted token
+    with_head = EarlyExitDecoder(model).decode(prompts, AlwaysGate(), 0.5, "copy", (), 5, exit_layers=[0])
+    assert with_head.counts.head_rows == 3 + 3 * 4  # prompt-pass tokens + one check per exited token
+    assert [t.token_ids for t in with_head.traces] == [t.token_ids for t in res.traces]
+
+
+def test_emitted_token_is_exit_layer_top1(model):
+    """With exact caches before it, the first exited token is layer j's top-1 of the full model."""
+    prompts = prompt_ids(model)[:1]
+    t = early_exit_generate(model, prompts, AlwaysGate(), 0.5, "copy", (), 3, exit_layers=[1], min_prefix=2)[0]
+    assert t.exit_layers == (3, 3, 1)
+    stats = model.analyse_outputs(prompts, [list(t.token_ids)])[0].stats
+    assert t.token_ids[2] == int(stats.top1[1, 2])
+    assert list(t.token_ids[:2]) == stats.top1[N_LAYERS - 1, :2].tolist()
+
+
+def test_option_errors(model):
+    dec = EarlyExitDecoder(model)
+    with pytest.raises(DecodingOptionError, match="outside 0..3"):
+        dec.decode(prompt_ids(model), "confidence", 0.9, "copy", (), 4, exit_layers=[7])
+    with pytest.raises(DecodingOptionError, match="min_prefix"):
+        dec.decode(prompt_ids(model), "confidence", 0.9, "copy", (), 4, min_prefix=-1)
+    with pytest.raises(UnknownNameError, match="Did you mean: copy"):
+        dec.decode(prompt_ids(model), "confidence", 0.9, "cpy", (), 4)
+
+
+def test_unsupported_architecture_is_named():
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from ee_bench.models.hf_causal import HFCausalLM
+    from tests.ee_tiny import tiny_tokenizer
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=257, n_embd=16, n_layer=2, n_head=2, n_positions=64))
+    wrapper = HFCausalLM(gpt2, tiny_tokenizer(), name="tiny-gpt2")
+    with pytest.raises(ModelStructureError, match="supports model_type llama, mistral, qwen2"):
+        EarlyExitDecoder(wrapper)
