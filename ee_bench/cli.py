@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("ee_bench.commands.ls:main", "list tasks, models, gates, metrics or kv strategies"),
     "validate": ("ee_bench.commands.validate:main", "check every shipped task YAML and model card"),
     "leaderboard": ("ee_bench.commands.leaderboard:main", "regenerate leaderboard/README.md from results files"),
+    "finetune": ("ee_bench.commands.finetune:main", "fine-tune an encoder classifier, final-layer or joint objective"),
+    "similarity": ("ee_bench.commands.similarity:main", "layer-similarity analysis of encoder classifiers (KL/JS, cosine, Pearson)"),
 }
 
 USAGE = """usage: ee-bench --model M --tasks T[,T2] --gate G [options]   (see: ee-bench run --help)
