@@ -66,7 +66,7 @@ class _SacreBLEUMetric(Metric):
             raise ValueError("predictions and references differ in length")
         scorer = self._scorer(inputs.target_lang)
         predictions = [str(p) for p in inputs.predictions]
-        details = {"signature": str(scorer.get_signature())}
+        details: dict[str, Any] = {}
         if self.pretokenize:
             predictions = PRETOKENIZERS[self.pretokenize](predictions, inputs.target_lang or "en")
             details["pretokenize"] = PRETOKENIZE_NOTES[self.pretokenize]
@@ -75,6 +75,7 @@ class _SacreBLEUMetric(Metric):
                                + "; scored with tokenize=none" + (", lowercase=True" if self.lowercase else "")
                                + " (tokenised BLEU, not comparable with detokenised sacreBLEU)")
         score = scorer.corpus_score(predictions, _transpose_refs(inputs.references))
+        details["signature"] = str(scorer.get_signature())  # sacrebleu knows the reference count only now
         return MetricResult(float(score.score), details)
 
 
