@@ -1,0 +1,146 @@
+"""Threshold calibration (paper §5, Fig. 2 protocol).
+
+Sweep the gate's threshold grid (``Gate.grid``, least → most aggressive) with real early-exit
+decoding on a calibration subset disjoint from the evaluated documents; keep the most aggressive
+threshold whose quality is at least ``min_ratio`` (default 98 %) of the full model's on the same
+subset. The sweep file is rewritten atomically after every point, so a crash keeps what finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ee_bench.decoding.early_exit import EarlyExitDecoder
+from ee_bench.decoding.speedup import quality
+from ee_bench.errors import EEBenchError
+
+
+class CalibrationError(EEBenchError):
+    """Calibration options that cannot work (ratio out of range, overlapping or too few documents)."""
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One threshold of the sweep.
+
+    Attributes:
+        threshold: τ. quality: the metric on the calibration subset. relative_quality: quality / full
+            model's (None when the full model scores 0). implied_speedup: L / mean blocks per token.
+    """
+
+    threshold: float
+    quality: float
+    relative_quality: float | None
+    implied_speedup: float
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """The sweep and its choice (``chosen`` is None when no threshold keeps the quality)."""
+
+    gate: str
+    kv: str
+    metric: str
+    min_ratio: float
+    doc_ids: tuple[int, ...]
+    full_quality: float
+    points: tuple[SweepPoint, ...]
+    chosen: float | None
+    complete: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["doc_ids"] = list(self.doc_ids)
+        d["points"] = [asdict(p) for p in self.points]
+        return d
+
+
+def select_threshold(points: Sequence[tuple[float, float]], full_quality: float, min_ratio: float,
+                     aggressive: str) -> float | None:
+    """The most aggressive threshold whose quality ≥ ``min_ratio`` × ``full_quality``.
+
+    Args:
+        points: (threshold, quality) pairs, any order; quality in the metric's unit, higher is better.
+        full_quality: the full model's quality on the same documents.
+        min_ratio: fraction in (0, 1], e.g. 0.98.
+        aggressive: "lower" if a lower threshold exits earlier (confidence), "higher" otherwise (entropy).
+
+    Returns:
+        The chosen threshold, or None if no point qualifies. Points are not assumed monotone: a
+        qualifying aggressive point is chosen even when a less aggressive one failed.
+
+    Raises:
+        CalibrationError: if ``min_ratio`` is outside (0, 1] or ``aggressive`` is neither value.
+    """
+    if not 0.0 < min_ratio <= 1.0:
+        raise CalibrationError(f"min quality ratio {min_ratio} must be in (0, 1], e.g. 0.98 for 98 %")
+    if aggressive not in ("lower", "higher"):
+        raise CalibrationError(f"aggressive must be 'lower' or 'higher', got {aggressive!r}")
+    ok = [t for t, q in points if q >= min_ratio * full_quality]
+    if not ok:
+        return None
+    return min(ok) if aggressive == "lower" else max(ok)
+
+
+def calibration_ids(n_docs: int, evaluated: Iterable[int], n_cal: int) -> list[int]:
+    """The first ``n_cal`` document ids in 0..n_docs−1 that are not evaluated.
+
+    Raises:
+        CalibrationError: if fewer than ``n_cal`` documents are left.
+    """
+    used = set(evaluated)
+    free = [i for i in range(n_docs) if i not in used]
+    if len(free) < n_cal:
+        raise CalibrationError(f"calibration needs {n_cal} documents disjoint from the {len(used)} evaluated ones; "
+                               f"only {len(free)} of {n_docs} are left. Evaluate fewer documents (--limit).")
+    return free[:n_cal]
+
+
+def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], references: Sequence[Sequence[str]],
+              doc_ids: Sequence[int], gate, kv: str, until: Sequence[str], max_gen_toks: int,
+              exit_layers: Iterable[int] | None = None, min_prefix: int = 0, metric: str = "chrf",
+              min_ratio: float = 0.98, grid: Sequence[float] | None = None, target_lang: str | None = None,
+              batch_size: int | None = None, out_path: str | Path | None = None) -> CalibrationResult:
+    """Sweep thresholds on the calibration prompts and choose one (paper Fig. 2 protocol).
+
+    Args:
+        decoder: the model's decoder. prompts / references / doc_ids: the calibration subset.
+        gate: a gate instance (its ``grid`` and ``aggressive`` are used). kv, until, max_gen_toks,
+            exit_layers, min_prefix: as :meth:`EarlyExitDecoder.decode`.
+        metric: registered metric (higher is better) measuring quality. min_ratio: e.g. 0.98.
+        grid: thresholds to sweep (default ``gate.grid``).
+        out_path: JSON file rewritten atomically after the full-model run and after every point.
+
+    Returns:
+        :class:`CalibrationResult`.
+
+    Raises:
+        CalibrationError: bad ``min_ratio``; plus the errors of :meth:`EarlyExitDecoder.decode`.
+    """
+    from ee_bench.results import write_json
+
+    select_threshold([], 1.0, min_ratio, gate.aggressive)  # validate options before decoding
+    grid = tuple(gate.grid if grid is None else grid)
+    lang = target_lang
+    full = decoder.decode(prompts, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
+    full_q = quality([t.text for t in full.traces], references, [metric], lang)[metric]
+    points: list[SweepPoint] = []
+
+    def result(complete: bool) -> CalibrationResult:
+        chosen = select_threshold([(p.threshold, p.quality) for p in points], full_q, min_ratio, gate.aggressive)
+        return CalibrationResult(type(gate).__name__, kv, metric, min_ratio, tuple(doc_ids), full_q, tuple(points),
+                                 chosen if complete else None, complete)
+
+    if out_path is not None:
+        write_json(Path(out_path), result(False).to_dict())
+    for tau in grid:
+        res = decoder.decode(prompts, gate, tau, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size)
+        q = quality([t.text for t in res.traces], references, [metric], lang)[metric]
+        c = res.counts
+        points.append(SweepPoint(float(tau), q, q / full_q if full_q else None,
+                                 decoder.n_layers * c.tokens / c.token_layers))
+        if out_path is not None:
+            write_json(Path(out_path), result(len(points) == len(grid)).to_dict())
+    return result(True)

@@ -1,0 +1,157 @@
+"""Measured early-exit speed-up: the same prompts decoded at full depth and with early exit (paper §6).
+
+Both modes use :class:`~ee_bench.decoding.early_exit.EarlyExitDecoder` — the same block loop, the
+same :class:`~ee_bench.decoding.kv_store.KVStore` — the full-depth mode with no exit layers (so no
+gate checks). Timing: one warm-up of each mode, then ``repeats`` alternating runs of each;
+``time.perf_counter`` (CUDA synchronised at section boundaries); the median total wall time; the time
+split of the median run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDecoder, ExitTrace
+from ee_bench.decoding.timing import TimeSplit
+from ee_bench.errors import EEBenchError
+from ee_bench.metrics.base import METRICS, MetricInputs
+
+
+@dataclass(frozen=True)
+class SpeedupReport:
+    """Full depth vs early exit on the same prompts.
+
+    Attributes:
+        kv, gate, threshold: the early-exit setting. n_docs, n_layers (L), repeats, batch_size.
+        full_wall_s, ee_wall_s: median wall time of decoding every prompt, seconds.
+        full_tokens, ee_tokens: tokens generated (before stop-string truncation).
+        per_sequence_speedup: full_wall_s / ee_wall_s (same documents; > 1 is faster).
+        per_token_speedup: (ee_tokens / ee_wall_s) / (full_tokens / full_wall_s), tokens/s ratio.
+        implied_speedup: L / mean blocks run per generated token (the layer-count speed-up).
+        work_ratio: blocks actually run (deferred catch-up included) / (tokens × L).
+        full_split, ee_split: time split of the median runs.
+        full_counts, ee_counts: work counts.
+        quality: metric → {"early_exit", "full", "ratio"} (ratio None when full is 0).
+        token_agreement: fraction of full-depth output positions where the early-exit output has the
+            same token (a shorter output counts missing positions as disagreements).
+        ee_traces, full_traces: the outputs (traces with exit layers).
+    """
+
+    kv: str
+    gate: str
+    threshold: float | None
+    n_docs: int
+    n_layers: int
+    repeats: int
+    batch_size: int
+    full_wall_s: float
+    ee_wall_s: float
+    full_tokens: int
+    ee_tokens: int
+    per_sequence_speedup: float
+    per_token_speedup: float
+    implied_speedup: float
+    work_ratio: float
+    full_split: TimeSplit
+    ee_split: TimeSplit
+    full_counts: DecodeCounts
+    ee_counts: DecodeCounts
+    quality: dict
+    token_agreement: float
+    ee_traces: tuple[ExitTrace, ...]
+    full_traces: tuple[ExitTrace, ...]
+
+    def to_dict(self, traces: bool = False) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("ee_traces", "full_traces")}
+        if traces:
+            d["ee_traces"] = [t.to_dict() for t in self.ee_traces]
+            d["full_traces"] = [t.to_dict() for t in self.full_traces]
+        return d
+
+
+def token_agreement(ee: Sequence[Sequence[int]], full: Sequence[Sequence[int]]) -> float:
+    """Σ_docs #{i < |full|: ee[i] = full[i]} / Σ_docs |full| (1.0 when every full output is empty)."""
+    total = sum(len(f) for f in full)
+    if total == 0:
+        return 1.0
+    same = sum(sum(1 for a, b in zip(e, f) if a == b) for e, f in zip(ee, full))
+    return same / total
+
+
+def quality(texts: Sequence[str], references: Sequence[Sequence[str]], metrics: Iterable[str],
+            target_lang: str | None) -> dict[str, float | None]:
+    """Corpus scores of ``texts`` by registered metric name (sacrebleu BLEU/chrF, ...)."""
+    inputs = MetricInputs(list(texts), [list(r) for r in references], target_lang=target_lang)
+    return {m: METRICS.get(m)().compute(inputs).value for m in metrics}
+
+
+def _median_run(runs: list[DecodeResult]) -> DecodeResult:
+    walls = [r.split.total_s for r in runs]
+    med = statistics.median_low(walls)
+    return runs[walls.index(med)]
+
+
+def measure_speedup(model, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str,
+                    until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
+                    min_prefix: int = 0, repeats: int = 3, batch_size: int = 1,
+                    references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
+                    target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> SpeedupReport:
+    """Decode ``prompts`` at full depth and with early exit, in one process, and compare.
+
+    Args:
+        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
+        prompts: token-id lists. gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix:
+            as :meth:`EarlyExitDecoder.decode`.
+        repeats: timed runs per mode (after one warm-up each); the median is reported.
+        batch_size: rows decoded together (1 = latency setting).
+        references: per-prompt reference lists, to score both outputs with ``metrics``.
+        target_lang: output language code (selects the BLEU tokeniser).
+        decoder: reuse an existing decoder.
+
+    Returns:
+        :class:`SpeedupReport`.
+
+    Raises:
+        EEBenchError: if ``repeats`` < 1 or there are no prompts; plus those of
+            :meth:`EarlyExitDecoder.decode`.
+    """
+    if repeats < 1 or not prompts:
+        raise EEBenchError(f"measure_speedup needs repeats >= 1 and at least one prompt (got {repeats}, {len(prompts)})")
+    dec = decoder or EarlyExitDecoder(model)
+    L = dec.n_layers
+
+    def full() -> DecodeResult:
+        return dec.decode(prompts, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
+
+    def ee() -> DecodeResult:
+        return dec.decode(prompts, gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size)
+
+    full(), ee()  # warm-up
+    full_runs, ee_runs = [], []
+    for _ in range(repeats):
+        full_runs.append(full())
+        ee_runs.append(ee())
+    f, e = _median_run(full_runs), _median_run(ee_runs)
+    fw, ew = f.split.total_s, e.split.total_s
+    c = e.counts
+    qual: dict = {}
+    if references is not None:
+        q_ee = quality([t.text for t in e.traces], references, metrics, target_lang)
+        q_full = quality([t.text for t in f.traces], references, metrics, target_lang)
+        for m in metrics:
+            ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
+            qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
+    gate_name = gate if isinstance(gate, str) else type(gate).__name__
+    return SpeedupReport(
+        kv=kv, gate=gate_name, threshold=threshold, n_docs=len(prompts), n_layers=L, repeats=repeats,
+        batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew, full_tokens=f.counts.tokens, ee_tokens=c.tokens,
+        per_sequence_speedup=fw / ew,
+        per_token_speedup=(c.tokens / ew) / (f.counts.tokens / fw),
+        implied_speedup=L * c.tokens / c.token_layers,
+        work_ratio=(c.token_layers + c.catchup_token_layers) / (c.tokens * L),
+        full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
+        token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
+        ee_traces=e.traces, full_traces=f.traces,
+    )

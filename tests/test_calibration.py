@@ -1,0 +1,92 @@
+"""Threshold calibration: the pure selection rule on hand-built curves, and the sweep file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ee_bench.decoding.calibration import CalibrationError, calibrate, calibration_ids, select_threshold
+from ee_bench.decoding.early_exit import EarlyExitDecoder
+from ee_bench.exits.gates import ConfidenceGate, Gate, GateObservation
+
+# confidence grid, least → most aggressive, with chrF falling as τ falls; full model chrF = 50
+CURVE = [(0.99, 50.0), (0.95, 49.9), (0.9, 49.2), (0.8, 49.0), (0.7, 48.0), (0.6, 45.0), (0.5, 40.0)]
+
+
+@pytest.mark.parametrize("ratio, expected", [
+    (0.98, 0.8),    # 0.98 × 50 = 49.0: 0.8 scores exactly 49.0 (≥ holds), 0.7 scores 48.0
+    (0.96, 0.7),    # 48.0 ≥ 48.0
+    (0.999, 0.99),  # 49.95: only 0.99 (50.0)
+    (0.8, 0.5),     # 40.0 ≥ 40.0: the most aggressive point
+])
+def test_select_confidence_threshold(ratio, expected):
+    assert select_threshold(CURVE, 50.0, ratio, "lower") == expected
+
+
+def test_select_entropy_threshold_is_the_highest_that_qualifies():
+    curve = [(0.05, 30.0), (0.5, 29.5), (1.0, 29.0), (2.0, 20.0)]
+    assert select_threshold(curve, 30.0, 0.98, "higher") == 0.5  # 29.4 needed; 1.0 gives 29.0
+
+
+def test_non_monotone_curve_keeps_the_aggressive_point():
+    curve = [(0.9, 47.0), (0.8, 49.5), (0.7, 30.0)]  # 0.9 fails, 0.8 passes
+    assert select_threshold(curve, 50.0, 0.98, "lower") == 0.8
+
+
+def test_no_threshold_qualifies():
+    assert select_threshold([(0.9, 10.0)], 50.0, 0.98, "lower") is None
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.5, -0.1])
+def test_bad_ratio(ratio):
+    with pytest.raises(CalibrationError, match=r"\(0, 1\]"):
+        select_threshold(CURVE, 50.0, ratio, "lower")
+
+
+def test_calibration_ids_are_disjoint():
+    assert calibration_ids(10, [0, 1, 2, 5], 3) == [3, 4, 6]
+    with pytest.raises(CalibrationError, match="only 2 of 4"):
+        calibration_ids(4, [0, 1], 3)
+
+
+class CrashAt(ConfidenceGate):
+    """A confidence gate that raises once τ reaches ``crash``."""
+
+    def __init__(self, crash: float):
+        self.crash = crash
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        if threshold <= self.crash:
+            raise RuntimeError("boom")
+        return super().fires(obs, threshold)
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    from tests.ee_tiny import tiny_llama
+
+    return EarlyExitDecoder(tiny_llama(seed=2))
+
+
+def test_sweep_writes_every_point_and_chooses_by_the_rule(decoder, tmp_path):
+    from tests.ee_tiny import prompt_ids
+
+    prompts = prompt_ids(decoder.model)
+    refs = [["Die Ware"], ["kostet"], ["ja"]]
+    out = tmp_path / "sweep.json"
+    grid = (0.9, 0.5, 0.1)
+    res = calibrate(decoder, prompts, refs, [7, 8, 9], ConfidenceGate(), "copy", (), 6, grid=grid, out_path=out)
+    saved = json.loads(out.read_text())
+    assert saved["complete"] and [p["threshold"] for p in saved["points"]] == list(grid)
+    assert saved["chosen"] == res.chosen == select_threshold(
+        [(p.threshold, p.quality) for p in res.points], res.full_quality, 0.98, "lower")
+    assert saved["doc_ids"] == [7, 8, 9]
+
+    crash = tmp_path / "crash.json"
+    with pytest.raises(RuntimeError, match="boom"):
+        calibrate(decoder, prompts, refs, [7, 8, 9], CrashAt(0.5), "copy", (), 6, grid=grid, out_path=crash)
+    kept = json.loads(crash.read_text())
+    assert [p["threshold"] for p in kept["points"]] == [0.9]
+    assert kept["complete"] is False and kept["chosen"] is None
