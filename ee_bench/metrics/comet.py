@@ -84,6 +84,15 @@ def _load(checkpoint: str):
         raise CometUnavailable(f"loading COMET checkpoint {checkpoint} failed ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("unbabel-comet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class COMET22(Metric):
     """COMET-22 system score ×100 (mean of segment scores); null with a reason when unavailable.
 
@@ -122,10 +131,8 @@ class COMET22(Metric):
                 for s, p, r in zip(inputs.sources, inputs.predictions, inputs.references)]
         out = scorer.predict(data, batch_size=self.batch_size, gpus=1 if torch.cuda.is_available() else 0,
                              progress_bar=False)
-        from importlib import metadata
-
         return MetricResult(100.0 * float(out.system_score), {
-            "model": name, "implementation": f"unbabel-comet {metadata.version('unbabel-comet')}",
+            "model": name, "implementation": f"unbabel-comet {_package_version()}",
             "aggregation": "mean of segment scores (system score), x100; reference A only",
             "n_docs": len(data),
         })
