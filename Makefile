@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ee-bench-installed
 
-.PHONY: run test install clean
+.PHONY: run test install clean install-comet test-comet
 
 install: $(STAMP)
 
@@ -22,6 +22,26 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(MAKE) test-comet
+
+# COMET-22 needs unbabel-comet, which pins transformers<5 and numpy<2: it gets its own venv so the
+# core venv keeps the newest transformers. test-comet runs the COMET wiring tests there (the real
+# package imports; our metric reaches the checkpoint-loading step; no checkpoint download) and the
+# metric and loader tests (the core under transformers<5 / numpy<2).
+COMET_VENV ?= .venv-comet
+COMET_STAMP := $(COMET_VENV)/.ee-bench-comet-installed
+
+install-comet: $(COMET_STAMP)
+
+$(COMET_STAMP): pyproject.toml Makefile
+	test -x $(COMET_VENV)/bin/python || python3 -m venv $(COMET_VENV)
+	$(COMET_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMET_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(COMET_VENV)/bin/python -m pip install -q -e ".[comet,dev]"
+	touch $(COMET_STAMP)
+
+test-comet: $(COMET_STAMP)
+	$(COMET_VENV)/bin/python -m pytest -q tests/test_comet.py tests/test_metrics.py tests/test_offline_readers.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(COMET_VENV) runs
