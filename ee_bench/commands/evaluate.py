@@ -130,10 +130,13 @@ def main(argv: list[str]) -> int:
     from ee_bench.results import git_sha, package_versions, result_paths, write_json, write_jsonl
     from ee_bench.runners import get_runner
 
+    from ee_bench.distributed import DistContext
+
+    dist = DistContext.from_env()
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
-    model = load_model(card, device=args.device, dtype=args.dtype)
+    model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
     if args.threshold is not None:
         gate.check_threshold(args.threshold, model.n_layers)
@@ -142,11 +145,17 @@ def main(argv: list[str]) -> int:
     for spec in specs:
         docs, total = data[spec.task]
         runner = get_runner(getattr(model, "kind", "causal"), spec.output_type)
+        mine = dist.shard(len(docs))
         t_task = time.perf_counter()
-        with tqdm(total=len(docs), desc=f"{spec.task}", disable=not args.progress, file=sys.stderr) as bar:
-            records = runner(model, spec, docs, list(range(len(docs))), batch_size=args.batch_size,
+        with tqdm(total=len(mine), desc=f"{spec.task}", disable=not (args.progress and dist.is_main),
+                  file=sys.stderr) as bar:
+            records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=args.batch_size,
                              keep_hidden=gate.needs_hidden, progress=bar)
+        records = dist.gather(records)
         run_s = time.perf_counter() - t_task
+        if not dist.is_main:
+            continue
+        records = sorted(records, key=lambda r: r.doc_id)
         t_an = time.perf_counter()
         report = analyse_exits(records, gate, thresholds, chosen)
         metrics, metric_details = score_metrics(spec, records, docs)
@@ -167,6 +176,7 @@ def main(argv: list[str]) -> int:
             "config": {k: v for k, v in vars(args).items()},
             "provenance": {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions(),
                            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "world_size": dist.world_size,
             "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s,
                         "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
         }
@@ -179,7 +189,8 @@ def main(argv: list[str]) -> int:
             written.append(res_path)
         _print_summary(result)
         print(format_rows([(result, None)]))
-    if args.output_path:
+    dist.barrier()
+    if args.output_path and dist.is_main:
         board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
         print(f"results: {', '.join(str(p) for p in written)}")
         print(f"leaderboard: {board}")

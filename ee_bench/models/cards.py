@@ -198,7 +198,11 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
             did_you_mean("model", name, sorted(set(cards) | set(MODELS.names())))
             + ". A local checkpoint folder also works as --model PATH."
         )
+    had_checkpoint = bool(card.pretrained or card.gguf)
     card = apply_model_args(card, args)
+    if not had_checkpoint and card.pretrained:  # `--model hf --model_args pretrained=X`: name the run after X
+        local = Path(card.pretrained)
+        card = replace(card, name=local.resolve().name if local.is_dir() else card.pretrained)
     if not card.pretrained and not card.gguf:
         raise ConfigError(f"--model {name}", ["no checkpoint: pass --model_args pretrained=<hub id or local path>"])
     return card

@@ -229,6 +229,20 @@ class HFCausalLM(ExitModel):
         cut = min((text.index(u) for u in until if u in text), default=len(text))
         return kept, text[:cut].strip()
 
+    def _until_criteria(self, prompt_width: int, until: tuple[str, ...]):
+        """A ``StoppingCriteria`` that ends each row once its decoded continuation contains a stop
+        string (transformers' own ``stop_strings`` needs a BPE-style vocabulary; this works for any)."""
+        from transformers import StoppingCriteria
+
+        decode = self.decode
+
+        class UntilCriteria(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # (B, T) -> (B,) bool
+                done = [any(u in decode(row[prompt_width:].tolist()) for u in until) for row in input_ids]
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        return UntilCriteria()
+
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], until: tuple[str, ...], max_gen_toks: int) -> list[tuple[list[int], str]]:
         """Greedy decoding from the final layer (``model.generate``, left-padded batch).
@@ -240,11 +254,14 @@ class HFCausalLM(ExitModel):
         Returns:
             B (output token ids, output text) pairs, truncated by :meth:`truncate_output`.
         """
+        from transformers import StoppingCriteriaList
+
         ids, mask = self._left_pad(prompts)
+        criteria = StoppingCriteriaList([self._until_criteria(ids.shape[1], until)] if until else [])
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_gen_toks,
             eos_token_id=list(self.eos_token_ids), pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(until) or None, tokenizer=self.tokenizer, top_p=None, top_k=None, temperature=None,
+            stopping_criteria=criteria, top_p=None, top_k=None, temperature=None,
         )
         gen = out[:, ids.shape[1]:].tolist()
         return [self.truncate_output(row, until) for row in gen]
@@ -295,20 +312,34 @@ class HFCausalLM(ExitModel):
                           keep_hidden: bool = False) -> LayerAnalysis:
         """Per-layer next-token statistics at selected positions, in one forward pass.
 
+        Layers 0..L−2 are reduced by forward hooks as the pass goes (:meth:`capture_blocks`, logits
+        in tiles of ``unembed.tile_elems``); row L−1 is reduced from the model's own logits, a few
+        rows at a time. Position ids follow the attention mask, so a left-padded row gets the same
+        positions (and statistics) as when it is run alone, as in ``generate``.
+
         Args:
             input_ids: (B, T) int64. attention_mask: (B, T) 0/1 (left padding).
             select: (batch index (N,), position index (N,)).
             keep_hidden: also return hidden states (for gates that read them).
 
         Returns:
-            :class:`LayerAnalysis` with (L, N) stats; row L−1 is reduced from the model's logits.
+            :class:`LayerAnalysis` with (L, N) stats on the CPU; row L−1 is reduced from the model's logits.
         """
         rows, cols = (s.to(self.device) for s in select)
-        keep = int(input_ids.shape[1] - cols.min().item())  # logits only for the last `keep` positions
+        width = input_ids.shape[1]
+        keep = int(width - cols.min().item())  # logits only for the last `keep` positions
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, T), as generate does
         with self.capture_blocks((rows, cols), keep_hidden) as store:
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
-        final = out.logits[rows, cols - (input_ids.shape[1] - keep)]  # (N, V)
-        per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [reduce_logits(final)]
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False, logits_to_keep=keep)
+        logits, cols_kept = out.logits, cols - (width - keep)  # (B, keep, V)
+        del out
+        step = max(1, self.unembed.tile_elems // logits.shape[-1])
+        parts = [reduce_logits(logits[rows[i : i + step], cols_kept[i : i + step]], inplace=True)  # gathered copy
+                 for i in range(0, rows.numel(), step)]
+        del logits
+        final = tuple(torch.cat(xs) for xs in zip(*parts))
+        per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [final]
         top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
         hidden = embeddings = None
         if keep_hidden:
