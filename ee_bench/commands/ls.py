@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
 
         idx = TaskIndex([Path(x) for x in args.include_path])
         rows = [(n, "group" if idx.is_group(n) else "task", idx.origin(n)) for n in idx.names()]
+        rows += [("?", "BROKEN", f"{b.origin}: {b.error}") for b in idx.broken_plugins]
         print(tabulate(rows, headers=["name", "kind", "from"], tablefmt="simple"))
         return 0
     if args.kind == "models":
@@ -34,12 +35,16 @@ def main(argv: list[str]) -> int:
         rows += [(n, "wrapper", n, "", MODELS.origin(n)) for n in MODELS.names()]
         print(tabulate(rows, headers=["name", "kind", "wrapper", "checkpoint", "description / origin"], tablefmt="simple"))
         return 0
-    from ee_bench.registry import lazy_registries
+    from ee_bench.registry import PluginLoadError, lazy_registries
 
     reg = lazy_registries()[args.kind]()
     rows = []
     for n in reg.names():
-        obj = reg.get(n)
+        try:
+            obj = reg.get(n)
+        except PluginLoadError as exc:  # one broken plug-in must not hide the others
+            rows.append((n, reg.origin(n), f"BROKEN: {exc}"))
+            continue
         doc = (obj.__doc__ or "").strip().splitlines()[0] if getattr(obj, "__doc__", None) else ""
         rows.append((n, reg.origin(n), doc))
     print(tabulate(rows, headers=["name", "from", "description"], tablefmt="simple"))

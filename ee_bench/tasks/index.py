@@ -1,6 +1,8 @@
 """Where task YAML files are found: the shipped ``tasks/`` folder, ``--include_path`` folders and
-plug-ins (entry-point group ``ee_bench.tasks``). A later source wins over an earlier one, as with
-lm-eval's ``--include_path``; :meth:`TaskIndex.origin` tells where each task came from.
+plug-ins (entry-point group ``ee_bench.tasks``). An ``--include_path`` folder wins over earlier
+sources (and a later one over an earlier one), as with lm-eval's ``--include_path``; a plug-in task
+whose name is already taken by a built-in or another plug-in is an error (:class:`PluginLoadError`),
+never a silent override. :meth:`TaskIndex.origin` tells where each task came from.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ee_bench.errors import ConfigError, EEBenchError
-from ee_bench.registry import did_you_mean
+from ee_bench.registry import PluginLoadError, did_you_mean
 from ee_bench.errors import UnknownNameError
 from ee_bench.tasks.spec import GroupSpec, TaskSpec, load_task_file, read_yaml
 
@@ -25,24 +27,50 @@ def builtin_task_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "tasks"
 
 
-def plugin_task_dirs() -> list[tuple[Path, str]]:
-    """Folders contributed by plug-ins (entry-point group ``ee_bench.tasks`` → a package name).
+@dataclass(frozen=True)
+class TaskPluginSource:
+    """One ``ee_bench.tasks`` entry point: the folder it names, or why it could not be imported.
 
-    Raises:
-        EEBenchError: naming the distribution and entry point of a plug-in that cannot be imported.
+    Attributes:
+        dist: the distribution that declares it. entry_point: ``name = value`` as declared.
+        folder: the package folder whose ``*.yaml`` files are indexed, or None if broken.
+        error: ``ExceptionType: message`` of the failed import, or None.
+    """
+
+    dist: str
+    entry_point: str
+    folder: Path | None
+    error: str | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"plugin {self.dist} (entry point {self.entry_point})"
+
+
+def plugin_task_sources() -> list[TaskPluginSource]:
+    """Every ``ee_bench.tasks`` entry point (its value names a package of YAML files).
+
+    A plug-in whose package cannot be imported is returned with its error instead of raising, so one
+    broken plug-in does not stop other tasks from running; :meth:`TaskIndex.load` names it when a
+    task is not found.
     """
     out = []
     for ep in metadata.entry_points(group="ee_bench.tasks"):
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        declared = f"{ep.name} = {ep.value}"
         try:
             module = importlib.import_module(ep.value.split(":")[0])
-        except Exception as exc:
-            raise EEBenchError(
-                f"Could not load task plug-in {dist} (entry point {ep.name} = {ep.value}): "
-                f"{type(exc).__name__}: {exc}. Fix or uninstall that plug-in."
-            ) from exc
-        out.append((Path(module.__file__).resolve().parent, f"plugin {dist}"))
+            folder = Path(module.__file__).resolve().parent
+        except Exception as exc:  # a broken plug-in must not look like our bug
+            out.append(TaskPluginSource(dist, declared, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(TaskPluginSource(dist, declared, folder))
     return out
+
+
+def plugin_task_dirs() -> list[tuple[Path, str]]:
+    """(folder, origin) of every importable task plug-in (see :func:`plugin_task_sources`)."""
+    return [(s.folder, s.origin) for s in plugin_task_sources() if s.folder is not None]
 
 
 def _names_in(path: Path) -> tuple[str | None, bool]:
@@ -67,9 +95,15 @@ class TaskIndex:
         self._files: dict[str, Path] = {}
         self._origin: dict[str, str] = {}
         self._groups: set[str] = set()
+        self.broken_plugins: list[TaskPluginSource] = []
         sources = [(builtin_task_dir(), "built-in")]
         if self.with_plugins:
-            sources += plugin_task_dirs()
+            for src in plugin_task_sources():
+                if src.folder is None:
+                    logger.warning("task %s could not be imported (%s); its tasks are unavailable", src.origin, src.error)
+                    self.broken_plugins.append(src)
+                else:
+                    sources.append((src.folder, src.origin))
         for inc in self.include_paths:
             if not Path(inc).is_dir():
                 raise EEBenchError(f"--include_path {inc} is not a folder. Give a folder of task YAML files.")
@@ -84,6 +118,11 @@ class TaskIndex:
                     name, is_group = path.stem, False  # reported when loaded or validated
                 if name is None:
                     name = path.stem
+                if origin.startswith("plugin ") and name in self._files and not self._origin[name].startswith("include_path"):
+                    raise PluginLoadError(
+                        f"Task {name!r} of {origin} ({path}) clashes with the {self._origin[name]} task of "
+                        f"that name. Rename the task in the plug-in (its 'task:' or 'group:' key)."
+                    )
                 self._files[name] = path
                 self._origin[name] = f"{origin}: {path}"
                 (self._groups.add if is_group else self._groups.discard)(name)
@@ -108,8 +147,10 @@ class TaskIndex:
             ConfigError: if the file is invalid.
         """
         if name not in self._files:
+            broken = "".join(f" Task {b.origin} could not be imported ({b.error}); fix or uninstall it."
+                             for b in self.broken_plugins)
             raise UnknownNameError(did_you_mean("task", name, self.names()) +
-                                   ". Add task folders with --include_path DIR.")
+                                   ". Add task folders with --include_path DIR." + broken)
         return load_task_file(self._files[name])
 
     def expand(self, names: list[str]) -> list[TaskSpec]:
