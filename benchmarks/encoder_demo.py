@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--schedule", default="uniform", choices=("uniform", "increasing"))
-    p.add_argument("--timing_batch", type=int, default=64, help="examples in the timed batch")
+    p.add_argument("--timing_batch", type=int, default=32, help="examples in the timed batch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--reuse", action="store_true", help="reuse checkpoints already in --output_dir")
     p.add_argument("--seed", type=int, default=0)

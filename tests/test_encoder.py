@@ -162,3 +162,12 @@ def test_runner_pairs_and_label_mismatch():
     w3 = _wrap(tiny_model("bert", num_labels=3))
     with pytest.raises(EEBenchError, match="3 labels"):
         run_classification(w3, _spec(), toy_rows(2))
+
+
+def test_measure_classification_speedup_on_task_docs():
+    from ee_bench.runners.classification import measure_classification_speedup
+
+    w = _wrap(tiny_model("bert"))
+    m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,
+                                       batch_size=4, repeats=1, warmup=0)
+    assert m.batch_size == 4 and m.mean_layers_run == 3.0 and m.implied_speedup == 1.0  # gate never fires
