@@ -120,3 +120,31 @@ def test_joint_training_lowers_every_layer_loss_and_saves_a_usable_checkpoint(tm
     after = _layer_losses(wrapped.model, wrapped.tokenizer, rows)
     assert after.shape == (3,)
     assert bool((after < before).all()), (before, after)
+
+
+def test_finetune_and_similarity_cli_in_process(tmp_path):
+    import json
+
+    from ee_bench.cli import main
+
+    model, tok = tiny_model("bert", n_layers=3, seed=8), tiny_tokenizer()
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in toy_rows(12)), encoding="utf-8")
+    code = main(["finetune", "--model", str(base), "--train_file", str(data), "--fields", "sentence", "--num_labels", "2",
+                 "--objective", "final", "--epochs", "1", "--batch_size", "4", "--rows", "0:8", "--device", "cpu",
+                 "--output_dir", str(tmp_path / "ck")])
+    assert code == 0
+    record = json.loads((tmp_path / "ck" / "ee_bench_finetune.json").read_text())
+    assert record["n_train_rows"] == 8 and record["config"]["objective"] == "final" and record["layer_weights"] is None
+    code = main(["similarity", "--model", str(tmp_path / "ck"), "--model2", str(tmp_path / "ck"), "--data_file", str(data),
+                 "--fields", "sentence", "--limit", "5", "--device", "cpu", "--output_dir", str(tmp_path / "sim")])
+    assert code == 0
+    out = json.loads((tmp_path / "sim" / "similarity.json").read_text())
+    a, b = out["profiles"]
+    assert a["n_examples"] == 5 and a["n_layers"] == 3 and a == b  # the same model twice gives the same profile
+    assert a["kl_to_last"][-1] == 0.0 and a["cosine_to_last"][-1] == pytest.approx(1.0)
+    assert (tmp_path / "sim" / "similarity.png").stat().st_size > 0
+    assert main(["finetune", "--train_file", str(data), "--output_dir", str(tmp_path / "x")]) == 2  # no fields: user error
