@@ -35,7 +35,11 @@ DECODER_ARCHS: dict[str, DecoderArch] = {
     "qwen3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
     "gemma2": _LLAMA_LIKE,
-    "gemma3_text": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,  # Gemma3ForCausalLM (270M, 1B); embedding scale lives in embed_tokens
+    # Gemma3ForConditionalGeneration (4B–27B; AutoModelForCausalLM maps "gemma3" to it): the text
+    # decoder sits under model.language_model; lm_head stays on the outer model.
+    "gemma3": DecoderArch("model.language_model.layers", "model.language_model.norm", "lm_head",
+                          "model.language_model.embed_tokens"),
     "phi3": _LLAMA_LIKE,
     "olmo2": _LLAMA_LIKE,
     "granite": _LLAMA_LIKE,
