@@ -220,6 +220,7 @@ def main(argv=None) -> int:
             res = evaluate(ckpt, task, test, args.timing_batch, args.repeats)
             res.update({"train_rows": len(train), "train_s": train_s, "checkpoint": str(ckpt)})
             results[task][objective] = res
+            write_results(out, args, results, t_start, partial=True)  # a crash keeps what finished
             print(f"[{time.perf_counter() - t_start:6.0f}s] {task} {objective}: acc {res['accuracy']:.2f} "
                   f"F1 {res['f1']:.2f}, oracle avg {res['oracle_first_match']['avg']:.2f} "
                   f"(train {train_s:.0f}s, {len(train)} rows; eval {len(test)} rows)", flush=True)
@@ -237,13 +238,25 @@ def main(argv=None) -> int:
                             "all-MiniLM-L6-v2 on SST-2 (eval half): final-layer vs joint fine-tuning")
         results["similarity_sst2"] = [p.to_dict() for p in profs]
         print(f"plot: {png}")
+    path, total = write_results(out, args, results, t_start, partial=False)
+    print(f"results: {path} (total {total:.0f}s)")
+    return 0
+
+
+def write_results(out: Path, args: argparse.Namespace, results: dict, t_start: float, partial: bool):
+    """Write results.json (temp file + rename); returns (path, elapsed seconds)."""
+    import torch
+
     settings = {k: v for k, v in vars(args).items()}
     settings["max_length"] = {t: TASKS[t][3] for t in args.tasks.split(",")}
-    payload = {"schema": "ee-bench/encoder-demo/v1", "settings": settings, "keep_fraction": KEEP,
-               "torch_threads": torch.get_num_threads(), "total_s": time.perf_counter() - t_start, "results": results}
-    (out / "results.json").write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
-    print(f"results: {out / 'results.json'} (total {payload['total_s']:.0f}s)")
-    return 0
+    total = time.perf_counter() - t_start
+    payload = {"schema": "ee-bench/encoder-demo/v1", "partial": partial, "settings": settings, "keep_fraction": KEEP,
+               "torch_threads": torch.get_num_threads(), "command": "python " + " ".join(sys.argv),
+               "total_s": total, "results": results}
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8")
+    tmp.replace(out / "results.json")
+    return out / "results.json", total
 
 
 if __name__ == "__main__":
