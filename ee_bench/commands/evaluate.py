@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_path", default=None, help="folder for results JSON, samples JSONL and leaderboard.md")
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
                    help="local copy of the data in the official layouts (or set EE_BENCH_DATA_DIR)")
+    p.add_argument("--comet-model", "--comet_model", dest="comet_model", default=None,
+                   help="local COMET-22 checkpoint (folder or .ckpt) instead of Unbabel/wmt22-comet-da "
+                        "(or set EE_BENCH_COMET_MODEL)")
     p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16 (default: the card's)")
@@ -67,6 +70,12 @@ def _prepare(args: argparse.Namespace):
     from ee_bench.tasks.loaders import load_docs
 
     _check_args(args)
+    if args.comet_model:
+        import os
+
+        from ee_bench.metrics.comet import COMET_MODEL_ENV
+
+        os.environ[COMET_MODEL_ENV] = args.comet_model
     gate = GATES.get(args.gate)()
     thresholds = [gate.check_threshold(args.threshold)] if args.threshold is not None else \
         [gate.check_threshold(t) for t in gate.grid]
