@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("ee_bench.commands.finetune:main", "fine-tune an encoder classifier, final-layer or joint objective"),
     "similarity": ("ee_bench.commands.similarity:main", "layer-similarity analysis of encoder classifiers (KL/JS, cosine, Pearson)"),
     "lm-eval": ("ee_bench.commands.lm_eval:main", "lm-eval-harness CLI with the early-exit model ee-hf registered"),
+    "trace": ("ee_bench.commands.trace:main", "early-exit decode one sentence: token and exit layer per KV strategy"),
 }
 
 USAGE = """usage: ee-bench --model M --tasks T[,T2] --gate G [options]   (see: ee-bench run --help)
