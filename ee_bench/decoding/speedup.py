@@ -2,13 +2,14 @@
 
 Both modes use :class:`~ee_bench.decoding.early_exit.EarlyExitDecoder` — the same block loop, the
 same :class:`~ee_bench.decoding.kv_store.KVStore` — the full-depth mode with no exit layers (so no
-gate checks). Timing: one warm-up of each mode, then ``repeats`` alternating runs of each;
+gate checks). Timing: a warm-up of each mode, then ``repeats`` interleaved rounds;
 ``time.perf_counter`` (CUDA synchronised at section boundaries); the median total wall time; the time
 split of the median run.
 """
 
 from __future__ import annotations
 
+import logging
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +18,8 @@ from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDe
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
 from ee_bench.metrics.base import METRICS, MetricInputs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,65 +96,112 @@ def _median_run(runs: list[DecodeResult]) -> DecodeResult:
     return runs[walls.index(med)]
 
 
+@dataclass(frozen=True)
+class EESetting:
+    """One early-exit configuration to time against full depth.
+
+    Attributes:
+        kv: KV strategy name. gate: gate instance or name. threshold: τ.
+        exit_layers: allowed exits (None = every layer). min_prefix: tokens that never exit.
+    """
+
+    kv: str
+    gate: object
+    threshold: float | None
+    exit_layers: tuple[int, ...] | None = None
+    min_prefix: int = 0
+
+
+def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
+                     max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
+                     references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
+                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> list[SpeedupReport]:
+    """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
+
+    The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
+    all settings. Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds, each
+    running full depth and every setting once, in that order (interleaved so load drifts hit all
+    modes alike); per mode the run with the median wall time is reported.
+
+    Args:
+        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
+        prompts: token-id lists. settings: the early-exit configurations.
+        until, max_gen_toks: stop strings and token budget.
+        repeats: timed rounds. batch_size: rows decoded together (1 = latency setting).
+        references: per-prompt reference lists, to score both outputs with ``metrics``.
+        target_lang: output language code (selects the BLEU tokeniser). decoder: reuse a decoder.
+
+    Returns:
+        One :class:`SpeedupReport` per setting.
+
+    Raises:
+        EEBenchError: if ``repeats`` < 1, or there are no prompts or settings; plus those of
+            :meth:`EarlyExitDecoder.decode`.
+    """
+    if repeats < 1 or not prompts or not settings:
+        raise EEBenchError(f"measure_speedup needs repeats >= 1, prompts and settings (got {repeats}, "
+                           f"{len(prompts)} prompts, {len(settings)} settings)")
+    dec = decoder or EarlyExitDecoder(model)
+    L = dec.n_layers
+
+    def full(ps) -> DecodeResult:
+        return dec.decode(ps, None, None, settings[0].kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
+
+    def ee(s: EESetting, ps) -> DecodeResult:
+        return dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix, batch_size)
+
+    full(prompts[:1])
+    for s in settings:
+        ee(s, prompts[:1])
+    full_runs: list[DecodeResult] = []
+    ee_runs: list[list[DecodeResult]] = [[] for _ in settings]
+    for rep in range(repeats):
+        full_runs.append(full(prompts))
+        logger.info("round %d/%d: full depth %.2f s", rep + 1, repeats, full_runs[-1].split.total_s)
+        for i, (runs, s) in enumerate(zip(ee_runs, settings)):
+            runs.append(ee(s, prompts))
+            logger.info("round %d/%d: setting %d (%s) %.2f s", rep + 1, repeats, i, s.kv, runs[-1].split.total_s)
+    f = _median_run(full_runs)
+    q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else {}
+    reports = []
+    for s, runs in zip(settings, ee_runs):
+        e = _median_run(runs)
+        fw, ew, c = f.split.total_s, e.split.total_s, e.counts
+        qual: dict = {}
+        if references is not None:
+            q_ee = quality([t.text for t in e.traces], references, metrics, target_lang)
+            for m in metrics:
+                ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
+                qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
+        reports.append(SpeedupReport(
+            kv=s.kv, gate=s.gate if isinstance(s.gate, str) else type(s.gate).__name__, threshold=s.threshold,
+            n_docs=len(prompts), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
+            full_tokens=f.counts.tokens, ee_tokens=c.tokens,
+            per_sequence_speedup=fw / ew,
+            per_token_speedup=(c.tokens / ew) / (f.counts.tokens / fw),
+            implied_speedup=L * c.tokens / c.token_layers,
+            work_ratio=(c.token_layers + c.catchup_token_layers) / (c.tokens * L),
+            full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
+            token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
+            ee_traces=e.traces, full_traces=f.traces,
+        ))
+    return reports
+
+
 def measure_speedup(model, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str,
                     until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
                     min_prefix: int = 0, repeats: int = 3, batch_size: int = 1,
                     references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> SpeedupReport:
-    """Decode ``prompts`` at full depth and with early exit, in one process, and compare.
+    """One early-exit setting against full depth; see :func:`measure_speedups` (same timing rules).
 
     Args:
-        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
-        prompts: token-id lists. gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix:
-            as :meth:`EarlyExitDecoder.decode`.
-        repeats: timed runs per mode (after one warm-up each); the median is reported.
-        batch_size: rows decoded together (1 = latency setting).
-        references: per-prompt reference lists, to score both outputs with ``metrics``.
-        target_lang: output language code (selects the BLEU tokeniser).
-        decoder: reuse an existing decoder.
+        gate, threshold, kv, exit_layers, min_prefix: the setting (as :meth:`EarlyExitDecoder.decode`);
+        the other arguments as :func:`measure_speedups`.
 
     Returns:
         :class:`SpeedupReport`.
-
-    Raises:
-        EEBenchError: if ``repeats`` < 1 or there are no prompts; plus those of
-            :meth:`EarlyExitDecoder.decode`.
     """
-    if repeats < 1 or not prompts:
-        raise EEBenchError(f"measure_speedup needs repeats >= 1 and at least one prompt (got {repeats}, {len(prompts)})")
-    dec = decoder or EarlyExitDecoder(model)
-    L = dec.n_layers
-
-    def full() -> DecodeResult:
-        return dec.decode(prompts, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
-
-    def ee() -> DecodeResult:
-        return dec.decode(prompts, gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size)
-
-    full(), ee()  # warm-up
-    full_runs, ee_runs = [], []
-    for _ in range(repeats):
-        full_runs.append(full())
-        ee_runs.append(ee())
-    f, e = _median_run(full_runs), _median_run(ee_runs)
-    fw, ew = f.split.total_s, e.split.total_s
-    c = e.counts
-    qual: dict = {}
-    if references is not None:
-        q_ee = quality([t.text for t in e.traces], references, metrics, target_lang)
-        q_full = quality([t.text for t in f.traces], references, metrics, target_lang)
-        for m in metrics:
-            ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
-            qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
-    gate_name = gate if isinstance(gate, str) else type(gate).__name__
-    return SpeedupReport(
-        kv=kv, gate=gate_name, threshold=threshold, n_docs=len(prompts), n_layers=L, repeats=repeats,
-        batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew, full_tokens=f.counts.tokens, ee_tokens=c.tokens,
-        per_sequence_speedup=fw / ew,
-        per_token_speedup=(c.tokens / ew) / (f.counts.tokens / fw),
-        implied_speedup=L * c.tokens / c.token_layers,
-        work_ratio=(c.token_layers + c.catchup_token_layers) / (c.tokens * L),
-        full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
-        token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
-        ee_traces=e.traces, full_traces=f.traces,
-    )
+    setting = EESetting(kv, gate, threshold, None if exit_layers is None else tuple(exit_layers), min_prefix)
+    return measure_speedups(model, prompts, [setting], until, max_gen_toks, repeats, batch_size, references,
+                            metrics, target_lang, decoder)[0]

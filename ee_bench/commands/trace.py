@@ -1,0 +1,111 @@
+"""``ee-bench trace``: early-exit decode one sentence and print, token by token, the exit layer under
+each KV strategy (paper §6, Tables 6 and 11).
+
+Example (the paper's Table 6 sentence, the first WMT22 de-en segment)::
+
+    ee-bench trace --model smollm2-135m-ee --text "Die Ware hat unter 20 Euro gekostet." --kv copy,recompute
+
+The sentence goes through the task's prompt template (default ``wmt22_de_en``). Exit layers are
+0-based everywhere, as in the paper's tables (L−1 = full depth: 31 for a 32-layer Llama-2-7B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ee_bench.errors import EEBenchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ee-bench trace", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model card (ee-bench ls models)")
+    p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2")
+    p.add_argument("--text", required=True, help="the source sentence")
+    p.add_argument("--task", default="wmt22_de_en", help="translation task whose prompt template is used")
+    p.add_argument("--kv", default="copy,recompute", help="comma-separated KV strategies (ee-bench ls kv)")
+    p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates)")
+    p.add_argument("--threshold", type=float, default=None, help="gate threshold (default: the gate's default)")
+    p.add_argument("--exit-layers", default=None, help="comma-separated 0-based layers where exits are allowed")
+    p.add_argument("--min-prefix", type=int, default=4, help="first N tokens never exit (paper: 4)")
+    p.add_argument("--max-gen-toks", type=int, default=None, help="token budget (default: the task's)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--json", action="store_true", help="print the traces as JSON instead of a table")
+    return p
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"8,12,16"`` → [8, 12, 16]; None stays None.
+
+    Raises:
+        EEBenchError: for a non-integer entry.
+    """
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EEBenchError(f"--exit-layers {text!r} must be comma-separated integers, e.g. 8,12,16") from None
+
+
+def _show(tokenizer, tid: int) -> str:
+    return tokenizer.decode([tid]).replace("\n", "\\n") or repr(tokenizer.convert_ids_to_tokens(tid))
+
+
+def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str:
+    """Side-by-side table: one row per output position, (token, 0-based exit layer) per strategy."""
+    from tabulate import tabulate
+
+    rows = []
+    for i in range(max(len(t.token_ids) for t in traces)):
+        row = [i + 1]
+        for t in traces:
+            row += [_show(tokenizer, t.token_ids[i]), t.exit_layers[i]] if i < len(t.token_ids) else ["", ""]
+        rows.append(row)
+    headers = ["#"] + [h for n in names for h in (f"token ({n})", f"exit ({n})")]
+    foot = ["mean"] + [x for t in traces for x in ("", f"{t.mean_layers_run:.1f}/{n_layers} layers run")]
+    return tabulate(rows + [foot], headers=headers, tablefmt="github")
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from ee_bench.exits.gates import GATES
+    from ee_bench.exits.kv import KV_STRATEGIES
+    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import translation_doc
+    from ee_bench.tasks.templates import render
+
+    names = [k.strip() for k in args.kv.split(",") if k.strip()]
+    for n in names:
+        KV_STRATEGIES.get(n)  # unknown names fail before the model loads
+    gate = GATES.get(args.gate)()
+    threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
+    layers = parse_layers(args.exit_layers)
+    spec = TaskIndex().expand([args.task])[0]
+    if not spec.dataset_name or "-" not in spec.dataset_name:
+        raise EEBenchError(f"--task {args.task} is not a translation task (no language pair); use e.g. wmt22_de_en")
+    prompt = render(spec.doc_to_text, translation_doc(args.text, [""], spec.dataset_name), source=spec.source_file)
+    model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
+
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+
+    dec = EarlyExitDecoder(model)
+    ids = [model.encode_prompt(prompt)]
+    budget = args.max_gen_toks or spec.max_gen_toks
+    full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
+    traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]
+    if args.json:
+        print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold, "text": args.text,
+                          "full": full.to_dict(), "traces": [t.to_dict() for t in traces]}, ensure_ascii=False, indent=1))
+        return 0
+    print(f"model {model.name} ({dec.n_layers} layers), gate {args.gate} τ={threshold:g}, min_prefix {args.min_prefix}, "
+          f"task {spec.task} prompt")
+    print(f"source: {args.text}")
+    print(f"full depth: {full.text}")
+    for n, t in zip(names, traces):
+        print(f"{n}: {t.text}")
+    print()
+    print(trace_table(model.tokenizer, names, traces, dec.n_layers))
+    return 0
