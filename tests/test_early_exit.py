@@ -124,3 +124,34 @@ def test_unsupported_architecture_is_named():
     wrapper = HFCausalLM(gpt2, tiny_tokenizer(), name="tiny-gpt2")
     with pytest.raises(ModelStructureError, match="supports model_type llama, mistral, qwen2"):
         EarlyExitDecoder(wrapper)
+
+
+def test_trace_table_lists_token_and_exit_layer_per_strategy(model):
+    from ee_bench.commands.trace import parse_layers, trace_table
+
+    prompts = prompt_ids(model)[:1]
+    traces = [early_exit_generate(model, prompts, AlwaysGate(), 0.5, kv, (), 5, exit_layers=[1], min_prefix=4)[0]
+              for kv in ("copy", "recompute")]
+    table = trace_table(model.tokenizer, ["copy", "recompute"], traces, N_LAYERS).splitlines()
+    assert [c.strip() for c in table[0].split("|")[1:-1]] == ["#", "token (copy)", "exit (copy)", "token (recompute)", "exit (recompute)"]
+    cells = [c.strip() for c in table[2 + 4].split("|")[1:-1]]  # 5th token: first one allowed to exit
+    assert cells[0] == "5" and cells[2] == "1" and cells[4] == "1"
+    assert "3.6/4 layers run" in table[-1]  # (4·4 + 2) / 5 blocks per token
+    assert parse_layers("8, 12") == [8, 12] and parse_layers(None) is None
+    with pytest.raises(Exception, match="comma-separated integers"):
+        parse_layers("8;12")
+
+
+def test_measure_speedups_reports_consistent_ratios(model):
+    from ee_bench.decoding.speedup import EESetting, measure_speedups, token_agreement
+
+    prompts = prompt_ids(model)
+    setting = EESetting("copy", AlwaysGate(), 0.5, exit_layers=(1,), min_prefix=2)
+    rep = measure_speedups(model, prompts, [setting], (), 6, repeats=1, references=[["a"], ["b"], ["c"]])[0]
+    # tokens 0, 1 run 4 blocks, tokens 2..5 exit at block 1 (2 blocks): L / mean = 4 / (16/6)
+    assert rep.implied_speedup == pytest.approx(4 / (16 / 6))
+    assert rep.per_sequence_speedup == pytest.approx(rep.full_wall_s / rep.ee_wall_s)
+    assert rep.per_token_speedup == pytest.approx(rep.per_sequence_speedup)  # same token counts (18 / 18)
+    assert set(rep.quality) == {"chrf", "bleu"}
+    assert rep.token_agreement == token_agreement([t.token_ids for t in rep.ee_traces], [t.token_ids for t in rep.full_traces])
+    assert token_agreement([[1, 2, 3]], [[1, 5, 3, 4]]) == 0.5  # 2 of 4 full-depth positions
