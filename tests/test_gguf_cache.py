@@ -16,7 +16,7 @@ import torch
 
 from ee_bench.errors import EEBenchError
 from ee_bench.models.cards import ModelCard, load_model
-from ee_bench.models.gguf_cache import MANIFEST, GGUFCacheKey, cache_root, load_from_gguf, load_gguf_cached
+from ee_bench.models.gguf_cache import MANIFEST, ORPHAN_TMP_AGE_S, GGUFCacheKey, cache_root, load_from_gguf, load_gguf_cached
 from ee_bench.models.hf_causal import HFCausalLM, gguf_file
 from tiny_gguf import write_tiny_llama_gguf
 
@@ -125,6 +125,16 @@ def test_changed_file_makes_a_new_entry_and_drops_the_old(tmp_path):
     _, _, second = load_gguf_cached(path, torch.float32, root=root)
     assert not second.cache_hit and second.cache_dir != first.cache_dir
     assert entries(root) == [second.cache_dir.name]
+
+
+def test_orphaned_temporary_folders_are_removed(tiny_gguf, tmp_path):
+    old, fresh = tmp_path / "gguf" / ".x.tmp-old", tmp_path / "gguf" / ".x.tmp-live"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+    day_ago = old.stat().st_mtime - ORPHAN_TMP_AGE_S - 60
+    os.utime(old, (day_ago, day_ago))
+    _, _, info = load_gguf_cached(tiny_gguf, torch.float32, root=tmp_path)
+    assert entries(tmp_path) == sorted([fresh.name, info.cache_dir.name])
 
 
 def test_cache_off_writes_nothing(tiny_gguf, tmp_path):

@@ -201,8 +201,19 @@ def write_entry(model, tokenizer, target: Path, key: GGUFCacheKey, dequantise_s:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+ORPHAN_TMP_AGE_S = 24 * 3600
+"""A temporary folder this old was left by a killed write (a live write takes minutes) and is removed."""
+
+
 def _prune_stale(root: Path, key: GGUFCacheKey, keep: Path) -> None:
-    """Remove older entries of the same GGUF file (other size, mtime or library version)."""
+    """Remove older entries of the same GGUF file (other size, mtime or library version), and
+    temporary folders of writes killed more than :data:`ORPHAN_TMP_AGE_S` ago."""
+    for tmp in (root / "gguf").glob(".*.tmp-*"):
+        try:
+            if time.time() - tmp.stat().st_mtime > ORPHAN_TMP_AGE_S:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            continue
     for entry in (root / "gguf").glob(f"{Path(key.source).stem}-*"):
         if entry == keep or not (entry / MANIFEST).is_file():
             continue
