@@ -167,6 +167,15 @@ def test_from_card_loads_through_the_cache(tiny_package, direct, tmp_path, monke
         assert torch.equal(first.model(input_ids=ids).logits, direct[0](input_ids=ids).logits)
 
 
+def test_from_card_without_cache(tiny_package, tmp_path, monkeypatch):
+    monkeypatch.setenv("EE_BENCH_CACHE", str(tmp_path))
+    card = ModelCard(name="tiny", model="hf-causal", gguf=tiny_package, dtype="float32", model_args={"gguf_cache": False})
+    assert load_model(card, device="cpu").n_layers == 2
+    assert entries(tmp_path) == []
+    with pytest.raises(EEBenchError, match="gguf_cache must be true or false"):
+        load_model(ModelCard(name="tiny", model="hf-causal", gguf=tiny_package, model_args={"gguf_cache": "no"}), device="cpu")
+
+
 def test_unknown_stop_token_is_rejected(tiny_package, tmp_path, monkeypatch):
     monkeypatch.setenv("EE_BENCH_CACHE", str(tmp_path))
     card = ModelCard(name="tiny", model="hf-causal", gguf=tiny_package, stop_tokens=("<|eot_id|>",), dtype="float32")

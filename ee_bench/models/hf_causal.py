@@ -160,13 +160,12 @@ class HFCausalLM(ExitModel):
         use_cache = kwargs.pop("gguf_cache", True)
         if not isinstance(use_cache, bool):
             raise EEBenchError(f"model_args gguf_cache must be true or false, got {use_cache!r}")
+        source = str(gguf_file(card.gguf)) if card.gguf else card.pretrained
         try:
             if card.gguf:
-                source = str(gguf_file(card.gguf))
                 model, tokenizer, info = load_gguf_cached(Path(source), torch_dtype, use_cache=use_cache, **kwargs)
                 logger.info("%s: %s", card.name, info)
             else:
-                source = card.pretrained
                 tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")})
                 model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except OSError as exc:
