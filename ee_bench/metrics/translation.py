@@ -85,7 +85,9 @@ class BLEU(_SacreBLEUMetric):
     def _scorer(self, target_lang: str | None):
         from sacrebleu.metrics import BLEU as SacreBLEU
 
-        return SacreBLEU(tokenize=self.tokenize or bleu_tokenizer(target_lang), lowercase=self.lowercase)
+        # force: with tokenize=none the data is tokenised on purpose; silence sacrebleu's warning about it
+        return SacreBLEU(tokenize=self.tokenize or bleu_tokenizer(target_lang), lowercase=self.lowercase,
+                         force=self.tokenize == "none")
 
 
 class ChrF(_SacreBLEUMetric):
