@@ -180,9 +180,10 @@ class HFCausalLM(ExitModel):
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
+        text_cfg = cfg.get_text_config()  # multimodal configs (e.g. gemma3) keep sizes in a text config
         return {
             "name": self.name, "model_type": cfg.model_type, "n_layers": self.n_layers,
-            "hidden_size": cfg.hidden_size, "vocab_size": cfg.vocab_size, "dtype": str(self.model.dtype),
+            "hidden_size": text_cfg.hidden_size, "vocab_size": text_cfg.vocab_size, "dtype": str(self.model.dtype),
             "device": str(self.device), "chat_template": self.chat_template, "eos_token_ids": list(self.eos_token_ids),
         }
 
