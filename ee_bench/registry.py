@@ -54,6 +54,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Any] = {}  # name -> object or "module:attr" string
         self._origin: dict[str, str] = {}  # name -> "built-in" or "plugin <dist> (<ep>)"
         self._plugins_scanned = False
+        self._scan_error: PluginLoadError | None = None
 
     def register(self, name: str, obj: Any = None, *, origin: str = "built-in") -> Any:
         """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted."""
@@ -73,21 +74,34 @@ class Registry(Generic[T]):
         return add(obj)
 
     def _scan_plugins(self) -> None:
+        """Add the entry points of ``entry_point_group`` (once; nothing is imported here).
+
+        Raises:
+            PluginLoadError: on a name clash with a built-in or another plug-in, on this and every
+                later use of the registry (a clash is never resolved silently).
+        """
+        if self._scan_error is not None:
+            raise self._scan_error
         if self._plugins_scanned or self.entry_point_group is None:
             self._plugins_scanned = True
             return
-        self._plugins_scanned = True
+        found: dict[str, tuple[metadata.EntryPoint, str]] = {}
         for ep in metadata.entry_points(group=self.entry_point_group):
             dist = ep.dist.name if ep.dist is not None else "unknown distribution"
             origin = f"plugin {dist} (entry point {ep.name} = {ep.value})"
-            if ep.name in self._entries:
-                raise PluginLoadError(
+            if ep.name in self._entries or ep.name in found:
+                other = self._origin[ep.name] if ep.name in self._entries else found[ep.name][1]
+                self._scan_error = PluginLoadError(
                     f"Plug-in {origin} registers {self.kind} {ep.name!r}, which clashes with the "
-                    f"{self._origin[ep.name]} {self.kind} of that name. Rename it in the plug-in's "
+                    f"{other} {self.kind} of that name. Rename it in the plug-in's "
                     f"[project.entry-points.\"{self.entry_point_group}\"] table."
                 )
-            self._entries[ep.name] = ep  # resolved on first use
-            self._origin[ep.name] = origin
+                raise self._scan_error
+            found[ep.name] = (ep, origin)
+        for name, (ep, origin) in found.items():
+            self._entries[name] = ep  # resolved on first use
+            self._origin[name] = origin
+        self._plugins_scanned = True
 
     def names(self) -> list[str]:
         """Every registered name, built-in and plug-in, sorted."""

@@ -170,3 +170,27 @@ def test_cli_bad_gate_is_a_user_error(setup, capsys):
                  "--tasks", "tiny_gen", "--include_path", str(tasks), "--limit", "1", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "Unknown gate 'confidance'. Did you mean: confidence?" in err
+
+
+def test_pyproject_declares_the_lm_eval_entry_point():
+    import tomllib
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert data["project"]["entry-points"]["lm_eval.models"] == {"ee-hf": "ee_bench.lm_eval.model:EarlyExitLM"}
+    from ee_bench.lm_eval.model import EarlyExitLM
+    from lm_eval.api.registry import get_model
+
+    assert get_model("ee-hf") is EarlyExitLM and get_model("hf").__name__ == "HFLM"  # lm-eval's own still there
+
+
+def test_pretrained_resolves_cards_folders_and_hub_ids(setup):
+    from ee_bench.errors import UnknownNameError
+    from ee_bench.lm_eval.model import card_for
+
+    model_dir, _, _ = setup
+    assert card_for("smollm2-135m-ee").gguf["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert card_for(str(model_dir)).pretrained == str(model_dir.resolve())
+    hub = card_for("HuggingFaceTB/SmolLM2-135M")  # resolved only; nothing is downloaded here
+    assert (hub.name, hub.model, hub.pretrained) == ("HuggingFaceTB/SmolLM2-135M", "hf-causal", "HuggingFaceTB/SmolLM2-135M")
+    with pytest.raises(UnknownNameError, match="smollm2-135m-ee"):
+        card_for("smollm2-135m")

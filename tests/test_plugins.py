@@ -85,6 +85,18 @@ def test_clash_with_builtin_is_an_error_naming_dist_and_entry_point(site):
     msg = str(err.value)
     assert "clash-plugin" in msg and "confidence = t2_mod:Other" in msg and "built-in" in msg
     assert '[project.entry-points."t2.gates"]' in msg
+    with pytest.raises(PluginLoadError, match="clash-plugin"):  # still an error on every later use
+        reg.get("confidence")
+
+
+def test_clash_between_two_plugins_is_an_error(site):
+    fake_dist(site, "first-dist", {"t2b.gates": {"same": "a_mod:G"}})
+    fake_dist(site, "second-dist", {"t2b.gates": {"same": "b_mod:G"}})
+    reg = Registry("gate", base=Gate, entry_point_group="t2b.gates")
+    with pytest.raises(PluginLoadError) as err:
+        reg.names()
+    msg = str(err.value)
+    assert "first-dist" in msg and "second-dist" in msg and "'same'" in msg
 
 
 def test_broken_plugin_errors_only_where_used(site):
@@ -117,12 +129,12 @@ def test_unknown_name_still_suggests(site):
 @pytest.fixture
 def fresh_gates():
     """Let the real GATES registry rescan entry points, and restore it afterwards."""
-    saved = (dict(GATES._entries), dict(GATES._origin), GATES._plugins_scanned)
+    saved = (dict(GATES._entries), dict(GATES._origin), GATES._plugins_scanned, GATES._scan_error)
     GATES._entries = {k: v for k, v in GATES._entries.items() if GATES._origin[k] == "built-in"}
     GATES._origin = {k: v for k, v in GATES._origin.items() if v == "built-in"}
-    GATES._plugins_scanned = False
+    GATES._plugins_scanned, GATES._scan_error = False, None
     yield GATES
-    GATES._entries, GATES._origin, GATES._plugins_scanned = saved
+    GATES._entries, GATES._origin, GATES._plugins_scanned, GATES._scan_error = saved
 
 
 def test_cli_survives_a_broken_gate_plugin(site, fresh_gates, capsys):
@@ -147,6 +159,7 @@ def test_cli_reports_a_clash_with_a_builtin_gate(site, fresh_gates, capsys):
     assert main(["ls", "gates"]) == 2
     err = capsys.readouterr().err
     assert "clashing-dist" in err and "entropy = x_mod:Gate" in err and "clashes with the built-in gate" in err
+    assert main(["ls", "metrics"]) == 0  # other kinds are unaffected
 
 
 TASK_YAML = """task: {name}

@@ -60,6 +60,26 @@ class SamplingNotSupportedError(EEBenchError):
     """A task asked ``ee-hf`` to sample; the early-exit loop decodes greedily."""
 
 
+def card_for(pretrained: str):
+    """The ee-bench model card for ``pretrained``: a shipped card, a local checkpoint folder, or else
+    a hub id (``org/name``) loaded by the ``hf-causal`` wrapper under that name.
+
+    Raises:
+        UnknownNameError: for a name that is none of these (the message lists the cards).
+    """
+    from dataclasses import replace
+
+    from ee_bench.errors import UnknownNameError
+    from ee_bench.models.cards import resolve_card
+
+    try:
+        return resolve_card(pretrained)
+    except UnknownNameError:
+        if "/" not in pretrained:
+            raise
+    return replace(resolve_card("hf-causal", f"pretrained={pretrained}"), name=pretrained)
+
+
 @register_model("ee-hf")
 class EarlyExitLM(HFLM):
     """lm-eval's ``hf`` model with early-exit generation and exit-layer log-likelihoods.
@@ -82,13 +102,13 @@ class EarlyExitLM(HFLM):
                  kv: str = "recompute", min_prefix: int = 0, measure_speedup: bool = True,
                  exit_stats_path: str | None = None, device: str | None = None, dtype: str | None = None,
                  **kwargs: Any) -> None:
-        from ee_bench.models.cards import load_model, resolve_card
+        from ee_bench.models.cards import load_model
 
         gate_obj = GATES.get(str(gate))()
         KV_STRATEGIES.get(str(kv))
         if int(min_prefix) < 0:
             raise EEBenchError(f"ee-hf min_prefix {min_prefix} is negative; use 0 to allow exits from the first token.")
-        card = resolve_card(str(pretrained))
+        card = card_for(str(pretrained))
         wrapper = load_model(card, device=device, dtype=dtype)
         if getattr(wrapper, "kind", "causal") != "causal" or not hasattr(wrapper, "unembed"):
             raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {getattr(wrapper, 'kind', '?')} model.")
