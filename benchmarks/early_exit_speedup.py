@@ -189,8 +189,9 @@ def main(argv=None) -> int:
           f"0.9 x implied {0.9 * r.implied_speedup:.3f} -> {verdict} (ratio {ratio:.3f})")
     if ratio < 0.9:
         s = r.ee_split
-        print(f"why: gate checks took {s.gate_s:.2f} s = {100 * s.gate_s / s.total_s:.0f}% of early-exit time; one "
-              f"check costs {costs['check_in_blocks']:.1f} blocks (LM head {model.model.config.vocab_size}x"
+        per_check = s.gate_s / max(1, r.ee_counts.gate_checks)
+        print(f"why: gate checks took {s.gate_s:.2f} s = {100 * s.gate_s / s.total_s:.0f}% of early-exit time "
+              f"({per_check * 1e3:.1f} ms per check in the run); one check costs {costs['check_in_blocks']:.1f} blocks (LM head {model.model.config.vocab_size}x"
               f"{model.model.config.hidden_size} plus softmax statistics), and there were "
               f"{r.ee_counts.gate_checks / r.ee_counts.tokens:.1f} checks per token. What closes the gap: fewer checks "
               f"(exit layers restricted, see the sparse column), a head restricted to top-k candidate tokens for the "

@@ -155,3 +155,20 @@ def test_measure_speedups_reports_consistent_ratios(model):
     assert set(rep.quality) == {"chrf", "bleu"}
     assert rep.token_agreement == token_agreement([t.token_ids for t in rep.ee_traces], [t.token_ids for t in rep.full_traces])
     assert token_agreement([[1, 2, 3]], [[1, 5, 3, 4]]) == 0.5  # 2 of 4 full-depth positions
+
+
+def test_samples_fields_carry_one_trace_per_strategy(model):
+    from ee_bench.decoding.samples import early_exit_fields, parse_kv_list
+
+    prompts = prompt_ids(model)[:2]
+    fields = early_exit_fields(model, prompts, (), 6, AlwaysGate(), 0.5, ["copy", "recompute"], [1], 2)
+    assert len(fields) == 2
+    for f in fields:
+        ee = f["early_exit"]
+        assert set(ee["traces"]) == {"copy", "recompute"} and ee["exit_layers_allowed"] == [1]
+        for tr in ee["traces"].values():
+            assert tr["exit_layers"] == [3, 3, 1, 1, 1, 1] and len(tr["token_ids"]) == 6
+            assert tr["mean_layers_run"] == pytest.approx((4 + 4 + 4 * 2) / 6)
+    assert parse_kv_list(" copy, deferred ") == ["copy", "deferred"]
+    with pytest.raises(UnknownNameError, match="Did you mean: recompute"):
+        parse_kv_list("recomput")

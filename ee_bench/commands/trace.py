@@ -50,7 +50,8 @@ def parse_layers(text: str | None) -> list[int] | None:
 
 
 def _show(tokenizer, tid: int) -> str:
-    return tokenizer.decode([tid]).replace("\n", "\\n") or repr(tokenizer.convert_ids_to_tokens(tid))
+    """A token as a quoted Python literal, so spaces and newlines stay visible (``' W'``, ``'\\n'``)."""
+    return repr(tokenizer.decode([tid]))
 
 
 def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str:
