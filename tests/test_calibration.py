@@ -9,7 +9,7 @@ import torch
 
 from ee_bench.decoding.calibration import CalibrationError, calibrate, calibration_ids, select_threshold
 from ee_bench.decoding.early_exit import EarlyExitDecoder
-from ee_bench.exits.gates import ConfidenceGate, Gate, GateObservation
+from ee_bench.exits.gates import ConfidenceGate, GateObservation
 
 # confidence grid, least → most aggressive, with chrF falling as τ falls; full model chrF = 50
 CURVE = [(0.99, 50.0), (0.95, 49.9), (0.9, 49.2), (0.8, 49.0), (0.7, 48.0), (0.6, 45.0), (0.5, 40.0)]

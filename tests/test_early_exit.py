@@ -115,7 +115,7 @@ def test_option_errors(model):
 
 
 def test_unsupported_architecture_is_named():
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from ee_bench.models.hf_causal import HFCausalLM
     from tests.ee_tiny import tiny_tokenizer

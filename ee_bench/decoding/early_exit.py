@@ -127,6 +127,25 @@ class _Flight:
         return out
 
 
+class _Batch:
+    """Mutable state of one decoding batch (internal): store, masks, outputs, counters, timer."""
+
+    def __init__(self, store, attn: Tensor, max_gen_toks: int, timer: SectionTimer):
+        B, P = attn.shape
+        self.store, self.timer, self.max_gen_toks = store, timer, max_gen_toks
+        self.key_real = torch.ones(store.written.shape[1:], dtype=torch.bool, device=attn.device)  # (B, T_max)
+        self.key_real[:, :P] = attn.bool()
+        self.n_pad = (attn == 0).sum(dim=1)  # (B,)
+        self.gen: list[list[int]] = [[] for _ in range(B)]
+        self.exit_at: list[list[int]] = [[] for _ in range(B)]
+        self.done = [False] * B
+        self.counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+
+    def emit(self, row: int, token: int, layer: int) -> None:
+        self.gen[row].append(token)
+        self.exit_at[row].append(layer)
+
+
 def _resolve_gate(gate: Gate | str) -> Gate:
     return GATES.get(gate)() if isinstance(gate, str) else gate
 
@@ -211,116 +230,113 @@ class EarlyExitDecoder:
                       exits: frozenset[int], min_prefix: int) -> DecodeResult:
         model, runner, L = self.model, self.runner, self.n_layers
         timer = SectionTimer(model.device)
-        B = len(prompts)
-        counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
         if max_gen_toks == 0:
-            traces = tuple(ExitTrace(kv, L, (), "", ()) for _ in prompts)
-            return DecodeResult(traces, timer.split(), DecodeCounts())
+            return DecodeResult(tuple(ExitTrace(kv, L, (), "", ()) for _ in prompts), timer.split(), DecodeCounts())
         ids, attn = model._left_pad(prompts)
-        P = ids.shape[1]
-        T = P + max_gen_toks
-        runner.check_length(T)
-        dev = model.device
-        store = runner.new_store(B, T)
-        key_real = torch.ones((B, T), dtype=torch.bool, device=dev)
-        key_real[:, :P] = attn.bool()
-        n_pad = (attn == 0).sum(dim=1)  # (B,)
-        strategy = strategy_cls(KVContext(runner, store, n_pad))
-
-        # prompt pass: every block for every prompt position
-        cols = torch.arange(P, device=dev).expand(B, P)
-        index = SlotIndex(torch.arange(B, device=dev), cols, torch.ones_like(cols, dtype=torch.bool), P, True)
-        mask = runner.mask(index, key_real)
-        rope = runner.rope((cols - n_pad.unsqueeze(1)).clamp_min(0))
-        hidden = runner.embed(ids)  # (B, P, H)
-        with timer.section("layers"):
-            for layer in range(L):
-                hidden = runner.run_layer(layer, hidden, index, store, mask, rope)
-        with timer.section("emit"):
-            first = runner.unembed(hidden[:, -1]).argmax(dim=-1).tolist()  # (B,)
-        counts["prompt_positions"] = B * P
-        counts["head_rows"] += B
-        gen = [[t] for t in first]
-        exit_at = [[L - 1] for _ in range(B)]
-        done = [self._finished(g, until, max_gen_toks) for g in gen]
-        for b in range(B):
-            if done[b]:
-                strategy.drop_row(b)
-
+        B, P = ids.shape
+        runner.check_length(P + max_gen_toks)
+        st = _Batch(runner.new_store(B, P + max_gen_toks), attn, max_gen_toks, timer)
+        strategy = strategy_cls(KVContext(runner, st.store, st.n_pad))
+        first = self._prompt_pass(st, ids)
+        for b, t in enumerate(first):
+            st.emit(b, t, L - 1)
+        self._mark_finished(st, range(B), strategy, until)
         for step in range(1, max_gen_toks):
-            alive = [b for b in range(B) if not done[b]]
+            alive = [b for b in range(B) if not st.done[b]]
             if not alive:
                 break
-            col = P + step - 1  # cache column of the token fed in
-            rows = torch.tensor(alive, device=dev)
-            tok = torch.tensor([gen[b][-1] for b in alive], device=dev)
-            fl = _Flight(rows, torch.full((len(alive), 1), col, device=dev), torch.ones((len(alive), 1), dtype=torch.bool, device=dev),
-                         runner.embed(tok).unsqueeze(1), col + 1, len(alive) == B)
-            check = exits if step >= min_prefix else frozenset()
-            top1 = streak = None
-            for layer in range(L):
-                if strategy.adds_queries:
-                    with timer.section("kv"):
-                        fl = self._join(fl, strategy, layer)
-                if fl.mask is None and fl.rope is None:
-                    fl.mask = runner.mask(fl.index(), key_real)
-                    fl.rope = runner.rope(fl.cols - n_pad[fl.rows].unsqueeze(1))
-                prev_hidden = fl.hidden[:, -1] if gate is not None and gate.needs_hidden else None
-                with timer.section("layers"):
-                    fl.hidden = runner.run_layer(layer, fl.hidden, fl.index(), store, fl.mask, fl.rope)
-                n_run = int(fl.rows.numel())
-                counts["token_layers"] += n_run
-                counts["catchup_token_layers"] += int(fl.valid.sum()) - n_run
-                if layer == L - 1 or layer not in check:
-                    continue
-                with timer.section("gate"):
-                    h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
-                    obs, top1, streak = self._observe(gate, layer, h, prev_hidden, top1, streak)
-                    fire = gate.fires(obs, threshold).to(torch.bool)
-                    n_fire = int(fire.sum())
-                counts["gate_checks"] += n_run
-                counts["head_rows"] += n_run if gate.needs_head else 0
-                if not n_fire:
-                    continue
-                fired = fire.nonzero().squeeze(1)
-                if gate.needs_head:
-                    toks = top1[fired]
-                else:
-                    with timer.section("emit"):
-                        toks = runner.unembed(h[fired]).argmax(dim=-1)
-                    counts["head_rows"] += n_fire
-                for r, t in zip(fl.rows[fired].tolist(), toks.tolist()):
-                    gen[r].append(t)
-                    exit_at[r].append(layer)
-                with timer.section("kv"):
-                    v = fl.valid[fired]  # (n_fire, q)
-                    counts["kv_fill_token_layers"] += strategy.on_exit(
-                        fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
-                keep = ~fire
-                fl = fl.subset(keep)
-                top1, streak = top1[keep] if top1 is not None else None, streak[keep] if streak is not None else None
-                if not bool(keep.any()):
-                    break
-            if fl.rows.numel():  # rows that reached the last block
-                with timer.section("emit"):
-                    toks = runner.unembed(fl.hidden[:, -1]).argmax(dim=-1)
-                counts["head_rows"] += int(fl.rows.numel())
-                for r, t in zip(fl.rows.tolist(), toks.tolist()):
-                    gen[r].append(t)
-                    exit_at[r].append(L - 1)
-            for b in alive:
-                if self._finished(gen[b], until, max_gen_toks):
-                    done[b] = True
-                    strategy.drop_row(b)
-
-        counts["tokens"] = sum(len(g) for g in gen)
-        counts["token_layers"] += B * L  # first tokens ran every block in the prompt pass
+            self._step(st, alive, P + step - 1, gate, threshold, strategy, exits if step >= min_prefix else frozenset())
+            self._mark_finished(st, alive, strategy, until)
+        st.counts["tokens"] = sum(len(g) for g in st.gen)
+        st.counts["token_layers"] += B * L  # first tokens ran every block in the prompt pass
         traces = []
-        for g, e in zip(gen, exit_at):
+        for g, e in zip(st.gen, st.exit_at):
             kept, text = model.truncate_output(g, until)
             traces.append(ExitTrace(kv, L, tuple(kept), text, tuple(e[: len(kept)])))
-        self.last_store = store  # for tests and inspection
-        return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
+        self.last_store = st.store  # for tests and inspection
+        return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**st.counts))
+
+    def _prompt_pass(self, st: _Batch, ids: Tensor) -> list[int]:
+        """Every block over every prompt position (fills the store); returns the B first tokens."""
+        runner = self.runner
+        B, P = ids.shape
+        cols = torch.arange(P, device=ids.device).expand(B, P)
+        index = SlotIndex(torch.arange(B, device=ids.device), cols, torch.ones_like(cols, dtype=torch.bool), P, True)
+        mask = runner.mask(index, st.key_real)
+        rope = runner.rope((cols - st.n_pad.unsqueeze(1)).clamp_min(0))
+        hidden = runner.embed(ids)  # (B, P, H)
+        with st.timer.section("layers"):
+            for layer in range(self.n_layers):
+                hidden = runner.run_layer(layer, hidden, index, st.store, mask, rope)
+        with st.timer.section("emit"):
+            first = runner.unembed(hidden[:, -1]).argmax(dim=-1).tolist()  # (B,)
+        st.counts["prompt_positions"] = B * P
+        st.counts["head_rows"] += B
+        return first
+
+    def _step(self, st: _Batch, alive: list[int], col: int, gate, threshold, strategy: KVStrategy,
+              check: frozenset[int]) -> None:
+        """Feed each alive row's last token (cache column ``col``) and emit its next token."""
+        runner, L, dev, counts, timer = self.runner, self.n_layers, st.store.written.device, st.counts, st.timer
+        b = len(alive)
+        tok = torch.tensor([st.gen[r][-1] for r in alive], device=dev)
+        fl = _Flight(torch.tensor(alive, device=dev), torch.full((b, 1), col, device=dev),
+                     torch.ones((b, 1), dtype=torch.bool, device=dev), runner.embed(tok).unsqueeze(1), col + 1,
+                     b == len(st.gen))
+        top1 = streak = None
+        for layer in range(L):
+            if strategy.adds_queries:
+                with timer.section("kv"):
+                    fl = self._join(fl, strategy, layer)
+            if fl.mask is None and fl.rope is None:
+                fl.mask = runner.mask(fl.index(), st.key_real)
+                fl.rope = runner.rope(fl.cols - st.n_pad[fl.rows].unsqueeze(1))
+            prev_hidden = fl.hidden[:, -1] if gate is not None and gate.needs_hidden else None
+            with timer.section("layers"):
+                fl.hidden = runner.run_layer(layer, fl.hidden, fl.index(), st.store, fl.mask, fl.rope)
+            n_run = int(fl.rows.numel())
+            counts["token_layers"] += n_run
+            counts["catchup_token_layers"] += int(fl.valid.sum()) - n_run
+            if layer == L - 1 or layer not in check:
+                continue
+            with timer.section("gate"):
+                h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
+                obs, top1, streak = self._observe(gate, layer, h, prev_hidden, top1, streak)
+                fire = gate.fires(obs, threshold).to(torch.bool)
+                n_fire = int(fire.sum())
+            counts["gate_checks"] += n_run
+            counts["head_rows"] += n_run if gate.needs_head else 0
+            if not n_fire:
+                continue
+            fired = fire.nonzero().squeeze(1)
+            if gate.needs_head:
+                toks = top1[fired]
+            else:
+                with timer.section("emit"):
+                    toks = runner.unembed(h[fired]).argmax(dim=-1)
+                counts["head_rows"] += n_fire
+            for r, t in zip(fl.rows[fired].tolist(), toks.tolist()):
+                st.emit(r, t, layer)
+            with timer.section("kv"):
+                v = fl.valid[fired]  # (n_fire, q)
+                counts["kv_fill_token_layers"] += strategy.on_exit(
+                    fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
+            keep = ~fire
+            fl = fl.subset(keep)
+            top1, streak = top1[keep] if top1 is not None else None, streak[keep] if streak is not None else None
+            if not bool(keep.any()):
+                return
+        with timer.section("emit"):  # rows that reached the last block
+            toks = runner.unembed(fl.hidden[:, -1]).argmax(dim=-1)
+        counts["head_rows"] += int(fl.rows.numel())
+        for r, t in zip(fl.rows.tolist(), toks.tolist()):
+            st.emit(r, t, L - 1)
+
+    def _mark_finished(self, st: _Batch, rows: Iterable[int], strategy: KVStrategy, until: tuple[str, ...]) -> None:
+        for r in rows:
+            if self._finished(st.gen[r], until, st.max_gen_toks):
+                st.done[r] = True
+                strategy.drop_row(r)
 
     def _finished(self, ids: list[int], until: tuple[str, ...], max_gen_toks: int) -> bool:
         if len(ids) >= max_gen_toks or ids[-1] in self.model.eos_token_ids:
