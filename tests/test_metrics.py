@@ -118,3 +118,13 @@ def test_every_metric_declares_direction_unit_aggregation():
         assert d["higher_is_better"] is True
         assert d["unit"] in ("points", "fraction", "coefficient")
         assert d["aggregation"] in ("corpus", "mean")
+
+
+def test_details_never_shadow_the_declared_direction_unit_aggregation():
+    # Results files merge describe() and details into one mapping; a details key must not overwrite them.
+    cases = {"bleu": (["a b c d"], [["a b c d"]]), "chrf": (["a b"], [["a b"]]), "rouge1": (["a"], [["a"]]),
+             "rougeLsum": (["a"], [["a"]]), "token_f1": (["a"], [["a"]]), "acc": ([1], [[1]]), "f1": ([1], [[1]]),
+             "mcc": ([1, 0], [[1], [0]]), "comet22": (["a"], [["a"]])}
+    for name, (pred, refs) in cases.items():
+        res = METRICS.get(name)().compute(MetricInputs(pred, refs, target_lang="en"))
+        assert not set(res.details) & {"higher_is_better", "unit", "aggregation"}, name

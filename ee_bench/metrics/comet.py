@@ -133,6 +133,6 @@ class COMET22(Metric):
                              progress_bar=False)
         return MetricResult(100.0 * float(out.system_score), {
             "model": name, "implementation": f"unbabel-comet {_package_version()}",
-            "aggregation": "mean of segment scores (system score), x100; reference A only",
+            "scoring": "mean of segment scores (system score), x100; reference A only",
             "n_docs": len(data),
         })

@@ -54,6 +54,6 @@ class TokenF1(Metric):
             return MetricResult(None, {"reason": "no documents to score"})
         return MetricResult(100.0 * sum(scores) / len(scores), {
             "normalisation": "SQuAD (lowercase, no punctuation, no articles)",
-            "aggregation": "mean over documents of the best F1 over reference answers, x100",
+            "scoring": "mean over documents of the best F1 over reference answers, x100",
             "n_docs": len(scores),
         })

@@ -54,7 +54,7 @@ class _Rouge(Metric):
         details: dict[str, Any] = {
             "implementation": f"rouge-score {metadata.version('rouge-score')}",
             "use_stemmer": True,
-            "aggregation": "mean over documents of the per-document F-measure (best reference), x100",
+            "scoring": "mean over documents of the per-document F-measure (best reference), x100",
             "n_docs": len(scores),
         }
         if self.rouge_type == "rougeLsum":
