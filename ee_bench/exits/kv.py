@@ -84,8 +84,9 @@ KV_STRATEGIES: Registry[type[KVStrategy]] = Registry("kv strategy", base=KVStrat
 
 @KV_STRATEGIES.register("copy")
 class CopyKV(KVStrategy):
-    """Paper "-d": ``K_s^ℓ, V_s^ℓ := K_s^j, V_s^j`` for every skipped ℓ > j (the exit layer's keys and
-    values copied upward).
+    """Paper "-d": the exit layer's keys/values are copied into every skipped layer.
+
+    ``K_s^ℓ, V_s^ℓ := K_s^j, V_s^j`` for every skipped ℓ > j.
 
     Extra cost per exited token: (L−1−j) copies of 2·H_kv·D numbers; no arithmetic. The keys/values
     are wrong for the skipped layers (they were made by layer j's projections), which costs quality.
@@ -103,9 +104,10 @@ class CopyKV(KVStrategy):
 
 @KV_STRATEGIES.register("recompute")
 class RecomputeKV(KVStrategy):
-    """Paper "-c" (CALM's state propagation): the exit hidden state h_s^j is the input of every skipped
-    layer ℓ > j, which computes its own ``K = RoPE(k_proj(norm_ℓ(h^j)))``, ``V = v_proj(norm_ℓ(h^j))``
-    without running its attention or MLP.
+    """Paper "-c" (CALM): every skipped layer projects the exit hidden state to its own keys/values.
+
+    The exit hidden state h_s^j is the input of every skipped layer ℓ > j, which computes its own
+    ``K = RoPE(k_proj(norm_ℓ(h^j)))``, ``V = v_proj(norm_ℓ(h^j))`` without running attention or MLP.
 
     Extra cost per exited token: (L−1−j) × (one RMSNorm, the k and v projections — 2·H·H_kv·D
     multiply-adds — and a rotary), about 2·H_kv·D / (4·H + 3·I) of a block (≈6 % on SmolLM2).
@@ -124,8 +126,10 @@ class RecomputeKV(KVStrategy):
 
 @KV_STRATEGIES.register("deferred")
 class DeferredKV(KVStrategy):
-    """Beyond the paper (FREE, EE-LLM): the skipped blocks of an exited token run exactly, later, as
-    extra query slots batched with the next token of the same row that reaches them.
+    """Beyond the paper (FREE, EE-LLM): skipped blocks run exactly, later, with the row's next token.
+
+    The skipped blocks of an exited token run as extra query slots batched with the next token of
+    the same row that reaches them.
 
     A token that exited at j waits with h^j; when the row's next token is about to run block j+1,
     the waiting token joins it there and runs blocks j+1, j+2, … with it. If that next token exits
