@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    from ee_bench.decoding.evaluate_hook import add_arguments as add_early_exit_arguments
+
+    add_early_exit_arguments(p)
     return p
 
 
@@ -129,6 +132,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     command = "ee-bench " + shlex.join(argv)
     gate, thresholds, chosen, specs, card, data = _prepare(args)
+    from ee_bench.decoding.evaluate_hook import check_arguments, run_early_exit
+
+    kvs = check_arguments(args)
 
     import torch
     from tqdm import tqdm
@@ -168,6 +174,10 @@ def main(argv: list[str]) -> int:
         t_an = time.perf_counter()
         report = analyse_exits(records, gate, thresholds, chosen)
         metrics, metric_details = score_metrics(spec, records, docs)
+        ee_extras = measured = None
+        if kvs and spec.output_type == "generate_until":
+            ee_extras, measured = run_early_exit(args, kvs, model, spec, records, gate, chosen, args.data_dir,
+                                                 Path(args.output_path) if args.output_path else None)
         analysis_s = time.perf_counter() - t_an
         n_tokens = sum(r.stats.n_tokens for r in records)
         result = {
@@ -176,7 +186,7 @@ def main(argv: list[str]) -> int:
             "threshold": chosen, "threshold_swept": args.threshold is None,
             "metrics": metrics, "metric_details": metric_details,
             **report.to_dict(),
-            "measured_speedup": None,
+            "measured_speedup": measured,
             "n_docs": {"total": total, "evaluated": len(docs)},
             "n_output_tokens": n_tokens,
             "model_info": model.describe(),
@@ -190,6 +200,8 @@ def main(argv: list[str]) -> int:
                         "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
         }
         samples = [_sample_row(r, layers) for r, layers in zip(records, report.per_doc)]
+        for row, extra in zip(samples, ee_extras or []):
+            row.update(extra)
         if args.output_path:
             res_path, sam_path = result_paths(args.output_path, card.name, spec.task, args.gate)
             write_jsonl(sam_path, samples)
