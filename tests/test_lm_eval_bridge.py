@@ -112,9 +112,11 @@ def _layer0_logprob(wrapper, context: list[int], continuation: list[int]) -> flo
     return float(sum(logp[start + i, tok] for i, tok in enumerate(continuation)))
 
 
-def test_always_firing_gate_scores_with_layer_0(setup):
+def test_always_firing_gate_scores_with_layer_0(setup, tmp_path):
     model_dir, tasks, wrapper = setup
-    ee = evaluate("ee-hf", f"pretrained={model_dir},{ALWAYS},kv=copy,measure_speedup=false", tasks)
+    side = tmp_path / "stats" / "exit.json"
+    ee = evaluate("ee-hf", f"pretrained={model_dir},{ALWAYS},kv=copy,measure_speedup=false,exit_stats_path={side}", tasks)
+    assert json.loads(side.read_text()) == ee_bench.lm_eval.last_exit_stats()
     tok = wrapper.tokenizer
     for sample in ee["samples"]["tiny_mc"]:
         doc = sample["doc"]
