@@ -1,7 +1,10 @@
 """Offline demonstration of paper §5 on a real encoder: backbone (final-layer fine-tuning) vs joint
 optimisation, per-layer oracle, gates against the oracle, and measured early-exit speed-up.
 
-    python benchmarks/encoder_demo.py            # ~10 min on 2 busy CPU cores; writes runs/encoder_demo/
+    python benchmarks/encoder_demo.py            # writes runs/encoder_demo/
+
+Cost: about 13 CPU-minutes with the defaults (2 epochs; measured: 35 min wall on the shared 2-core machine at
+load average ~10, i.e. roughly 7 min on an idle 2-core machine); ``--epochs 1`` halves the training part.
 
 What it does, for SST-2 and MRPC (GLUE dev sets in ../shared/data/glue, the only labelled GLUE data
 available offline):
