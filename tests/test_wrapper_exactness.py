@@ -186,6 +186,12 @@ def test_reduce_logits_leaves_input_alone_unless_inplace():
     assert reduce_logits(bf)[0].tolist() == [2]
 
 
+def test_reduce_of_no_rows_is_empty(tiny_llama_lm):
+    for top1, prob, ent in (reduce_logits(torch.zeros(0, 7)), tiny_llama_lm.unembed.reduce(torch.zeros(0, 32))):
+        assert top1.shape == prob.shape == ent.shape == (0,)
+        assert top1.dtype == torch.int64 and prob.dtype == torch.float32
+
+
 def test_batch_of_one_and_batch_of_n_give_the_same_oracle(tiny_llama_lm):
     lm = tiny_llama_lm
     g = torch.Generator().manual_seed(7)

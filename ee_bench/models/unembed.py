@@ -53,6 +53,11 @@ def _finish(s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     return s.reciprocal(), (s.log() - t / s).clamp_min(0.0)
 
 
+def _empty(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    return (torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, device=device),
+            torch.zeros(0, device=device))
+
+
 class _Running:
     """Running (max, argmax, S, T) of rows whose vocabulary arrives in slices."""
 
@@ -93,6 +98,8 @@ def reduce_logits(logits: Tensor, *, tile_elems: int = TILE_ELEMS, inplace: bool
         float32 in nats, H = log S − T/S (module docstring).
     """
     n, v = logits.shape
+    if n == 0:
+        return _empty(logits.device)
     rows = max(1, tile_elems // max(v, 1))
     parts = []
     for r in range(0, n, rows):
@@ -155,6 +162,8 @@ class Unembed(nn.Module):
             top1 (N,) int64; top1_prob (N,) float32 in [0, 1]; entropy (N,) float32, nats. Equal
             (up to float32 rounding) to :func:`reduce_logits` of ``self(hidden)``.
         """
+        if hidden.shape[0] == 0:
+            return _empty(hidden.device)
         if not self._plain_linear():  # e.g. a quantised or offloaded head: whole rows at a time
             vocab = getattr(self.head, "out_features", None) or _MIN_TILE_COLS
             rows = max(1, self.tile_elems // vocab)
