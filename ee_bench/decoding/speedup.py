@@ -90,6 +90,12 @@ def quality(texts: Sequence[str], references: Sequence[Sequence[str]], metrics: 
     return {m: METRICS.get(m)().compute(inputs).value for m in metrics}
 
 
+def _concat(parts: list[DecodeResult]) -> DecodeResult:
+    """One result from the results of consecutive chunks of prompts."""
+    return DecodeResult(tuple(t for p in parts for t in p.traces), TimeSplit.sum([p.split for p in parts]),
+                        DecodeCounts.sum([p.counts for p in parts]))
+
+
 def _median_run(runs: list[DecodeResult]) -> DecodeResult:
     walls = [r.split.total_s for r in runs]
     med = statistics.median_low(walls)
@@ -119,9 +125,11 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
-    all settings. Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds, each
-    running full depth and every setting once, in that order (interleaved so load drifts hit all
-    modes alike); per mode the run with the median wall time is reported.
+    all settings. Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each,
+    every chunk of ``batch_size`` prompts is decoded at full depth and under every setting, one after
+    the other (modes interleaved chunk by chunk, so load changes on a shared machine hit them alike);
+    a mode's round time is the sum over chunks, and per mode the round with the median (lower median
+    for an even count) wall time is reported.
 
     Args:
         model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
@@ -153,14 +161,20 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     full(prompts[:1])
     for s in settings:
         ee(s, prompts[:1])
+    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     full_runs: list[DecodeResult] = []
     ee_runs: list[list[DecodeResult]] = [[] for _ in settings]
     for rep in range(repeats):
-        full_runs.append(full(prompts))
-        logger.info("round %d/%d: full depth %.2f s", rep + 1, repeats, full_runs[-1].split.total_s)
-        for i, (runs, s) in enumerate(zip(ee_runs, settings)):
-            runs.append(ee(s, prompts))
-            logger.info("round %d/%d: setting %d (%s) %.2f s", rep + 1, repeats, i, s.kv, runs[-1].split.total_s)
+        parts: list[list[DecodeResult]] = [[] for _ in range(len(settings) + 1)]
+        for chunk in chunks:  # modes alternate chunk by chunk, so load changes hit them alike
+            parts[0].append(full(chunk))
+            for k, s in enumerate(settings):
+                parts[k + 1].append(ee(s, chunk))
+        full_runs.append(_concat(parts[0]))
+        for runs, p in zip(ee_runs, parts[1:]):
+            runs.append(_concat(p))
+        logger.info("round %d/%d: full depth %.2f s, settings %s", rep + 1, repeats, full_runs[-1].split.total_s,
+                    ", ".join(f"{s.kv} {r[-1].split.total_s:.2f} s" for s, r in zip(settings, ee_runs)))
     f = _median_run(full_runs)
     q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else {}
     reports = []
