@@ -46,13 +46,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _measured(value: Any) -> str:
-    """The measured-speed-up cell: per-token speed-up for each KV strategy that was timed
-    (``measured_speedup`` maps KV strategy → speed-up report), or n/a."""
+    """The measured-speed-up cell, or n/a. ``measured_speedup`` maps a setting to its report: a KV
+    strategy → its decoding report (the per-token speed-up is shown), or "layerwise" → an encoder's
+    batch timing (its ``measured_speedup``)."""
     if value is None:
         return "n/a"
     if isinstance(value, dict):
-        parts = [f"{kv} {rep['per_token_speedup']:.2f}" for kv, rep in sorted(value.items())
-                 if isinstance(rep, dict) and rep.get("per_token_speedup") is not None]
+        pick = lambda rep: rep.get("per_token_speedup", rep.get("measured_speedup"))  # noqa: E731
+        parts = [f"{kv} {pick(rep):.2f}" for kv, rep in sorted(value.items())
+                 if isinstance(rep, dict) and pick(rep) is not None]
         return ", ".join(parts) or "n/a"
     return _fmt(value)
 

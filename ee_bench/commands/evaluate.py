@@ -178,6 +178,11 @@ def main(argv: list[str]) -> int:
         if kvs and spec.output_type == "generate_until":
             ee_extras, measured = run_early_exit(args, kvs, model, spec, records, gate, chosen, args.data_dir,
                                                  Path(args.output_path) if args.output_path else None)
+        elif getattr(model, "kind", "causal") == "encoder":  # real layer-by-layer exit on one batch, timed
+            from ee_bench.runners.classification import measure_classification_speedup
+
+            timing = measure_classification_speedup(model, spec, docs, gate, chosen, batch_size=min(32, len(docs)))
+            measured = {"layerwise": timing.to_dict()}
         analysis_s = time.perf_counter() - t_an
         n_tokens = sum(r.stats.n_tokens for r in records)
         result = {
