@@ -134,6 +134,11 @@ class Registry(Generic[T]):
             module_name, _, attr = entry.partition(":")
             entry = getattr(importlib.import_module(module_name), attr)
         self._check(name, entry)
+        if isinstance(entry, type) and "registry_name" not in vars(entry):
+            try:
+                entry.registry_name = name  # lets an instance report the name it was chosen by
+            except TypeError:  # built-in / extension types are immutable
+                pass
         self._entries[name] = entry
         return entry
 

@@ -162,3 +162,16 @@ def test_score_gate_signed_distance_can_be_negative():
 def test_score_gate_rejects_bad_input(gate_layers, first_match, top1):
     with pytest.raises(ValueError):
         score_gate(0.5, gate_layers, first_match, top1)
+
+
+def test_gate_name_is_the_registry_name():
+    from ee_bench.exits.gates import GATES, ConfidenceGate, gate_name
+
+    assert gate_name(GATES.get("patience")()) == "patience"
+    assert gate_name(GATES.get("confidence")()) == "confidence"
+    assert gate_name("entropy") == "entropy"
+
+    class Unregistered(ConfidenceGate):
+        pass
+
+    assert gate_name(Unregistered()) == "Unregistered"  # never chosen through the registry

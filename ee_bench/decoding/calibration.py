@@ -15,6 +15,7 @@ from pathlib import Path
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.speedup import quality
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.gates import gate_name as registered_gate_name
 
 
 class CalibrationError(EEBenchError):
@@ -130,7 +131,7 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
 
     def result(complete: bool) -> CalibrationResult:
         chosen = select_threshold([(p.threshold, p.quality) for p in points], full_q, min_ratio, gate.aggressive)
-        return CalibrationResult(type(gate).__name__, kv, metric, min_ratio, tuple(doc_ids), full_q, tuple(points),
+        return CalibrationResult(registered_gate_name(gate), kv, metric, min_ratio, tuple(doc_ids), full_q, tuple(points),
                                  chosen if complete else None, complete)
 
     if out_path is not None:

@@ -77,6 +77,8 @@ def run_early_exit(args: argparse.Namespace, kvs: list[str], model, spec, record
     Raises:
         EEBenchError: if the task is not a generation task, or too few documents remain to calibrate.
     """
+    from ee_bench.exits.gates import gate_name
+
     from ee_bench.decoding.calibration import calibrate, calibration_ids
     from ee_bench.decoding.early_exit import EarlyExitDecoder
     from ee_bench.decoding.speedup import EESetting, measure_speedups
@@ -115,6 +117,6 @@ def run_early_exit(args: argparse.Namespace, kvs: list[str], model, spec, record
     for i in range(len(records)):
         traces = {kv: {**rep.ee_traces[i].to_dict(), "mean_layers_run": rep.ee_traces[i].mean_layers_run}
                   for kv, rep in zip(kvs, reports)}
-        extras.append({"early_exit": {"gate": type(gate).__name__, "thresholds": taus, "min_prefix": args.min_prefix,
+        extras.append({"early_exit": {"gate": gate_name(gate), "thresholds": taus, "min_prefix": args.min_prefix,
                                       "exit_layers_allowed": layers, "traces": traces}})
     return extras, measured

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.kv import KV_STRATEGIES
+from ee_bench.exits.gates import gate_name as registered_gate_name
 
 
 def parse_kv_list(text: str) -> list[str]:
@@ -51,7 +52,7 @@ def early_exit_fields(model, prompts: Sequence[Sequence[int]], until: Sequence[s
     allowed = None if exit_layers is None else sorted(int(x) for x in exit_layers)
     per_kv = {kv: dec.decode(prompts, gate, threshold, kv, until, max_gen_toks, allowed, min_prefix, batch_size).traces
               for kv in kvs}
-    gate_name = gate if isinstance(gate, str) else type(gate).__name__
+    gate_name = registered_gate_name(gate)
     out = []
     for i in range(len(prompts)):
         traces = {}

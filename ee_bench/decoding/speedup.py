@@ -18,6 +18,7 @@ from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDe
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
 from ee_bench.metrics.base import METRICS, MetricInputs
+from ee_bench.exits.gates import gate_name as registered_gate_name
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
                 ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
                 qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
         reports.append(SpeedupReport(
-            kv=s.kv, gate=s.gate if isinstance(s.gate, str) else type(s.gate).__name__, threshold=s.threshold,
+            kv=s.kv, gate=registered_gate_name(s.gate), threshold=s.threshold,
             n_docs=len(prompts), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
             full_tokens=f.counts.tokens, ee_tokens=c.tokens,
             per_sequence_speedup=fw / ew,

@@ -175,6 +175,14 @@ class PatienceGate(Gate):
         return obs.streak >= int(threshold)
 
 
+def gate_name(gate: Gate | str) -> str:
+    """The name a gate was chosen by (``--gate``), or its class name if it never went through
+    :data:`GATES`."""
+    if isinstance(gate, str):
+        return gate
+    return getattr(type(gate), "registry_name", type(gate).__name__)
+
+
 def top1_streak(top1: Tensor) -> Tensor:
     """Consecutive-unchanged counts of the top-1 along layers.
 
