@@ -180,7 +180,7 @@ def gate_name(gate: Gate | str) -> str:
     :data:`GATES`."""
     if isinstance(gate, str):
         return gate
-    return getattr(type(gate), "registry_name", type(gate).__name__)
+    return vars(type(gate)).get("registry_name", type(gate).__name__)  # not inherited by subclasses
 
 
 def top1_streak(top1: Tensor) -> Tensor:
