@@ -42,6 +42,9 @@ def _atomic_write(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary, shareable files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
