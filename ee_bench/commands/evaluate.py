@@ -148,6 +148,7 @@ def main(argv: list[str]) -> int:
     from ee_bench.distributed import DistContext
 
     dist = DistContext.from_env()
+    provenance = {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions()}
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -174,6 +175,8 @@ def main(argv: list[str]) -> int:
         t_an = time.perf_counter()
         report = analyse_exits(records, gate, thresholds, chosen)
         metrics, metric_details = score_metrics(spec, records, docs)
+        analysis_s = time.perf_counter() - t_an
+        t_ee = time.perf_counter()
         ee_extras = measured = None
         if kvs and spec.output_type == "generate_until":
             ee_extras, measured = run_early_exit(args, kvs, model, spec, records, gate, chosen, args.data_dir,
@@ -183,7 +186,7 @@ def main(argv: list[str]) -> int:
 
             timing = measure_classification_speedup(model, spec, docs, gate, chosen, batch_size=min(32, len(docs)))
             measured = {"layerwise": timing.to_dict()}
-        analysis_s = time.perf_counter() - t_an
+        early_exit_s = time.perf_counter() - t_ee
         n_tokens = sum(r.stats.n_tokens for r in records)
         result = {
             "schema": "ee-bench/results/v1",
@@ -198,10 +201,10 @@ def main(argv: list[str]) -> int:
             "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
                           "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
             "config": {k: v for k, v in vars(args).items()},
-            "provenance": {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions(),
-                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "world_size": dist.world_size,
             "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s,
+                        "early_exit_and_speedup_s": early_exit_s,
                         "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
         }
         samples = [_sample_row(r, layers) for r, layers in zip(records, report.per_doc)]
