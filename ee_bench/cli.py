@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except EEBenchError as exc:
         print(f"ee-bench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `ee-bench ls tasks | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("ee-bench: interrupted; finished results were kept", file=sys.stderr)
         return 130

@@ -114,3 +114,47 @@ def test_help_is_fast_and_lists_subcommands(capsys):
     code, out, _ = run_cli(["--help"], capsys)
     assert code == 0
     assert "leaderboard" in out and "validate" in out
+
+
+def test_unknown_task_names_unparseable_yaml_files(capsys, tmp_path):
+    write_task(tmp_path / "tasks", "broken_file", "task: my_broken\ndataset_path: json\ntest_split: [test\n")
+    code, _, err = run_cli([*BASE[:2], "--tasks", "my_broken", "--include_path", str(tmp_path / "tasks")], capsys)
+    assert_user_error(code, err, "Unknown task 'my_broken'", "broken_file.yaml could not be parsed")
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--dtype", "float99"], ["unknown --dtype 'float99'"]),
+        (["--model_args", "dtype=float99"], ["unknown dtype 'float99'"]),
+        (["--kv", "copy", "--tasks", "glue_rte"], ["--kv (real early-exit decoding) applies to generation tasks only",
+                                                   "glue_rte (multiple_choice)"]),
+    ],
+)
+def test_more_bad_options(extra, fragments, capsys, tmp_path):
+    argv = ["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--output_path", str(tmp_path / "out"), *extra]
+    if "glue_rte" in extra:  # GLUE reads a team-written local copy so no hub is needed
+        data = tmp_path / "data" / "glue" / "rte"
+        data.mkdir(parents=True)
+        (data / "validation.jsonl").write_text('{"sentence1": "a", "sentence2": "b", "label": 0, "idx": 0}\n')
+        argv += ["--data-dir", str(tmp_path / "data")]
+    code, _, err = run_cli(argv, capsys)
+    assert_user_error(code, err, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_path_that_is_a_file(capsys, tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    code, _, err = run_cli([*BASE, "--output_path", str(target)], capsys)
+    assert_user_error(code, err, "is a file, not a folder")
+
+
+def test_demo_task_ignores_data_dir(tmp_path):
+    """The demo's data ships with the task: a --data-dir for other tasks must not break it."""
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs
+
+    (spec,) = TaskIndex().expand(["demo_de_en"])
+    docs = load_docs(spec, str(tmp_path))
+    assert len(docs) == 12 and docs[0]["tgt_lang"] == "en"

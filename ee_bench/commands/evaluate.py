@@ -57,6 +57,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EEBenchError(f"--limit must be a positive number of documents, got {args.limit}. Omit it to run every document.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
+    if args.output_path is not None and Path(args.output_path).exists() and not Path(args.output_path).is_dir():
+        raise EEBenchError(f"--output_path {args.output_path} is a file, not a folder. Give a folder (it is created if missing).")
+    if args.dtype is not None:
+        from ee_bench.models.base import DTYPES
+
+        if args.dtype != "auto" and args.dtype not in DTYPES:
+            raise EEBenchError(f"unknown --dtype {args.dtype!r}; use one of auto, {', '.join(DTYPES)}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise EEBenchError(
             f"Data folder {args.data_dir} does not exist. Point --data-dir at a folder in the official layouts "
@@ -135,6 +142,11 @@ def main(argv: list[str]) -> int:
     from ee_bench.decoding.evaluate_hook import check_arguments, run_early_exit
 
     kvs = check_arguments(args)
+    if kvs:
+        other = [f"{s.task} ({s.output_type})" for s in specs if s.output_type != "generate_until"]
+        if other:
+            raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
+                               f"{', '.join(other)} is not one. Run those tasks without --kv.")
 
     import torch
     from tqdm import tqdm
@@ -216,11 +228,11 @@ def main(argv: list[str]) -> int:
             result["samples_file"] = sam_path.name
             write_json(res_path, result)
             written.append(res_path)
+            board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
         _print_summary(result)
         print(format_rows([(result, None)]))
     dist.barrier()
     if args.output_path and dist.is_main:
-        board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
         print(f"results: {', '.join(str(p) for p in written)}")
         print(f"leaderboard: {board}")
     return 0

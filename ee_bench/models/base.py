@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ee_bench.errors import EEBenchError
 from ee_bench.registry import Registry
 
 
@@ -50,7 +51,14 @@ MODELS.register("hf-encoder", "ee_bench.models.hf_encoder:HFEncoderClassifier")
 def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device:
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise EEBenchError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EEBenchError(f"--device {device} was asked for, but this torch has no usable CUDA device; "
+                               f"use --device cpu or omit --device")
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -61,12 +69,12 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     """Resolve a dtype name; ``auto`` (or None) is bfloat16 on CUDA with bf16 support, else float32.
 
     Raises:
-        ValueError: for a name other than auto, float32, bfloat16, float16.
+        EEBenchError: for a name other than auto, float32, bfloat16, float16.
     """
     if dtype in (None, "auto"):
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}")
+        raise EEBenchError(f"unknown dtype {dtype!r} (from --dtype or --model_args dtype=); use one of auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]

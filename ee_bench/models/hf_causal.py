@@ -174,6 +174,12 @@ class HFCausalLM(ExitModel):
                 f"The hub is unreachable here: download it where the hub is reachable and pass "
                 f"--model_args pretrained=/local/path, or set HF_HUB_OFFLINE=1 with a filled cache."
             ) from None
+        except (TypeError, ValueError) as exc:  # a bad --model_args key, or a folder that is no checkpoint
+            raise EEBenchError(
+                f"Could not load checkpoint {source!r} for model {card.name}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]} Check --model_args (extra keys go to from_pretrained: "
+                f"{sorted(kwargs) or 'none'}) and that the folder holds a config, weights and a tokenizer."
+            ) from None
         if "device_map" not in kwargs:
             model = model.to(dev)
         return cls(model, tokenizer, card.name, chat_template=card.chat_template, stop_tokens=card.stop_tokens)

@@ -96,6 +96,7 @@ class TaskIndex:
         self._origin: dict[str, str] = {}
         self._groups: set[str] = set()
         self.broken_plugins: list[TaskPluginSource] = []
+        self.unreadable: list[Path] = []  # YAML files whose task name could not be read
         sources = [(builtin_task_dir(), "built-in")]
         if self.with_plugins:
             for src in plugin_task_sources():
@@ -116,6 +117,7 @@ class TaskIndex:
                     name, is_group = _names_in(path)
                 except ConfigError:
                     name, is_group = path.stem, False  # reported when loaded or validated
+                    self.unreadable.append(path)
                 if name is None:
                     name = path.stem
                 if origin.startswith("plugin ") and name in self._files and not self._origin[name].startswith("include_path"):
@@ -149,8 +151,10 @@ class TaskIndex:
         if name not in self._files:
             broken = "".join(f" Task {b.origin} could not be imported ({b.error}); fix or uninstall it."
                              for b in self.broken_plugins)
+            unreadable = "".join(f" {p} could not be parsed, so the tasks it defines are unknown "
+                                 f"(see `ee-bench validate --include_path {p.parent}`)." for p in self.unreadable)
             raise UnknownNameError(did_you_mean("task", name, self.names()) +
-                                   ". Add task folders with --include_path DIR." + broken)
+                                   ". Add task folders with --include_path DIR." + broken + unreadable)
         return load_task_file(self._files[name])
 
     def expand(self, names: list[str]) -> list[TaskSpec]:
