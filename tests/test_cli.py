@@ -57,6 +57,7 @@ metadata: {{version: 1}}
         (["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "patience", "--threshold", "2.5"],
          ["patience threshold 2.5 is out of range", "whole number"]),
         ([*BASE, "--limit", "0"], ["--limit must be a positive number of documents, got 0"]),
+        ([*BASE, "--seed", "-5"], ["--seed must be a non-negative integer, got -5"]),
         ([*BASE, "--limit", "-3"], ["--limit must be a positive number of documents, got -3"]),
         ([*BASE, "--data-dir", "/nonexistent/ee-bench-data"], ["Data folder /nonexistent/ee-bench-data does not exist"]),
         (["frobnicate"], ["Unknown subcommand 'frobnicate'."]),

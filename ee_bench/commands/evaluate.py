@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit <= 0:
         raise EEBenchError(f"--limit must be a positive number of documents, got {args.limit}. Omit it to run every document.")
+    if args.seed < 0:
+        raise EEBenchError(f"--seed must be a non-negative integer, got {args.seed}.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
     if args.output_path is not None and Path(args.output_path).exists() and not Path(args.output_path).is_dir():
@@ -160,6 +162,12 @@ def main(argv: list[str]) -> int:
     from ee_bench.distributed import DistContext
 
     dist = DistContext.from_env()
+    if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     provenance = {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions()}
     random.seed(args.seed)
     torch.manual_seed(args.seed)
