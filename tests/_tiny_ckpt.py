@@ -9,6 +9,19 @@ from pathlib import Path
 WORDS = [f"w{i}" for i in range(60)]
 
 
+# A minimal generation task in ee-bench's strict YAML schema; fill in {name} and {metric}.
+TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: docs.jsonl}}}}
+test_split: test
+doc_to_text: "{{{{src}}}}"
+doc_to_target: "{{{{ref}}}}"
+generation_kwargs: {{until: ["\\n"], max_gen_toks: 4}}
+metric_list: [{{metric: {metric}}}]
+metadata: {{version: 1}}
+"""
+
+
 def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
     """Write a ~50k-parameter LlamaForCausalLM + tokenizer to ``folder``; returns it."""
     import tokenizers

@@ -8,6 +8,8 @@ import pytest
 
 from ee_bench.cli import main
 
+from _tiny_ckpt import TASK_YAML
+
 BASE = ["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "confidence"]
 
 
@@ -31,16 +33,6 @@ def write_task(folder: Path, name: str, text: str) -> None:
     (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
 
 
-GOOD_TASK = """task: {name}
-dataset_path: json
-dataset_kwargs: {{data_files: {{test: docs.jsonl}}}}
-test_split: test
-doc_to_text: "{{{{src}}}}"
-doc_to_target: "{{{{ref}}}}"
-generation_kwargs: {{until: ["\\n"], max_gen_toks: 4}}
-metric_list: [{{metric: {metric}}}]
-metadata: {{version: 1}}
-"""
 
 
 @pytest.mark.parametrize(
@@ -71,7 +63,7 @@ def test_bad_input_exits_2_and_writes_nothing(argv, fragments, capsys, tmp_path)
 
 
 def test_unknown_metric_in_task(capsys, tmp_path):
-    write_task(tmp_path / "tasks", "my_task", GOOD_TASK.format(name="my_task", metric="bleuu"))
+    write_task(tmp_path / "tasks", "my_task", TASK_YAML.format(name="my_task", metric="bleuu"))
     code, _, err = run_cli([*BASE[:2], "--tasks", "my_task", "--include_path", str(tmp_path / "tasks"),
                             "--output_path", str(tmp_path / "out")], capsys)
     assert_user_error(code, err, "Unknown metric 'bleuu'. Did you mean: bleu?")
@@ -85,7 +77,7 @@ def test_malformed_yaml(capsys, tmp_path):
 
 
 def test_unknown_key_and_all_problems_listed(capsys, tmp_path):
-    text = GOOD_TASK.format(name="typo_task", metric="bleu").replace("dataset_path", "dataset_pth")
+    text = TASK_YAML.format(name="typo_task", metric="bleu").replace("dataset_path", "dataset_pth")
     text = text.replace("max_gen_toks: 4", "max_gen_toks: 0")
     write_task(tmp_path / "tasks", "typo_task", text)
     code, _, err = run_cli([*BASE[:2], "--tasks", "typo_task", "--include_path", str(tmp_path / "tasks")], capsys)

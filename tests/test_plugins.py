@@ -22,6 +22,8 @@ from ee_bench.registry import PluginLoadError, Registry
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
 
+from _tiny_ckpt import TASK_YAML
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ee-bench-plugin-example"
 
 
@@ -162,21 +164,11 @@ def test_cli_reports_a_clash_with_a_builtin_gate(site, fresh_gates, capsys):
     assert main(["ls", "metrics"]) == 0  # other kinds are unaffected
 
 
-TASK_YAML = """task: {name}
-dataset_path: json
-dataset_kwargs: {{data_files: {{test: docs.jsonl}}}}
-test_split: test
-doc_to_text: "{{{{src}}}}"
-doc_to_target: "{{{{ref}}}}"
-generation_kwargs: {{until: ["\\n"], max_gen_toks: 4}}
-metric_list: [{{metric: chrf}}]
-metadata: {{version: 1}}
-"""
 
 
 def test_task_plugin_is_indexed_with_its_origin(site):
     fake_dist(site, "task-dist", {"ee_bench.tasks": {"mytasks": "t6_tasks"}},
-              {"t6_tasks/__init__.py": "", "t6_tasks/sub/t6_task.yaml": TASK_YAML.format(name="t6_task")})
+              {"t6_tasks/__init__.py": "", "t6_tasks/sub/t6_task.yaml": TASK_YAML.format(name="t6_task", metric="chrf")})
     idx = TaskIndex()
     assert "t6_task" in idx.names()
     assert idx.origin("t6_task").startswith("plugin task-dist (entry point mytasks = t6_tasks): ")
@@ -185,7 +177,7 @@ def test_task_plugin_is_indexed_with_its_origin(site):
 
 def test_task_plugin_clashing_with_builtin_is_an_error(site):
     fake_dist(site, "task-clash-dist", {"ee_bench.tasks": {"tc": "t7_tasks"}},
-              {"t7_tasks/__init__.py": "", "t7_tasks/demo.yaml": TASK_YAML.format(name="demo_de_en")})
+              {"t7_tasks/__init__.py": "", "t7_tasks/demo.yaml": TASK_YAML.format(name="demo_de_en", metric="chrf")})
     with pytest.raises(PluginLoadError) as err:
         TaskIndex()
     assert "task-clash-dist" in str(err.value) and "demo_de_en" in str(err.value) and "built-in" in str(err.value)
@@ -194,7 +186,7 @@ def test_task_plugin_clashing_with_builtin_is_an_error(site):
 def test_include_path_still_overrides_builtin(tmp_path):
     folder = tmp_path / "inc"
     folder.mkdir()
-    (folder / "demo.yaml").write_text(TASK_YAML.format(name="demo_de_en"), encoding="utf-8")
+    (folder / "demo.yaml").write_text(TASK_YAML.format(name="demo_de_en", metric="chrf"), encoding="utf-8")
     idx = TaskIndex([folder], with_plugins=False)
     assert idx.origin("demo_de_en").startswith(f"include_path {folder}")
 
