@@ -33,7 +33,6 @@ import ctypes
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -42,9 +41,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ee_bench.models.cards import load_model, resolve_card  # noqa: E402
+from ee_bench.models.cards import load_model, resolve_card
 
 TIME_TARGET = 8.2
 MEMORY_TARGET = 1.5

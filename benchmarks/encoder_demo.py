@@ -38,13 +38,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TASKS = {  # name -> (folder, text fields, label words, max_length in tokens)
     "sst2": ("sst2", ("sentence",), ["negative", "positive"], 64),
     "mrpc": ("mrpc", ("sentence1", "sentence2"), ["not_equivalent", "equivalent"], 128),
 }
-GATE_GRIDS = {
+# Sweeps finer than each gate's documented Gate.grid (a 6-layer encoder moves between few layers, so the
+# coarse grid skips most distinct operating points); every τ is validated by the gate's check_threshold.
+FINE_GRIDS = {
     "confidence": [0.99, 0.98, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55],
     "entropy": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65],
     "patience": [5, 4, 3, 2, 1],
@@ -73,27 +74,27 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def choose_threshold(gate, stats, gold, final_acc: float):
-    """Sweep the gate; return (τ, exit layers, accuracy) of the most aggressive τ keeping ≥ 98 %."""
+def choose_threshold(gate, name: str, records, gold, final_acc: float):
+    """Sweep the gate over FINE_GRIDS[name] with the package's analysis; return (τ, exit layers, accuracy) of
+    the threshold :func:`select_threshold` picks (most aggressive keeping ≥ KEEP of the final accuracy)."""
     import torch
 
-    from ee_bench.exits.gates import gate_exit_layers
+    from ee_bench.decoding.calibration import select_threshold
+    from ee_bench.exits.analysis import analyse_exits
 
-    best = None
-    for tau in GATE_GRIDS[gate.__class__.__name__.replace("Gate", "").lower()]:
-        if tau >= stats.n_layers:
-            continue
-        layers = gate_exit_layers(gate, stats, tau)
-        pred = stats.top1.gather(0, layers.view(1, -1)).squeeze(0)
-        acc = float((pred == gold).double().mean())
-        mean_run = float((layers + 1).double().mean())
-        if acc >= KEEP * final_acc and (best is None or mean_run < best[3]):
-            best = (tau, layers, acc, mean_run)
-    if best is None:  # no threshold keeps 98 %: the gate never exits early
-        L = stats.n_layers
-        layers = torch.full((stats.n_tokens,), L - 1, dtype=torch.int64)
-        return None, layers, final_acc
-    return best[0], best[1], best[2]
+    L = records[0].stats.n_layers
+    taus = [gate.check_threshold(t, L) for t in FINE_GRIDS[name] if t < L]
+    points, layers_at = [], {}
+    for tau in taus:
+        per_doc = analyse_exits(records, gate, [tau], tau).per_doc
+        layers = torch.tensor([d["gate_exit_layer"][0] for d in per_doc])  # one output token per example
+        pred = torch.stack([r.stats.top1[int(e), 0] for r, e in zip(records, layers)])
+        points.append((tau, float((pred == gold).double().mean())))
+        layers_at[tau] = layers
+    tau = select_threshold(points, final_acc, KEEP, gate.aggressive)
+    if tau is None:  # no threshold keeps 98 %: the gate never exits early
+        return None, torch.full((len(records),), L - 1, dtype=torch.int64), final_acc
+    return tau, layers_at[tau], dict(points)[tau]
 
 
 def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats: int) -> dict:
@@ -136,7 +137,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
     batch = model.encode([tuple(str(d[f]) for f in fields) for d in docs[:timing_batch]])
     for name in ("confidence", "entropy", "patience"):
         gate = GATES.get(name)()
-        tau, layers, acc = choose_threshold(gate, stats, gold, final_acc)
+        tau, layers, acc = choose_threshold(gate, name, records, gold, final_acc)
         score = score_gate(tau if tau is not None else float("nan"), layers, fm, stats.top1)
         entry = {"threshold": tau, "accuracy": 100 * acc, "kept_pct_of_final": 100 * acc / final_acc,
                  **{k: v for k, v in score.to_dict().items() if k != "threshold"}}

@@ -11,9 +11,9 @@ analysis of the generated tokens (``analyse_outputs``, paper §3.1). It checks t
   same top-1 as the model's own logits (the final norm, embedding scale and soft-capping are
   handled as the model does);
 
-and prints, per generated token, the first layer whose top-1 already equals it ("first match",
-1-based; the oracle of paper §3.2 additionally asks that it stay matched), the load time of the
-model (with the GGUF cache state), and the peak resident memory of the process.
+and prints, per generated token, its first-match and saturation oracle layers (0-based, as everywhere in
+ee-bench: L−1 is the final layer; :mod:`ee_bench.exits.oracle`), the load time of the model (with the GGUF
+cache state), and the peak resident memory of the process.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import argparse
 import resource
 import time
 
-import torch
 
+from ee_bench.exits.oracle import first_match_layer, saturation_layer
 from ee_bench.models.cards import load_model, resolve_card
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.loaders import load_docs
@@ -33,12 +33,6 @@ from ee_bench.tasks.templates import render
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def first_match(top1: torch.Tensor, token: int) -> int | None:
-    """1-based first layer whose top-1 equals ``token`` (None if none). top1: (L,) int64."""
-    hits = (top1 == token).nonzero()
-    return int(hits[0]) + 1 if len(hits) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nsource: {doc['src']}\nreference: {doc['ref']}\noutput: {text!r}")
         print(f"prompt_tokens={len(prompt)} generated_tokens={len(ids)} last_layer_top1_equals_generated={last_ok} "
               f"unembed_of_last_block_equals_model_logits_top1={lens_ok}")
-        rows = [f"{model.tokenizer.convert_ids_to_tokens(t)!r}:{first_match(top1[:, i], t)}" for i, t in enumerate(ids)]
-        print("first-match layer per token (1-based, of %d): %s" % (model.n_layers, " ".join(rows)))
+        fm, sat = first_match_layer(top1).tolist(), saturation_layer(top1).tolist()
+        rows = [f"{model.tokenizer.convert_ids_to_tokens(t)!r}:{m}/{s}" for t, m, s in zip(ids, fm, sat)]
+        print(f"first-match/saturation layer per token (0-based, final = {model.n_layers - 1}): {' '.join(rows)}")
     print(f"\ngenerate_s={gen_s:.2f} analyse_s={analyse_s:.2f} peak_rss_mib={peak_rss_mib():.0f} all_checks_pass={ok}")
     return 0 if ok else 1
 

@@ -65,13 +65,13 @@ class CrashAt(ConfidenceGate):
 
 @pytest.fixture(scope="module")
 def decoder():
-    from tests.ee_tiny import tiny_llama
+    from tiny_models import tiny_llama
 
     return EarlyExitDecoder(tiny_llama(seed=2))
 
 
 def test_sweep_writes_every_point_and_chooses_by_the_rule(decoder, tmp_path):
-    from tests.ee_tiny import prompt_ids
+    from tiny_models import prompt_ids
 
     prompts = prompt_ids(decoder.model)
     refs = [["Die Ware"], ["kostet"], ["ja"]]

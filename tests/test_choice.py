@@ -14,47 +14,14 @@ from ee_bench.models.hf_causal import HFCausalLM
 from ee_bench.runners.multiple_choice import run_multiple_choice
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.loaders import load_docs
+from tiny_models import N_LAYERS, tiny_llama_mc
 
 FIXTURES = Path(__file__).parent / "fixtures" / "offline"
-N_LAYERS = 4
-# Byte-level BPE plus merges that glue a leading space to some initials ("Ġn", "Ġp", "Ġy"), so label
-# words after a space start with distinct tokens, as in real tokenizers.
-MERGES = [("Ġ", "n"), ("Ġ", "p"), ("Ġ", "y")]
-
-
-def tokenizer_with_merges():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for a, b in MERGES:
-        vocab[a + b] = len(vocab)
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=MERGES))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
 @pytest.fixture(scope="module")
 def model() -> HFCausalLM:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = tokenizer_with_merges()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=N_LAYERS,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=None,
-                      tie_word_embeddings=False)
-    torch.manual_seed(0)
-    m = LlamaForCausalLM(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.3)
-    n_params = sum(p.numel() for p in m.parameters())
-    if n_params > 200_000:
-        raise RuntimeError(f"tiny model is not tiny: {n_params} parameters")
-    return HFCausalLM(m, tok, name="tiny-llama-mc")
+    return tiny_llama_mc()
 
 
 PROMPTS = ["Is it good?\nAnswer:", "A longer prompt about a film.\nAnswer:", "ok"]

@@ -8,7 +8,7 @@ import pytest
 
 from ee_bench.cli import main
 
-from _tiny_ckpt import TASK_YAML
+from tiny_models import TASK_YAML
 
 BASE = ["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "confidence"]
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _tiny_ckpt import save_tiny_llama, write_tiny_task
+from tiny_models import save_tiny_llama, write_tiny_task
 
 IGNORED = {"config", "provenance", "timings", "world_size", "samples_file"}
 

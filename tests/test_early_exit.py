@@ -8,7 +8,7 @@ import torch
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder, early_exit_generate
 from ee_bench.errors import ModelStructureError, UnknownNameError
 from ee_bench.exits.gates import Gate, GateObservation
-from tests.ee_tiny import N_LAYERS, prompt_ids, tiny_llama
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 KVS = ("copy", "recompute", "deferred")
 
@@ -118,10 +118,10 @@ def test_unsupported_architecture_is_named():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from ee_bench.models.hf_causal import HFCausalLM
-    from tests.ee_tiny import tiny_tokenizer
+    from tiny_models import byte_tokenizer
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=257, n_embd=16, n_layer=2, n_head=2, n_positions=64))
-    wrapper = HFCausalLM(gpt2, tiny_tokenizer(), name="tiny-gpt2")
+    wrapper = HFCausalLM(gpt2, byte_tokenizer(), name="tiny-gpt2")
     with pytest.raises(ModelStructureError, match="supports model_type llama, mistral, qwen2"):
         EarlyExitDecoder(wrapper)
 

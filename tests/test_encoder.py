@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers as tf
-from encoder_fixtures import tiny_config, tiny_model, tiny_tokenizer, toy_rows
+from tiny_models import encoder_config, encoder_tokenizer, tiny_encoder, toy_rows
 
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.encoder_exit import early_exit_classify, measure_speedup
@@ -32,12 +32,12 @@ def _batch(kind: str, seed: int = 1) -> EncoderBatch:
 
 
 def _wrap(model, name="tiny") -> HFEncoderClassifier:
-    return HFEncoderClassifier(model, tiny_tokenizer(), name)
+    return HFEncoderClassifier(model, encoder_tokenizer(), name)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_last_layer_reproduces_model_logits(kind):
-    model = tiny_model(kind)
+    model = tiny_encoder(kind)
     w = _wrap(model)
     b = _batch(kind)
     with torch.no_grad():
@@ -61,7 +61,7 @@ def test_last_layer_reproduces_model_logits(kind):
 
 def _truncated(model, kind: str, n_layers: int):
     """An independently built model with the first ``n_layers`` blocks and the same weights."""
-    small = tf.AutoModelForSequenceClassification.from_config(tiny_config(kind, n_layers)).eval()
+    small = tf.AutoModelForSequenceClassification.from_config(encoder_config(kind, n_layers)).eval()
     missing, unexpected = small.load_state_dict(
         {k: v for k, v in model.state_dict().items() if k in small.state_dict()}, strict=False)
     assert not missing  # every weight of the small model was copied
@@ -71,7 +71,7 @@ def _truncated(model, kind: str, n_layers: int):
 @pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
 @pytest.mark.parametrize("layer", [0, 1])
 def test_forced_early_exit_equals_truncated_model(kind, layer):
-    model = tiny_model(kind, n_layers=3)
+    model = tiny_encoder(kind, n_layers=3)
     w = _wrap(model)
     b = _batch(kind)
     small = _truncated(model, kind, layer + 1)
@@ -86,7 +86,7 @@ def test_forced_early_exit_equals_truncated_model(kind, layer):
 
 @pytest.mark.parametrize("gate_name,tau", [("confidence", None), ("entropy", None), ("patience", 1)])
 def test_real_early_exit_matches_offline_gate(gate_name, tau):
-    model = tiny_model("bert", n_layers=3, seed=3)
+    model = tiny_encoder("bert", n_layers=3, seed=3)
     w = _wrap(model)
     g = torch.Generator().manual_seed(5)
     ids = torch.randint(5, 19, (16, 6), generator=g)
@@ -105,7 +105,7 @@ def test_real_early_exit_matches_offline_gate(gate_name, tau):
 
 
 def test_never_firing_gate_gives_model_logits():
-    model = tiny_model("roberta")
+    model = tiny_encoder("roberta")
     w = _wrap(model)
     b = _batch("roberta")
     out = early_exit_classify(w, b, GATES.get("confidence")(), 1.0 + 0.0)  # p >= 1.0 never holds here
@@ -116,7 +116,7 @@ def test_never_firing_gate_gives_model_logits():
 
 
 def test_measure_speedup_reports_implied_from_layers():
-    w = _wrap(tiny_model("bert"))
+    w = _wrap(tiny_encoder("bert"))
     m = measure_speedup(w, _batch("bert"), None, force_layer=0, repeats=2, warmup=1)
     assert m.mean_layers_run == 1.0 and m.implied_speedup == 3.0
     assert m.full_forward_s > 0 and m.early_exit_s > 0
@@ -137,7 +137,7 @@ def _spec(fields=("sentence",)):
 
 
 def test_runner_records_and_batch_invariance():
-    w = _wrap(tiny_model("bert"))
+    w = _wrap(tiny_encoder("bert"))
     docs = toy_rows(5)
     r1 = run_classification(w, _spec(), docs, batch_size=1)
     r3 = run_classification(w, _spec(), docs, list(range(10, 15)), batch_size=3)
@@ -155,11 +155,11 @@ def test_runner_records_and_batch_invariance():
 def test_runner_pairs_and_label_mismatch():
     from ee_bench.errors import EEBenchError
 
-    w = _wrap(tiny_model("bert"))
+    w = _wrap(tiny_encoder("bert"))
     docs = [{"s1": "good film", "s2": "bad plot", "label": 0}]
     rec = run_classification(w, _spec(("s1", "s2")), docs)[0]
     assert rec.prompt.split() == ["[CLS]", "good", "film", "[SEP]", "bad", "plot", "[SEP]"]
-    w3 = _wrap(tiny_model("bert", num_labels=3))
+    w3 = _wrap(tiny_encoder("bert", num_labels=3))
     with pytest.raises(EEBenchError, match="3 labels"):
         run_classification(w3, _spec(), toy_rows(2))
 
@@ -167,7 +167,7 @@ def test_runner_pairs_and_label_mismatch():
 def test_measure_classification_speedup_on_task_docs():
     from ee_bench.runners.classification import measure_classification_speedup
 
-    w = _wrap(tiny_model("bert"))
+    w = _wrap(tiny_encoder("bert"))
     m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,
                                        batch_size=4, repeats=1, warmup=0)
     assert m.batch_size == 4 and m.mean_layers_run == 3.0 and m.implied_speedup == 1.0  # gate never fires

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ee_bench.cli import main
-from tests._tiny_ckpt import save_tiny_llama, write_tiny_task
+from tiny_models import save_tiny_llama, write_tiny_task
 
 
 def test_kv_calibrate_writes_traces_speedup_and_sweep(tmp_path, capsys):

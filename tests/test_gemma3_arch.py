@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3TextConfig
 
 from ee_bench.models.arch import locate_decoder_parts
 from ee_bench.models.unembed import Unembed
+from tiny_models import tiny_gemma3_multimodal, tiny_gemma3_text
 
-TEXT = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=16, sliding_window=4, layer_types=["sliding_attention", "sliding_attention", "full_attention"])
-
-
-def text_model():
-    return AutoModelForCausalLM.from_config(Gemma3TextConfig(**TEXT))
-
-
-def multimodal_model():
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
-    return AutoModelForCausalLM.from_config(Gemma3Config(text_config=TEXT, vision_config=vision, mm_tokens_per_image=4))
-
-
-@pytest.mark.parametrize(("build", "model_type"), [(text_model, "gemma3_text"), (multimodal_model, "gemma3")])
+@pytest.mark.parametrize(("build", "model_type"), [(tiny_gemma3_text, "gemma3_text"), (tiny_gemma3_multimodal, "gemma3")])
 def test_last_block_through_unembed_reproduces_logits(build, model_type):
     torch.manual_seed(0)
     model = build().eval()

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from encoder_fixtures import tiny_model, tiny_tokenizer, toy_rows
+from tiny_models import encoder_tokenizer, tiny_encoder, toy_rows
 
 from ee_bench.errors import EEBenchError
 from ee_bench.training.joint import JointTrainer, joint_loss, layer_weights, per_layer_losses
@@ -43,7 +43,7 @@ def test_joint_loss_equals_hand_weighted_sum():
     from ee_bench.models.encoder_arch import locate_encoder_parts
     from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
 
-    model, tok = tiny_model("bert", n_layers=3, seed=2), tiny_tokenizer()
+    model, tok = tiny_encoder("bert", n_layers=3, seed=2), encoder_tokenizer()
     inputs = _inputs(tok, toy_rows(6))
     labels = inputs.pop("labels")
     w = HFEncoderClassifier(model, tok, "tiny")
@@ -67,7 +67,7 @@ def _trainer(model, tok, objective, schedule="uniform"):
 
 
 def test_trainer_compute_loss_final_and_joint(tmp_path):
-    model, tok = tiny_model("roberta", n_layers=3, seed=4), tiny_tokenizer()
+    model, tok = tiny_encoder("roberta", n_layers=3, seed=4), encoder_tokenizer()
     inputs = _inputs(tok, toy_rows(4))
     inputs.pop("token_type_ids")
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_trainer_compute_loss_final_and_joint(tmp_path):
 
 def test_unknown_objective():
     with pytest.raises(EEBenchError, match="final, joint"):
-        _trainer(tiny_model("bert"), tiny_tokenizer(), "all")
+        _trainer(tiny_encoder("bert"), encoder_tokenizer(), "all")
 
 
 def _layer_losses(model, tok, rows) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_joint_training_lowers_every_layer_loss_and_saves_a_usable_checkpoint(tm
     from ee_bench.models.hf_encoder import HFEncoderClassifier
     from ee_bench.training.finetune import FinetuneConfig, finetune_classifier
 
-    model, tok = tiny_model("bert", n_layers=3, seed=7), tiny_tokenizer()
+    model, tok = tiny_encoder("bert", n_layers=3, seed=7), encoder_tokenizer()
     base = tmp_path / "base"
     model.save_pretrained(base)
     tok.save_pretrained(base)
@@ -127,7 +127,7 @@ def test_finetune_and_similarity_cli_in_process(tmp_path):
 
     from ee_bench.cli import main
 
-    model, tok = tiny_model("bert", n_layers=3, seed=8), tiny_tokenizer()
+    model, tok = tiny_encoder("bert", n_layers=3, seed=8), encoder_tokenizer()
     base = tmp_path / "base"
     model.save_pretrained(base)
     tok.save_pretrained(base)

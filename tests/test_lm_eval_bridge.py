@@ -15,7 +15,7 @@ lm_eval = pytest.importorskip("lm_eval")
 
 import ee_bench.lm_eval  # noqa: E402  (registers ee-hf)
 from ee_bench.cli import main  # noqa: E402
-from tests.ee_tiny import N_LAYERS, tiny_llama  # noqa: E402
+from tiny_models import N_LAYERS, tiny_llama  # noqa: E402
 
 NEVER = f"gate=patience,threshold={N_LAYERS - 1}"  # a streak of L−1 transitions is impossible below layer L−1
 ALWAYS = "gate=confidence,threshold=1e-9"  # every top-1 probability is ≥ 1e-9: exits at layer 0

@@ -22,7 +22,7 @@ from ee_bench.registry import PluginLoadError, Registry
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
 
-from _tiny_ckpt import TASK_YAML
+from tiny_models import TASK_YAML
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ee-bench-plugin-example"
 
@@ -312,7 +312,7 @@ class CountingUnembed:
 @pytest.mark.parametrize("kv", ["copy", "recompute", "deferred"])
 def test_state_gate_in_the_decoding_loop_projects_only_emitted_tokens(example_modules, kv):
     from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from tests.ee_tiny import N_LAYERS, prompt_ids, tiny_llama
+    from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
     StateGate, _ = example_modules
     model = tiny_llama()
@@ -332,7 +332,7 @@ def test_state_gate_loop_agrees_with_offline_analysis(example_modules):
     """Token 1 follows a full-depth token 0, so its hidden states in the loop are the teacher-forced
     ones: the loop's exit layer must equal the offline gate's, for any threshold."""
     from ee_bench.decoding.early_exit import early_exit_generate
-    from tests.ee_tiny import prompt_ids, tiny_llama
+    from tiny_models import prompt_ids, tiny_llama
 
     StateGate, _ = example_modules
     model = tiny_llama()

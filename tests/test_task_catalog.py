@@ -95,7 +95,7 @@ def test_mnli_has_three_label_words_and_matched_mismatched_splits():
 # ---------------------------------------------------------------- truncation
 @pytest.fixture(scope="module")
 def byte_tokenizer():
-    from ee_tiny import tiny_tokenizer  # one token per byte: token counts are byte counts
+    from tiny_models import byte_tokenizer as tiny_tokenizer  # one token per byte: token counts are byte counts
 
     return tiny_tokenizer()
 
