@@ -80,6 +80,8 @@ class DecodeCounts:
         gate_checks: (token, layer) gate evaluations.
         head_rows: rows projected through the LM head (gate checks + emitted tokens).
         prompt_positions: B × prompt width run through every block in the prompt pass.
+        draft_rounds / draft_tokens / accepted_tokens: self-speculative decoding only (``--kv
+            speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
     """
 
     tokens: int = 0
@@ -89,6 +91,9 @@ class DecodeCounts:
     gate_checks: int = 0
     head_rows: int = 0
     prompt_positions: int = 0
+    draft_rounds: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -207,6 +212,8 @@ class EarlyExitDecoder:
         """
         exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
         strategy_cls = KV_STRATEGIES.get(kv)
+        if getattr(strategy_cls, "self_speculative", False) and exits:
+            return self._decode_speculative(prompts, tuple(until), max_gen_toks, exit_layers, strategy_cls.draft_len)
         gate_obj = None
         if exits:
             if gate is None:
@@ -224,6 +231,39 @@ class EarlyExitDecoder:
             TimeSplit.sum([r.split for r in results]),
             DecodeCounts.sum([r.counts for r in results]),
         )
+
+    def _decode_speculative(self, prompts, until: tuple[str, ...], max_gen_toks: int,
+                            exit_layers: Iterable[int] | None, draft_len: int) -> DecodeResult:
+        """Lossless self-speculative decoding (:mod:`ee_bench.decoding.speculative`), row by row.
+
+        Raises:
+            DecodingOptionError: unless ``exit_layers`` names exactly one layer (the draft layer E).
+        """
+        from ee_bench.decoding.speculative import SelfSpeculativeDecoder
+
+        layers = None if exit_layers is None else sorted(set(int(x) for x in exit_layers))
+        if layers is None or len(layers) != 1:
+            raise DecodingOptionError(
+                "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E "
+                f"as exactly one exit layer (--exit-layers E, 0-based, below {self.n_layers - 1}); got {layers}.")
+        spec = SelfSpeculativeDecoder(self.runner, self.model, layers[0], draft_len)
+        timer = SectionTimer(self.model.device)
+        counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+        traces = []
+        for prompt in prompts:
+            if max_gen_toks == 0:
+                traces.append(ExitTrace("speculative", self.n_layers, (), "", ()))
+                continue
+            gen, exits, rounds, work = spec.decode_row(list(prompt), until, max_gen_toks, timer, self._finished)
+            for k, v in work.items():
+                counts[k] += v
+            counts["tokens"] += len(gen)
+            counts["draft_rounds"] += len(rounds)
+            counts["draft_tokens"] += sum(len(r.drafted) for r in rounds)
+            counts["accepted_tokens"] += sum(r.accepted for r in rounds)
+            kept, text = self.model.truncate_output(gen, until)
+            traces.append(ExitTrace("speculative", self.n_layers, tuple(kept), text, tuple(exits[: len(kept)])))
+        return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
 
     # ------------------------------------------------------------------ one batch
     def _decode_batch(self, prompts, gate, threshold, strategy_cls: type[KVStrategy], kv: str, until, max_gen_toks,

@@ -163,3 +163,21 @@ class DeferredKV(KVStrategy):
 
     def drop_row(self, row: int) -> None:
         self.pending.pop(row, None)
+
+
+@KV_STRATEGIES.register("speculative")
+class SelfSpeculativeKV(KVStrategy):
+    """Lossless self-speculative decoding (LayerSkip; Draft & Verify): draft with blocks 0..E, verify with the rest.
+
+    Not a fill rule but a decoding mode: no token ever skips a block for good, because blocks E+1 … L−1 run
+    over every drafted position in the verification pass, so the cache always holds the full model's keys
+    and values, and the output equals full-depth greedy decoding. The draft layer E is the one exit layer
+    given (``--exit-layers E``); :data:`draft_len` tokens are drafted per round. Cost: d·(E+1) + d·(L−1−E)
+    block-slots and 2d head rows per round (:mod:`ee_bench.decoding.speculative`).
+    """
+
+    self_speculative = True
+    draft_len = 4
+
+    def on_exit(self, rows: Tensor, cols: Tensor, exit_layer: int, hidden: Tensor) -> int:
+        raise RuntimeError("self-speculative decoding never exits a token for good; on_exit is not used")
