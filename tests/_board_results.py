@@ -4,6 +4,8 @@ order, best mark and average can be worked out by hand)."""
 from __future__ import annotations
 
 import json
+
+from ee_bench.results import safe_name
 from pathlib import Path
 
 L = 10
@@ -20,7 +22,7 @@ def write_run(root: Path, model: str, task: str, *, chrf: float, fm_avg: float, 
     The samples hold one document of 10 tokens whose first-match layers are 0..9 and whose
     saturation layers are all 9, so the histogram is known. The sweep has three thresholds.
     """
-    folder = root / model
+    folder = root / safe_name(model)
     folder.mkdir(parents=True, exist_ok=True)
     sweep = [{"threshold": t, "signed_distance": -1.0, "abs_distance": 2.0 + i, "accuracy": acc - 10 * i,
               "mean_layers_run": 8.0 - 2 * i, "implied_speedup": L / (8.0 - 2 * i), "n_tokens": 10}
