@@ -13,8 +13,11 @@ Cost is bounded:
   ``N_RESAMPLES`` (1000) resamples, milliseconds;
 - metrics with ``aggregation == "mean"`` (ROUGE, token F1, COMET-22) are the mean of per-document
   scores (:meth:`Metric.document_scores`, computed once), resampled the same way (1000 resamples);
-- corpus metrics (BLEU, chrF: sacrebleu; accuracy/F1/MCC: scikit-learn) are recomputed by the
-  metric class itself on each resampled document list: ``N_RESAMPLES_CORPUS`` (200) resamples.
+- BLEU and chrF: sacrebleu's per-document statistics are extracted once by the metric class and
+  summed per resample (:meth:`Metric.resampled_values`, what sacrebleu's own bootstrap does), 1000
+  resamples, each equal to the corpus score of the resampled documents;
+- other corpus metrics (accuracy/F1/MCC: scikit-learn) are recomputed by the metric class itself on
+  each resampled document list: ``N_RESAMPLES_CORPUS`` (200) resamples.
 
 Every resample comes from one index matrix drawn by ``numpy.random.default_rng(seed)`` (the run's
 ``--seed``); the corpus metrics use its first rows. Same seed, same documents → same intervals.
@@ -179,7 +182,8 @@ def metric_intervals(metric_list: list[dict[str, Any]], inputs, values: dict[str
         metric_list: the task spec's ``metric_list`` entries ({"metric": name, **options}).
         inputs: the run's :class:`~ee_bench.metrics.base.MetricInputs` (D documents).
         values: the metric values of the run (None where the metric could not be computed).
-        idx: (B, D) resample indices; corpus metrics use the first ``n_resamples_corpus`` rows.
+        idx: (B, D) resample indices; corpus metrics without :meth:`Metric.resampled_values` use the
+            first ``n_resamples_corpus`` rows (recomputed one by one).
 
     Returns:
         (metric → Interval dict or None, metric → reason it has no interval).
@@ -202,6 +206,10 @@ def metric_intervals(metric_list: list[dict[str, Any]], inputs, values: dict[str
                 continue
             scores = np.asarray(scores, dtype=np.float64)
             out[name] = percentile_interval(scores[idx].mean(axis=1), level).to_dict()
+            continue
+        fast = metric.resampled_values(inputs, idx)  # sacrebleu: statistics extracted once, all resamples
+        if fast is not None:
+            out[name] = percentile_interval(np.asarray(fast, dtype=np.float64), level).to_dict()
             continue
         stats = []
         for row in idx[:n_resamples_corpus]:

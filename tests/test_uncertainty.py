@@ -93,7 +93,7 @@ def test_ratio_interval_skips_resamples_without_tokens():
 
 
 def test_metric_intervals_mean_and_corpus_equal_reference():
-    from sacrebleu.metrics import CHRF
+    from sacrebleu.metrics import BLEU, CHRF
 
     from ee_bench.metrics.qa import token_f1
 
@@ -101,17 +101,33 @@ def test_metric_intervals_mean_and_corpus_equal_reference():
     refs = [["the cat sat down"], ["the dog"], ["hello there world"], ["black coffee"]]
     inputs = MetricInputs(preds, refs, None, "en")
     idx = resample_indices(4, 30, 5)
-    out, reasons = metric_intervals([{"metric": "token_f1"}, {"metric": "chrf"}, {"metric": "bleu"}], inputs,
-                                    {"token_f1": 1.0, "chrf": 1.0, "bleu": None}, idx, n_resamples_corpus=6)
+    out, reasons = metric_intervals([{"metric": "token_f1"}, {"metric": "chrf"}, {"metric": "bleu"}, {"metric": "rouge1"}],
+                                    inputs, {"token_f1": 1.0, "chrf": 1.0, "bleu": 1.0, "rouge1": None}, idx)
+    # mean metric: the per-document scores, resampled
     per_doc = np.array([100 * token_f1(p, r[0]) for p, r in zip(preds, refs)])
     low, high = np.quantile(per_doc[idx].mean(axis=1), [0.025, 0.975])
     assert out["token_f1"]["low"] == pytest.approx(low) and out["token_f1"]["high"] == pytest.approx(high)
     assert out["token_f1"]["n_resamples"] == 30
-    chrf = [CHRF().corpus_score([preds[i] for i in row], [[refs[i][0] for i in row]]).score for row in idx[:6]]
-    low, high = np.quantile(chrf, [0.025, 0.975])
-    assert out["chrf"]["low"] == pytest.approx(low) and out["chrf"]["high"] == pytest.approx(high)
-    assert out["chrf"]["n_resamples"] == 6
-    assert out["bleu"] is None and "no value" in reasons["bleu"]
+    # sacrebleu metrics: every resample equals sacrebleu's corpus score of the resampled documents
+    for name, scorer in (("chrf", CHRF()), ("bleu", BLEU())):
+        ref = [scorer.corpus_score([preds[i] for i in row], [[refs[i][0] for i in row]]).score for row in idx]
+        low, high = np.quantile(ref, [0.025, 0.975])
+        assert out[name]["low"] == pytest.approx(low) and out[name]["high"] == pytest.approx(high), name
+        assert out[name]["n_resamples"] == 30
+    assert out["rouge1"] is None and "no value" in reasons["rouge1"]
+
+
+def test_corpus_metric_without_fast_path_is_recomputed_on_the_first_rows():
+    from sklearn.metrics import matthews_corrcoef
+
+    gold, pred = [0, 1, 1, 0, 1, 0], [0, 1, 0, 0, 1, 1]
+    inputs = MetricInputs(pred, [[g] for g in gold])
+    idx = resample_indices(6, 50, 9)
+    out, _ = metric_intervals([{"metric": "mcc"}], inputs, {"mcc": 0.3}, idx, n_resamples_corpus=7)
+    ref = [matthews_corrcoef([gold[i] for i in row], [pred[i] for i in row]) for row in idx[:7]]
+    low, high = np.quantile(ref, [0.025, 0.975])
+    assert (out["mcc"]["low"], out["mcc"]["high"]) == pytest.approx((low, high))
+    assert out["mcc"]["n_resamples"] == 7
 
 
 def test_cli_writes_intervals_that_match_the_samples(tmp_path, capsys):

@@ -83,6 +83,12 @@ class Metric(ABC):
             out.append(float(value))
         return out
 
+    def resampled_values(self, inputs: MetricInputs, idx) -> Any:
+        """(B,) values of the metric on each resample (rows of the (B, N) index array ``idx``), by a
+        path cheaper than calling :meth:`compute` B times; None where the metric has none (the default),
+        and the caller recomputes each resample with :meth:`compute`."""
+        return None
+
     @classmethod
     def describe(cls) -> dict[str, Any]:
         return {"higher_is_better": cls.higher_is_better, "unit": cls.unit, "aggregation": cls.aggregation}
