@@ -154,3 +154,14 @@ def test_cli_writes_intervals_that_match_the_samples(tmp_path, capsys):
     assert [s["threshold"] for s in iv["gate_sweep"]] == [s["threshold"] for s in result["gate_sweep"]]
     assert iv["gate_at_threshold"]["threshold"] == result["threshold"]
     assert set(iv["metrics"]) == set(result["metrics"])
+
+
+def test_document_scores_average_to_the_metric_value():
+    from ee_bench.metrics.base import METRICS
+
+    inputs = MetricInputs(["the cat sat on the mat", "a dog\nran"], [["the cat sat"], ["the dog ran\nfast"]])
+    for name in ("rouge1", "rougeLsum", "token_f1"):
+        metric = METRICS.get(name)()
+        scores = metric.document_scores(inputs)
+        assert len(scores) == 2 and sum(scores) / 2 == pytest.approx(metric.compute(inputs).value), name
+    assert METRICS.get("bleu")().document_scores(inputs) is None  # corpus metric: no per-document scores
