@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ee-bench-installed
 
-.PHONY: run test install clean install-comet test-comet
+.PHONY: run test install clean install-comet test-comet install-browser
 
 install: $(STAMP)
 
@@ -24,9 +24,23 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(VENV)/bin/ee-bench --model smollm2-135m-ee --tasks demo_de_en --gate confidence --output_path runs/demo
 
-test: $(STAMP)
+test: $(STAMP) install-browser
 	$(PY) -m pytest -q
 	$(MAKE) test-comet
+
+# The HTML leaderboard test (tests/test_leaderboard_browser.py) drives Debian's headless chromium over
+# the DevTools protocol. Installed here when missing (root, or sudo); $$EE_BENCH_CHROMIUM names another binary.
+install-browser:
+	@if [ -n "$$EE_BENCH_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "install-browser: chromium is missing and this user cannot apt-get install it. Install Debian's" \
+		     "chromium (apt-get install -y chromium) or set EE_BENCH_CHROMIUM to a Chromium binary." >&2; exit 1; \
+	fi
 
 # COMET-22 needs unbabel-comet, which pins transformers<5 and numpy<2: it gets its own venv so the
 # core venv keeps the newest transformers. test-comet runs the COMET wiring tests there (the real

@@ -2,13 +2,16 @@
 
 One table per task. Rows are sorted by the task's first metric in that metric's own direction
 (higher-is-better metrics descending), then by model, gate and threshold, so the output is
-deterministic. Every row links to its results file.
+deterministic; ``preview`` rows (fewer than ``MIN_DOCS`` documents) follow the ranked ones. Every row
+links to its results file. A WMT22 table averages each model and gate over its pairs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,9 @@ Quality metrics are computed on the final-layer (full-depth) outputs. Oracle col
 first-match exit layer (0-based; lower means earlier exit). *Implied* speed-up is L / mean layers run
 at the gate's threshold (layer count only); *measured* speed-up is the tokens/s of real early-exit
 decoding over full-depth decoding (same loop, same prompts), per KV strategy, where it was measured. See docs/definitions.md.
+`a ± b`: b is half the width of the seeded 95 % bootstrap interval over documents (docs/leaderboard.md).
+Rows marked `preview` rest on fewer than 200 documents (and not the whole test set); they follow the
+ranked rows and are not ranked. The WMT22 average is the unweighted mean over the listed pairs (paper Table 2).
 """
 
 
@@ -37,12 +43,81 @@ def collect(dirs: list[Path]) -> list[tuple[dict[str, Any], Path]]:
     return items
 
 
+MIN_DOCS = 200  # rows on fewer documents (unless that is the whole set) are previews, never ranked
+WMT22_PREFIX = "wmt22_"
+WMT22_AVERAGE = "wmt22 (average over pairs)"
+
+
+def is_preview(res: dict[str, Any]) -> bool:
+    """True when the row rests on fewer than ``MIN_DOCS`` documents and not on the whole test set."""
+    n = res["n_docs"]
+    return n["evaluated"] < min(MIN_DOCS, n["total"])
+
+
+@dataclass(frozen=True)
+class Column:
+    """One numeric leaderboard column, shared by the markdown and the HTML page.
+
+    Attributes:
+        label: header text.
+        value: results dict → the value (None when absent).
+        interval: results dict → its ``intervals`` entry ({"low", "high", …}) or None.
+        higher_is_better: the column's direction; None for columns that are not ranked.
+        digits: decimals shown.
+    """
+
+    label: str
+    value: Callable[[dict[str, Any]], float | None]
+    interval: Callable[[dict[str, Any]], dict[str, Any] | None]
+    higher_is_better: bool | None
+    digits: int = 2
+
+
+def _path(*keys: Any) -> Callable[[dict[str, Any]], Any]:
+    def get(res: dict[str, Any]) -> Any:
+        cur: Any = res
+        for k in keys:
+            if not isinstance(cur, dict) or cur.get(k) is None:
+                return None
+            cur = cur[k]
+        return cur
+    return get
+
+
+def columns(results: list[dict[str, Any]]) -> list[Column]:
+    """The numeric columns of one task's table: its metrics (in the first row's order, with their
+    declared direction), then the oracle and gate statistics (exit layers and distances: lower is
+    better; perc, gate accuracy and speed-up: higher is better)."""
+    first = results[0]
+    out = [Column(m, _path("metrics", m), _path("intervals", "metrics", m),
+                  first.get("metric_details", {}).get(m, {}).get("higher_is_better", True))
+           for m in first["metrics"]]
+    for label, section, stat, higher, digits in (
+            ("first-match avg", ("oracle", "first_match"), "avg", False, 2),
+            ("perc %", ("oracle", "first_match"), "perc", True, 1),
+            ("saturation avg", ("oracle", "saturation"), "avg", False, 2),
+            ("gate abs dist", ("gate_at_threshold",), "abs_distance", False, 2),
+            ("gate acc %", ("gate_at_threshold",), "accuracy", True, 1),
+            ("implied speed-up", ("gate_at_threshold",), "implied_speedup", True, 2)):
+        out.append(Column(label, _path(*section, stat), _path("intervals", *section, stat), higher, digits))
+    return out
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def fmt_value(value: float | None, interval: dict[str, Any] | None, digits: int = 2) -> str:
+    """``25.54 ± 0.40``: the value and the half-width of its interval, or the value alone."""
+    if value is None:
+        return "n/a"
+    if not interval:
+        return _fmt(value, digits)
+    return f"{_fmt(value, digits)} ± {(interval['high'] - interval['low']) / 2:.{digits}f}"
 
 
 def _measured(value: Any) -> str:
@@ -52,11 +127,18 @@ def _measured(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, dict):
-        pick = lambda rep: rep.get("per_token_speedup", rep.get("measured_speedup"))  # noqa: E731
-        parts = [f"{kv} {pick(rep):.2f}" for kv, rep in sorted(value.items())
-                 if isinstance(rep, dict) and pick(rep) is not None]
+        parts = [f"{kv} {v:.2f}" for kv, v in measured_by_setting(value).items()]
         return ", ".join(parts) or "n/a"
     return _fmt(value)
+
+
+def measured_by_setting(value: Any) -> dict[str, float]:
+    """setting (KV strategy or "layerwise") → measured speed-up (per token where decoded), sorted."""
+    if not isinstance(value, dict):
+        return {}
+    pick = lambda rep: rep.get("per_token_speedup", rep.get("measured_speedup"))  # noqa: E731
+    return {kv: float(pick(rep)) for kv, rep in sorted(value.items())
+            if isinstance(rep, dict) and pick(rep) is not None}
 
 
 def _sort_key(item: tuple[dict[str, Any], Path | None], metric: str | None, higher: bool):
@@ -64,34 +146,101 @@ def _sort_key(item: tuple[dict[str, Any], Path | None], metric: str | None, high
     v = res["metrics"].get(metric) if metric else None
     missing = v is None
     val = 0.0 if missing else (-v if higher else v)
-    return (missing, val, res["model"], res["gate"], res["threshold"])
+    return (row_is_preview(res), missing, val, res["model"], res["gate"], res["threshold"])
+
+
+def wmt22_average(items: list[tuple[dict[str, Any], Path | None]]) -> list[tuple[dict[str, Any], None]]:
+    """One row per (model, gate, threshold) averaged over its WMT22 pairs (paper §4, Table 2).
+
+    Every number is the unweighted mean over the pairs (each pair counts once, whatever its
+    document count); a metric absent or null in any pair is null. The row lists its pairs
+    (``pairs``), sums the documents, and is a preview when any pair is. Rows need two pairs or more.
+    Where a pair was run more than once (e.g. in two scanned folders), the run on the most documents
+    is used.
+    The averages carry no interval (the per-pair bootstrap distributions are not stored).
+    """
+    groups: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for res, _ in items:  # per pair, the run on the most documents (the first one found on a tie)
+        if res["task"].startswith(WMT22_PREFIX):
+            pairs = groups.setdefault((res["model"], res["gate"], res["threshold"]), {})
+            old = pairs.get(res["task"])
+            if old is None or res["n_docs"]["evaluated"] > old["n_docs"]["evaluated"]:
+                pairs[res["task"]] = res
+    out = []
+    for (model, gate, threshold), pairs in sorted(groups.items()):
+        rows = [pairs[t] for t in sorted(pairs)]
+        if len(rows) < 2:
+            continue
+
+        def mean(get: Callable[[dict[str, Any]], Any]) -> float | None:
+            vals = [get(r) for r in rows]
+            return None if any(v is None for v in vals) else sum(vals) / len(vals)
+
+        names = [m for m in rows[0]["metrics"] if all(m in r["metrics"] for r in rows)]
+        avg = {
+            "model": model, "gate": gate, "threshold": threshold, "task": WMT22_AVERAGE,
+            "pairs": [r["task"][len(WMT22_PREFIX):] for r in rows],
+            "metrics": {m: mean(_path("metrics", m)) for m in names},
+            "metric_details": {m: rows[0].get("metric_details", {}).get(m, {}) for m in names},
+            "oracle": {o: {k: mean(_path("oracle", o, k)) for k in ("avg", "perc")}
+                       for o in ("first_match", "saturation")},
+            "gate_at_threshold": {k: mean(_path("gate_at_threshold", k))
+                                  for k in ("abs_distance", "accuracy", "implied_speedup")},
+            "measured_speedup": None,
+            "n_docs": {"evaluated": sum(r["n_docs"]["evaluated"] for r in rows),
+                       "total": sum(r["n_docs"]["total"] for r in rows)},
+            "preview_pairs": [r["task"][len(WMT22_PREFIX):] for r in rows if is_preview(r)],
+        }
+        out.append((avg, None))
+    return out
+
+
+def _docs_cell(res: dict[str, Any]) -> str:
+    n = res["n_docs"]
+    return f"{n['evaluated']}/{n['total']}" + (" preview" if row_is_preview(res) else "")
+
+
+def row_is_preview(res: dict[str, Any]) -> bool:
+    """Preview status of a row, an average row included (preview when any of its pairs is)."""
+    return bool(res["preview_pairs"]) if "preview_pairs" in res else is_preview(res)
+
+
+def group_by_task(items: list[tuple[dict[str, Any], Path | None]]) -> dict[str, list]:
+    """task → its rows, ranked rows first (sorted by the first metric in its direction), previews
+    after them (sorted the same way); the WMT22 average table is added when two pairs or more exist."""
+    by_task: dict[str, list] = {}
+    for item in [*items, *wmt22_average(items)]:
+        by_task.setdefault(item[0]["task"], []).append(item)
+    out = {}
+    for task in sorted(by_task):
+        rows = by_task[task]
+        first = columns([r for r, _ in rows])[0] if rows[0][0]["metrics"] else None
+        higher = True if first is None else bool(first.higher_is_better)
+        out[task] = sorted(rows, key=lambda it: _sort_key(it, first.label if first else None, higher))
+    return out
 
 
 def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path | None = None) -> str:
-    """Markdown tables (one per task) for the given results; links are relative to ``link_from``."""
-    by_task: dict[str, list] = {}
-    for item in items:
-        by_task.setdefault(item[0]["task"], []).append(item)
+    """Markdown tables (one per task) for the given results; links are relative to ``link_from``.
+
+    Values with an interval are shown as ``value ± half-width``. Rows marked ``preview`` (fewer than
+    ``MIN_DOCS`` documents, unless that is the whole set) come after the ranked rows.
+    """
     out = []
-    for task in sorted(by_task):
-        rows_in = by_task[task]
-        metric_names = list(rows_in[0][0]["metrics"])
-        first = metric_names[0] if metric_names else None
-        higher = rows_in[0][0].get("metric_details", {}).get(first, {}).get("higher_is_better", True)
-        rows_in = sorted(rows_in, key=lambda it: _sort_key(it, first, higher))
-        headers = ["model", "gate", "τ", *metric_names, "first-match avg", "perc %", "saturation avg",
-                   "gate abs dist", "gate acc %", "implied speed-up", "measured speed-up", "docs"]
-        if link_from is not None:
+    for task, rows_in in group_by_task(items).items():
+        cols = columns([r for r, _ in rows_in])
+        has_pairs = any("pairs" in r for r, _ in rows_in)
+        headers = ["model", "gate", "τ", *(["pairs"] if has_pairs else []), *[c.label for c in cols],
+                   "measured speed-up", "docs"]
+        if link_from is not None and not has_pairs:
             headers.append("results")
         table = []
         for res, path in rows_in:
-            fm, sat, g = res["oracle"]["first_match"], res["oracle"]["saturation"], res["gate_at_threshold"]
             row = [res["model"], res["gate"], f"{res['threshold']:g}",
-                   *[_fmt(res["metrics"].get(m)) for m in metric_names],
-                   _fmt(fm["avg"]), _fmt(fm["perc"], 1), _fmt(sat["avg"]), _fmt(g["abs_distance"]),
-                   _fmt(g["accuracy"], 1), _fmt(g["implied_speedup"]), _measured(res.get("measured_speedup")),
-                   f"{res['n_docs']['evaluated']}/{res['n_docs']['total']}"]
-            if link_from is not None and path is not None:
+                   *([", ".join(res["pairs"])] if has_pairs else []),
+                   *[fmt_value(c.value(res), c.interval(res), c.digits) for c in cols],
+                   _measured(res.get("measured_speedup")), _docs_cell(res)]
+            if link_from is not None and not has_pairs and path is not None:
                 rel = Path(os.path.relpath(path.resolve(), link_from.resolve().parent)).as_posix()
                 row.append(f"[json]({rel})")
             table.append(row)

@@ -112,21 +112,29 @@ def _prepare(args: argparse.Namespace):
     return gate, thresholds, chosen, specs, card, data
 
 
+def metric_inputs(records, docs):
+    """The MetricInputs of a run: predictions and references from the records, sources and target
+    language from the docs."""
+    from ee_bench.metrics.base import MetricInputs
+
+    sources = [d.get("src") for d in docs]
+    return MetricInputs(
+        predictions=[r.prediction for r in records],
+        references=[r.references for r in records],
+        sources=sources if all(isinstance(s, str) for s in sources) else None,
+        target_lang=docs[0].get("tgt_lang") if docs else None,
+    )
+
+
 def score_metrics(spec, records, docs) -> tuple[dict[str, float | None], dict[str, Any]]:
     """Compute the task's metric_list on the records (sources and target language from the docs).
 
     Returns:
         (metric name → value or None, metric name → direction/unit/aggregation and the metric's details).
     """
-    from ee_bench.metrics.base import METRICS, MetricInputs
+    from ee_bench.metrics.base import METRICS
 
-    sources = [d.get("src") for d in docs]
-    inputs = MetricInputs(
-        predictions=[r.prediction for r in records],
-        references=[r.references for r in records],
-        sources=sources if all(isinstance(s, str) for s in sources) else None,
-        target_lang=docs[0].get("tgt_lang") if docs else None,
-    )
+    inputs = metric_inputs(records, docs)
     values, details = {}, {}
     for entry in spec.metric_list:
         options = {k: v for k, v in entry.items() if k != "metric"}
@@ -196,6 +204,12 @@ def main(argv: list[str]) -> int:
         report = analyse_exits(records, gate, thresholds, chosen)
         metrics, metric_details = score_metrics(spec, records, docs)
         analysis_s = time.perf_counter() - t_an
+        t_ci = time.perf_counter()  # bootstrap intervals over documents (ee_bench/uncertainty.py)
+        from ee_bench.uncertainty import task_intervals
+
+        intervals = task_intervals(records, gate, thresholds, chosen, spec.metric_list, metric_inputs(records, docs),
+                                   metrics, seed=args.seed)
+        intervals_s = time.perf_counter() - t_ci
         t_ee = time.perf_counter()
         ee_extras = measured = None
         if kvs and spec.output_type == "generate_until":
@@ -214,6 +228,7 @@ def main(argv: list[str]) -> int:
             "threshold": chosen, "threshold_swept": args.threshold is None,
             "metrics": metrics, "metric_details": metric_details,
             **report.to_dict(),
+            "intervals": intervals,
             "measured_speedup": measured,
             "n_docs": {"total": total, "evaluated": len(docs)},
             "n_output_tokens": n_tokens,
@@ -223,7 +238,7 @@ def main(argv: list[str]) -> int:
             "config": {k: v for k, v in vars(args).items()},
             "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "world_size": dist.world_size,
-            "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s,
+            "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s, "intervals_s": intervals_s,
                         "early_exit_and_speedup_s": early_exit_s,
                         "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
         }

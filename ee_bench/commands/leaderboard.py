@@ -1,5 +1,5 @@
 """``ee-bench leaderboard``: regenerate ``leaderboard/README.md`` from every results file under
-``leaderboard/`` (or the folders given)."""
+``leaderboard/`` (or the folders given); with ``--html DIR``, also a static site (docs/leaderboard.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--results", action="append", default=None,
                    help="folder scanned for results_*.json (repeatable; default: leaderboard/)")
     p.add_argument("--output", default="leaderboard/README.md", help="markdown file to write")
+    p.add_argument("--html", default=None, metavar="DIR",
+                   help="also write a self-contained static site (index.html, figures, copies of the results) to DIR")
     args = p.parse_args(argv)
     dirs = [Path(d) for d in (args.results or ["leaderboard"])]
     for d in dirs:
@@ -23,4 +25,8 @@ def main(argv: list[str]) -> int:
 
     out = write_leaderboard(dirs, Path(args.output))
     print(f"{out} ({len(collect(dirs))} results)")
+    if args.html:
+        from ee_bench.leaderboard_site import write_site
+
+        print(f"site: {write_site(dirs, Path(args.html))}")
     return 0

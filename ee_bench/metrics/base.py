@@ -63,6 +63,32 @@ class Metric(ABC):
     def compute(self, inputs: MetricInputs) -> MetricResult:
         """Score a task run. Raises ValueError on malformed inputs (e.g. N mismatch)."""
 
+    def document_scores(self, inputs: MetricInputs) -> list[float] | None:
+        """Per-document scores whose mean is :meth:`compute`'s value (metrics with
+        ``aggregation == "mean"``; used to resample documents cheaply, see ``ee_bench.uncertainty``).
+
+        The default scores each document alone with :meth:`compute`; a metric with a cheaper batch
+        path (COMET-22: one forward pass) overrides it. Returns None for corpus metrics, or where a
+        document has no score.
+        """
+        if self.aggregation != "mean":
+            return None
+        out = []
+        for i in range(len(inputs.predictions)):
+            one = MetricInputs([inputs.predictions[i]], [inputs.references[i]],
+                               None if inputs.sources is None else [inputs.sources[i]], inputs.target_lang)
+            value = self.compute(one).value
+            if value is None:
+                return None
+            out.append(float(value))
+        return out
+
+    def resampled_values(self, inputs: MetricInputs, idx) -> Any:
+        """(B,) values of the metric on each resample (rows of the (B, N) index array ``idx``), by a
+        path cheaper than calling :meth:`compute` B times; None where the metric has none (the default),
+        and the caller recomputes each resample with :meth:`compute`."""
+        return None
+
     @classmethod
     def describe(cls) -> dict[str, Any]:
         return {"higher_is_better": cls.higher_is_better, "unit": cls.unit, "aggregation": cls.aggregation}

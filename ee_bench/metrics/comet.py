@@ -111,28 +111,39 @@ class COMET22(Metric):
         self.model = model
         self.batch_size = int(batch_size)
 
-    def compute(self, inputs: MetricInputs) -> MetricResult:
+    def _segment_scores(self, inputs: MetricInputs) -> tuple[list[float] | None, dict[str, Any]]:
+        """(segment scores ×100, or None; details: the reason when None, else provenance)."""
         if len(inputs.predictions) != len(inputs.references):
             raise ValueError(f"{len(inputs.predictions)} predictions but {len(inputs.references)} reference lists")
         name = comet_model_name(self.model)
         if inputs.sources is None:
-            return MetricResult(None, {"reason": "COMET needs the source sentences and this task provides none", "model": name})
+            return None, {"reason": "COMET needs the source sentences and this task provides none", "model": name}
         if not inputs.predictions:
-            return MetricResult(None, {"reason": "no documents to score", "model": name})
+            return None, {"reason": "no documents to score", "model": name}
         try:
             _import_comet()
             scorer = _load(resolve_checkpoint(name))
         except CometUnavailable as exc:
             logger.warning("comet22 is null: %s", exc)
-            return MetricResult(None, {"reason": str(exc), "model": name})
+            return None, {"reason": str(exc), "model": name}
         import torch
 
         data = [{"src": str(s), "mt": str(p), "ref": str(r[0])}
                 for s, p, r in zip(inputs.sources, inputs.predictions, inputs.references)]
         out = scorer.predict(data, batch_size=self.batch_size, gpus=1 if torch.cuda.is_available() else 0,
                              progress_bar=False)
-        return MetricResult(100.0 * float(out.system_score), {
+        return [100.0 * float(x) for x in out.scores], {
             "model": name, "implementation": f"unbabel-comet {_package_version()}",
             "scoring": "mean of segment scores (system score), x100; reference A only",
             "n_docs": len(data),
-        })
+        }
+
+    def compute(self, inputs: MetricInputs) -> MetricResult:
+        scores, details = self._segment_scores(inputs)
+        if scores is None:
+            return MetricResult(None, details)
+        return MetricResult(sum(scores) / len(scores), details)
+
+    def document_scores(self, inputs: MetricInputs) -> list[float] | None:
+        """The segment scores ×100 of one COMET forward pass over every document (None if unavailable)."""
+        return self._segment_scores(inputs)[0]

@@ -61,6 +61,10 @@ class _Rouge(Metric):
             details["sentence_split"] = "newlines"
         return MetricResult(100.0 * sum(scores) / len(scores), details)
 
+    def document_scores(self, inputs: MetricInputs) -> list[float]:
+        """Per-document F-measures ×100 (one scorer for all documents); their mean is the value."""
+        return [100.0 * f for f in rouge_fmeasures(self.rouge_type, list(inputs.predictions), inputs.references)]
+
 
 class Rouge1(_Rouge):
     """ROUGE-1 F-measure (unigram overlap), mean over documents, 0–100."""

@@ -61,14 +61,40 @@ class _SacreBLEUMetric(Metric):
     def _scorer(self, target_lang: str | None):  # pragma: no cover - abstract helper
         raise NotImplementedError
 
-    def compute(self, inputs: MetricInputs) -> MetricResult:
+    def _predictions(self, inputs: MetricInputs) -> list[str]:
         if len(inputs.predictions) != len(inputs.references):
             raise ValueError("predictions and references differ in length")
-        scorer = self._scorer(inputs.target_lang)
         predictions = [str(p) for p in inputs.predictions]
-        details: dict[str, Any] = {}
         if self.pretokenize:
             predictions = PRETOKENIZERS[self.pretokenize](predictions, inputs.target_lang or "en")
+        return predictions
+
+    def resampled_values(self, inputs: MetricInputs, idx):
+        """The corpus score of every bootstrap resample, from per-document sacrebleu statistics
+        extracted once and summed per resample, as sacrebleu's own bootstrap does
+        (``sacrebleu.significance._bootstrap_resample``), but over the caller's document indices.
+
+        Args:
+            idx: (B, N) int document indices, one resample per row.
+
+        Returns:
+            (B,) float64 scores, equal to ``compute`` on each resampled document list; or None when this
+            sacrebleu lacks the statistics methods (the caller then recomputes each resample).
+        """
+        import numpy as np
+
+        scorer = self._scorer(inputs.target_lang)
+        if not (hasattr(scorer, "_extract_corpus_statistics") and hasattr(scorer, "_compute_score_from_stats")):
+            return None
+        stats = np.asarray(scorer._extract_corpus_statistics(self._predictions(inputs),
+                                                             _transpose_refs(inputs.references)), dtype=np.float64)
+        return np.array([float(scorer._compute_score_from_stats(stats[row].sum(axis=0)).score) for row in idx])
+
+    def compute(self, inputs: MetricInputs) -> MetricResult:
+        predictions = self._predictions(inputs)
+        scorer = self._scorer(inputs.target_lang)
+        details: dict[str, Any] = {}
+        if self.pretokenize:
             details["pretokenize"] = PRETOKENIZE_NOTES[self.pretokenize]
         if self.tokenize == "none":  # e.g. IWSLT14 as fairseq prepares it
             details["note"] = ("references are pre-tokenised" + (" and lowercased" if self.lowercase else "")
