@@ -101,6 +101,13 @@ def table10(tokenizer, res, position: int, k: int) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
+PLOT_LABELS = {  # the readouts of ee_bench.models.sublayers.READOUT_LABELS, in matplotlib mathtext
+    "block_out": r"block output $h^{\ell}$", "mid": r"mid-stream $h_{attn}^{\ell}$",
+    "ffn": r"$\mathrm{FFN}(h_{attn}^{\ell})$", "block_in": r"block input $h^{\ell-1}$",
+    "attn": r"$\mathrm{ATTN}(h^{\ell-1})$",
+}
+
+
 def plot_token(path: Path, tokenizer, res, position: int, title: str) -> None:
     """One PNG: a heatmap per readout, layers (y, last at the top) × rank (x), colour = probability,
     each cell labelled with its token; a red box around every cell holding the final token."""
@@ -110,12 +117,10 @@ def plot_token(path: Path, tokenizer, res, position: int, title: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from ee_bench.models.sublayers import READOUT_LABELS
-
     final = int(res.final_top1[position])
     n_layers, _, k = res.readouts[0].ids.shape
-    fig, axes = plt.subplots(1, len(res.readouts), squeeze=False, sharey=True,
-                             figsize=(0.9 + 1.05 * k * len(res.readouts), 1.4 + 0.3 * n_layers))
+    fig, axes = plt.subplots(1, len(res.readouts), squeeze=False, sharey=True, layout="constrained",
+                             figsize=(1.2 + (0.4 + 0.85 * k) * len(res.readouts), 1.4 + 0.3 * n_layers))
     image = None
     for ax, r in zip(axes[0], res.readouts):
         probs = r.probs[:, position].numpy()  # (L, k)
@@ -127,7 +132,7 @@ def plot_token(path: Path, tokenizer, res, position: int, title: str) -> None:
                         color="black" if p > 0.6 else "white")
                 if tid == final:
                     ax.add_patch(Rectangle((rank - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-        ax.set_title(READOUT_LABELS[r.name], fontsize=9)
+        ax.set_title(PLOT_LABELS[r.name], fontsize=9)
         ax.set_xticks(range(k), [str(i + 1) for i in range(k)])
         ax.set_xlabel("rank")
     axes[0][0].set_ylabel("layer (0-based)")
