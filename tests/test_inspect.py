@@ -204,6 +204,10 @@ def test_cli_writes_table_png_and_json(ckpt, tmp_path, capsys):
     block = data["readouts"]["block_out"]
     assert len(block["ids"]) == 4 and len(block["ids"][0]) == 3 and len(block["ids"][0][0]) == 3
     assert [row[0] for row in block["ids"][-1]] == data["output"]["ids"]  # greedy = last layer's top-1
+    top1 = [[block["ids"][layer][i][0] for layer in range(4)] for i in range(3)]  # per token, over layers
+    assert data["oracle"]["first_match"] == [col.index(col[-1]) for col in top1]
+    assert data["oracle"]["saturation"] == [max(ly for ly in range(4) if ly == 0 or col[ly - 1] != col[-1])
+                                            for col in top1]
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
     assert pngs == ["inspect_token00.png", "inspect_token02.png"]
     for name in pngs:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from pathlib import Path
 
 from ee_bench.commands.trace import show_token, translation_prompt
@@ -84,7 +85,18 @@ def overview_table(tokenizer, res, k: int) -> str:
     headers = ["layer"] + [f"{i}: {show_token(tokenizer, t)}" for i, t in enumerate(res.output_ids)]
     rows = [[layer] + [_cell(tokenizer, out.ids[layer, i], out.probs[layer, i], k, final[i]) for i in range(n)]
             for layer in reversed(range(n_layers))]
+    oracle = oracle_layers(res)
+    rows += [[name] + vals for name, vals in oracle.items()]
     return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def oracle_layers(res) -> dict[str, list[int]]:
+    """Per generated token, the 0-based first-match and saturation layers of the block output's
+    top-1 (:mod:`ee_bench.exits.oracle`, paper §3.2)."""
+    from ee_bench.exits.oracle import first_match_layer, saturation_layer
+
+    top1 = res.readout("block_out").ids[:, :, 0]  # (L, N)
+    return {"first match": first_match_layer(top1).tolist(), "saturation": saturation_layer(top1).tolist()}
 
 
 def table10(tokenizer, res, position: int, k: int) -> str:
@@ -140,7 +152,9 @@ def plot_token(path: Path, tokenizer, res, position: int, title: str) -> None:
     axes[0][0].tick_params(axis="y", labelsize=6)
     fig.colorbar(image, ax=axes[0].tolist(), label="probability", fraction=0.02)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120, metadata={"Software": None})
+    with warnings.catch_warnings():  # tokens in scripts the default font lacks are drawn as boxes
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
 
 
@@ -151,6 +165,7 @@ def to_json(model, args, prompt: str, res, tokenizer) -> dict:
         "top_k": args.top_k, "sublayers": args.sublayers,
         "output": {"text": res.output_text, "ids": list(res.output_ids),
                    "tokens": [tokenizer.decode([t]) for t in res.output_ids]},
+        "oracle": {k.replace(" ", "_"): v for k, v in oracle_layers(res).items()},
         "readouts": {r.name: {"ids": r.ids.tolist(), "probs": r.probs.tolist()} for r in res.readouts},
     }
 
