@@ -22,14 +22,14 @@ from ee_bench.models.sublayers import READOUTS, SUBLAYER_ARCHS, capture_sublayer
 from ee_bench.models.unembed import Unembed
 from tests._tiny_ckpt import save_tiny_llama
 from tests.conftest import build_tiny_llama, wrap
-from tests.test_gemma3_arch import text_model
+from tests.test_gemma3_arch import multimodal_model, text_model
 
 IDS = [5, 17, 42, 60, 7, 33, 3, 11, 90]  # 9 tokens: longer than the tiny Gemma-3's sliding window (4)
 
 
-def tiny_gemma3():
+def tiny_gemma3(build=text_model):
     torch.manual_seed(0)
-    model = text_model().eval()
+    model = build().eval()
     with torch.no_grad():  # make its (1 + weight) norms matter, as in test_gemma3_arch
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -50,7 +50,7 @@ def tiny_variant(model_type: str):
     return wrap(model, f"tiny-{model_type}")
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2", "gemma3_text", "qwen2", "mistral"])
+@pytest.fixture(scope="module", params=["llama", "gpt2", "gemma3_text", "gemma3", "qwen2", "mistral"])
 def lm(request, tiny_llama_lm, tiny_gpt2_lm):
     if request.param == "llama":
         return tiny_llama_lm
@@ -58,6 +58,8 @@ def lm(request, tiny_llama_lm, tiny_gpt2_lm):
         return tiny_gpt2_lm
     if request.param == "gemma3_text":
         return tiny_gemma3()
+    if request.param == "gemma3":  # Gemma3ForConditionalGeneration: blocks under model.language_model
+        return tiny_gemma3(multimodal_model)
     return tiny_variant(request.param)
 
 
