@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "similarity": ("ee_bench.commands.similarity:main", "layer-similarity analysis of encoder classifiers (KL/JS, cosine, Pearson)"),
     "lm-eval": ("ee_bench.commands.lm_eval:main", "lm-eval-harness CLI with the early-exit model ee-hf registered"),
     "trace": ("ee_bench.commands.trace:main", "early-exit decode one sentence: token and exit layer per KV strategy"),
+    "inspect": ("ee_bench.commands.inspect:main", "top-k hypotheses of every layer and sub-layer for one sentence (Table 10, PNG)"),
 }
 
 USAGE = """usage: ee-bench --model M --tasks T[,T2] --gate G [options]   (see: ee-bench run --help)

@@ -49,7 +49,30 @@ def parse_layers(text: str | None) -> list[int] | None:
         raise EEBenchError(f"--exit-layers {text!r} must be comma-separated integers, e.g. 8,12,16") from None
 
 
-def _show(tokenizer, tid: int) -> str:
+def translation_prompt(task: str, text: str):
+    """The prompt a translation task's template makes of one source sentence.
+
+    Args:
+        task: a translation task name (e.g. ``wmt22_de_en``); its ``doc_to_text`` template is used.
+        text: the source sentence.
+
+    Returns:
+        (the task spec, the rendered prompt string).
+
+    Raises:
+        EEBenchError: for an unknown task, or a task without a language pair.
+    """
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import translation_doc
+    from ee_bench.tasks.templates import render
+
+    spec = TaskIndex().expand([task])[0]
+    if not spec.dataset_name or "-" not in spec.dataset_name:
+        raise EEBenchError(f"--task {task} is not a translation task (no language pair); use e.g. wmt22_de_en")
+    return spec, render(spec.doc_to_text, translation_doc(text, [""], spec.dataset_name), source=spec.source_file)
+
+
+def show_token(tokenizer, tid: int) -> str:
     """A token as a quoted Python literal, so spaces and newlines stay visible (``' W'``, ``'\\n'``)."""
     return repr(tokenizer.decode([tid]))
 
@@ -62,7 +85,7 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
     for i in range(max(len(t.token_ids) for t in traces)):
         row = [i + 1]
         for t in traces:
-            row += [_show(tokenizer, t.token_ids[i]), t.exit_layers[i]] if i < len(t.token_ids) else ["", ""]
+            row += [show_token(tokenizer, t.token_ids[i]), t.exit_layers[i]] if i < len(t.token_ids) else ["", ""]
         rows.append(row)
     headers = ["#"] + [h for n in names for h in (f"token ({n})", f"exit ({n})")]
     foot = ["mean"] + [x for t in traces for x in ("", f"{t.mean_layers_run:.1f}/{n_layers} layers run")]
@@ -74,9 +97,6 @@ def main(argv: list[str]) -> int:
     from ee_bench.exits.gates import GATES
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
-    from ee_bench.tasks.index import TaskIndex
-    from ee_bench.tasks.loaders import translation_doc
-    from ee_bench.tasks.templates import render
 
     names = [k.strip() for k in args.kv.split(",") if k.strip()]
     for n in names:
@@ -84,10 +104,7 @@ def main(argv: list[str]) -> int:
     gate = GATES.get(args.gate)()
     threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
     layers = parse_layers(args.exit_layers)
-    spec = TaskIndex().expand([args.task])[0]
-    if not spec.dataset_name or "-" not in spec.dataset_name:
-        raise EEBenchError(f"--task {args.task} is not a translation task (no language pair); use e.g. wmt22_de_en")
-    prompt = render(spec.doc_to_text, translation_doc(args.text, [""], spec.dataset_name), source=spec.source_file)
+    spec, prompt = translation_prompt(args.task, args.text)
     model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
 
     from ee_bench.decoding.early_exit import EarlyExitDecoder
