@@ -1,7 +1,6 @@
 """``ee-bench inspect``: per-layer and sub-layer top-k hypotheses (paper Fig. 1(c), §6.2, Table 10).
 
-Tiny random decoders (tests/conftest.py; Gemma-3 from tests/test_gemma3_arch.py; a saved Llama from
-tests/_tiny_ckpt.py). The sub-layer vectors must add up exactly (the model adds the same tensors in
+Tiny random decoders, Gemma-3 and a saved Llama, all from tests/tiny_models.py. The sub-layer vectors must add up exactly (the model adds the same tensors in
 the same dtype, so the sums are bitwise equal), and the last layer's readout must be the model's own
 prediction.
 """
@@ -20,14 +19,12 @@ from ee_bench.errors import ModelStructureError
 from ee_bench.models.hypotheses import inspect_outputs, inspect_sentence, topk_of_logits, topk_readout
 from ee_bench.models.sublayers import READOUTS, SUBLAYER_ARCHS, capture_sublayers, sublayer_arch
 from ee_bench.models.unembed import Unembed
-from tests._tiny_ckpt import save_tiny_llama
-from tests.conftest import build_tiny_llama, wrap
-from tests.test_gemma3_arch import multimodal_model, text_model
+from tiny_models import save_tiny_llama, tiny_gemma3_multimodal, tiny_gemma3_text, tiny_variant, wrap
 
 IDS = [5, 17, 42, 60, 7, 33, 3, 11, 90]  # 9 tokens: longer than the tiny Gemma-3's sliding window (4)
 
 
-def tiny_gemma3(build=text_model):
+def tiny_gemma3(build=tiny_gemma3_text):
     torch.manual_seed(0)
     model = build().eval()
     with torch.no_grad():  # make its (1 + weight) norms matter, as in test_gemma3_arch
@@ -35,19 +32,6 @@ def tiny_gemma3(build=text_model):
             if "norm" in name:
                 p.normal_()
     return wrap(model, "tiny-gemma3")
-
-
-def tiny_variant(model_type: str):
-    """The tiny Llama's sizes under another pre-norm architecture of the table (Qwen2, Mistral)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    dims = {k: getattr(build_tiny_llama().config, k) for k in (
-        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")}
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **dims, tie_word_embeddings=False)).eval()
-    assert sum(p.numel() for p in model.parameters()) < 100_000
-    return wrap(model, f"tiny-{model_type}")
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "gemma3_text", "gemma3", "qwen2", "mistral"])
@@ -59,7 +43,7 @@ def lm(request, tiny_llama_lm, tiny_gpt2_lm):
     if request.param == "gemma3_text":
         return tiny_gemma3()
     if request.param == "gemma3":  # Gemma3ForConditionalGeneration: blocks under model.language_model
-        return tiny_gemma3(multimodal_model)
+        return tiny_gemma3(tiny_gemma3_multimodal)
     return tiny_variant(request.param)
 
 

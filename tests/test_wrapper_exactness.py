@@ -1,6 +1,6 @@
 """Per-layer decoding is exact: the last exit reproduces the model, every exit matches its definition.
 
-Checked on tiny random Llama and GPT-2 decoders (tests/conftest.py):
+Checked on tiny random Llama and GPT-2 decoders (tests/tiny_models.py):
 
 - Unembed (final norm + head) of the last block's output, captured with a forward hook, equals
   ``model(...).logits`` bit for bit (HF's ``hidden_states[-1]`` is already normed: decoding it again

@@ -92,6 +92,19 @@ def wrap(model, name: str):
     return HFCausalLM(model, word_tokenizer(), name=name)
 
 
+def tiny_variant(model_type: str):
+    """:func:`build_tiny_llama`'s sizes under another pre-norm architecture (qwen2, mistral), wrapped; seed 0."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dims = {k: getattr(build_tiny_llama().config, k) for k in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **dims, tie_word_embeddings=False)).eval()
+    assert_tiny(model)
+    return wrap(model, f"tiny-{model_type}")
+
+
 # ---------------------------------------------------------------- decoders, byte-level tokenizer
 N_LAYERS = 4
 
