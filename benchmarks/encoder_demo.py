@@ -77,7 +77,7 @@ def choose_threshold(gate, stats, gold, final_acc: float):
     """Sweep the gate; return (τ, exit layers, accuracy) of the most aggressive τ keeping ≥ 98 %."""
     import torch
 
-    from ee_bench.exits.gates import gate_exit_layers
+    from ee_bench.exits.decide import gate_exit_layers
 
     best = None
     for tau in GATE_GRIDS[gate.__class__.__name__.replace("Gate", "").lower()]:

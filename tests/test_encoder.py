@@ -9,7 +9,8 @@ from encoder_fixtures import tiny_config, tiny_model, tiny_tokenizer, toy_rows
 
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.encoder_exit import early_exit_classify, measure_speedup
-from ee_bench.exits.gates import GATES, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
 from ee_bench.runners.classification import run_classification
 from ee_bench.tasks.spec import parse_task

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ee_bench.exits.gates import Gate, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import Gate
 from ee_bench.exits.oracle import ExitSummary, first_match_layer, saturation_layer, summarize_layers
 from ee_bench.exits.scoring import GateScore, score_gate
 from ee_bench.types import DocRecord, LayerStats

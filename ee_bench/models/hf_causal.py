@@ -206,7 +206,9 @@ class HFCausalLM(ExitModel):
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _left_pad(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+    def left_pad(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Left-pad token-id rows with the pad token: (B, W) int64 ids and (B, W) 0/1 attention mask
+        on the model's device (W = the longest row)."""
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -262,7 +264,7 @@ class HFCausalLM(ExitModel):
         """
         from transformers import StoppingCriteriaList
 
-        ids, mask = self._left_pad(prompts)
+        ids, mask = self.left_pad(prompts)
         criteria = StoppingCriteriaList([self._until_criteria(ids.shape[1], until)] if until else [])
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_gen_toks,
@@ -345,13 +347,25 @@ class HFCausalLM(ExitModel):
                  for i in range(0, rows.numel(), step)]
         del logits
         final = tuple(torch.cat(xs) for xs in zip(*parts))
+        return self.captured_layers(store, final)
+
+    def captured_layers(self, store: dict[str, Any], final: tuple[Tensor, Tensor, Tensor]) -> LayerAnalysis:
+        """Assemble what :meth:`capture_blocks` caught into a :class:`LayerAnalysis` on the CPU.
+
+        Args:
+            store: the dict :meth:`capture_blocks` filled (N selected positions).
+            final: (top1, top1_prob, entropy), each (N,), of layer L−1, reduced from the model's own logits.
+
+        Returns:
+            (L, N) stats (:meth:`LayerStats.stack`); (L, N, H) hidden states and (N, H) embeddings
+            when they were kept.
+        """
         per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [final]
-        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
         hidden = embeddings = None
-        if keep_hidden:
+        if store["hidden"]:
             hidden = torch.stack([store["hidden"][i] for i in range(self.n_layers)]).cpu()  # (L, N, H)
             embeddings = store["embeddings"].cpu()
-        return LayerAnalysis(LayerStats(top1, prob.float(), ent.float()), hidden, embeddings)
+        return LayerAnalysis(LayerStats.stack(per_layer), hidden, embeddings)
 
     def analyse_outputs(self, prompts: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list[LayerAnalysis]:
         """Per-layer statistics of every generated token, teacher-forced in one forward pass.
@@ -362,7 +376,7 @@ class HFCausalLM(ExitModel):
             B analyses; analysis b has N = len(outputs[b]) columns (0 for an empty output).
         """
         rows_in = [p + o[:-1] for p, o in zip(prompts, outputs)]
-        ids, mask = self._left_pad(rows_in)
+        ids, mask = self.left_pad(rows_in)
         width = ids.shape[1]
         b_idx, t_idx, sizes = [], [], []
         for b, o in enumerate(outputs):
