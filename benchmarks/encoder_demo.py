@@ -105,7 +105,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
     from ee_bench.exits.oracle import first_match_layer, saturation_layer, summarize_layers
     from ee_bench.exits.scoring import score_gate
     from ee_bench.models.cards import load_model, resolve_card
-    from ee_bench.runners.classification import run_classification
+    from ee_bench.task_runners.classification import run_classification
     from ee_bench.tasks.spec import parse_task
     from ee_bench.types import LayerStats
 

@@ -127,7 +127,8 @@ def test_unsupported_architecture_is_named():
 
 
 def test_trace_table_lists_token_and_exit_layer_per_strategy(model):
-    from ee_bench.commands.trace import parse_layers, trace_table
+    from ee_bench.commands.trace import trace_table
+    from ee_bench.options import parse_layers
 
     prompts = prompt_ids(model)[:1]
     traces = [early_exit_generate(model, prompts, AlwaysGate(), 0.5, kv, (), 5, exit_layers=[1], min_prefix=4)[0]
@@ -158,7 +159,8 @@ def test_measure_speedups_reports_consistent_ratios(model):
 
 
 def test_samples_fields_carry_one_trace_per_strategy(model):
-    from ee_bench.decoding.samples import early_exit_fields, parse_kv_list
+    from ee_bench.decoding.samples import early_exit_fields
+    from ee_bench.options import parse_kv_list
 
     prompts = prompt_ids(model)[:2]
     fields = early_exit_fields(model, prompts, (), 6, AlwaysGate(), 0.5, ["copy", "recompute"], [1], 2)

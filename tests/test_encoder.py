@@ -12,7 +12,7 @@ from ee_bench.exits.encoder_exit import early_exit_classify, measure_speedup
 from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
-from ee_bench.runners.classification import run_classification
+from ee_bench.task_runners.classification import run_classification
 from ee_bench.tasks.spec import parse_task
 
 KINDS = ["bert", "roberta", "distilbert", "electra", "mpnet"]
@@ -166,7 +166,7 @@ def test_runner_pairs_and_label_mismatch():
 
 
 def test_measure_classification_speedup_on_task_docs():
-    from ee_bench.runners.classification import measure_classification_speedup
+    from ee_bench.task_runners.classification import measure_classification_speedup
 
     w = _wrap(tiny_model("bert"))
     m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,

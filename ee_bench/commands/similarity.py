@@ -55,7 +55,7 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
             raise EEBenchError(f"--data_file rows have no field {exc}; fix --fields") from None
     if not args.task:
         raise EEBenchError("give --task NAME (with --data-dir for local data) or --data_file FILE --fields F")
-    from ee_bench.runners.classification import doc_texts
+    from ee_bench.task_runners.classification import doc_texts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 

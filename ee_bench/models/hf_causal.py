@@ -116,6 +116,8 @@ class HFCausalLM(ExitModel):
         ModelStructureError: if the model's blocks / final norm / head cannot be located.
     """
 
+    kind = "causal"
+
     def __init__(self, model, tokenizer, name: str, chat_template: bool = False, stop_tokens: tuple[str, ...] = ()):
         self.model = model.eval()
         self.tokenizer = tokenizer
