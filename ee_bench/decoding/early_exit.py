@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.decoding.blocks import BlockRunner
+from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import EEBenchError
@@ -178,7 +178,7 @@ class EarlyExitDecoder:
 
     def __init__(self, model):
         self.model = model
-        self.runner = BlockRunner(model)
+        self.runner = BlockExecutor(model)
         self.n_layers = self.runner.n_layers
 
     @torch.no_grad()

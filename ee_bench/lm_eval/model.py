@@ -51,6 +51,7 @@ from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
+from ee_bench.models.contracts import CausalExitModel
 from ee_bench.models.unembed import reduce_logits
 
 logger = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ class EarlyExitLM(HFLM):
             raise EEBenchError(f"ee-hf min_prefix {min_prefix} is negative; use 0 to allow exits from the first token.")
         card = card_for(str(pretrained))
         wrapper = load_model(card, device=device, dtype=dtype)
-        if getattr(wrapper, "kind", "causal") != "causal" or not hasattr(wrapper, "unembed"):
-            raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {getattr(wrapper, 'kind', '?')} model.")
+        if not isinstance(wrapper, CausalExitModel):
+            raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {wrapper.kind} model. "
+                               f"Pass a decoder model card (ee-bench ls models).")
         self.wrapper = wrapper
         self.gate_name, self.gate = str(gate), gate_obj
         self.threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold),
