@@ -148,7 +148,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
             :meth:`EarlyExitDecoder.decode`.
     """
     if repeats < 1 or not prompts or not settings:
-        raise EEBenchError(f"measure_speedup needs repeats >= 1, prompts and settings (got {repeats}, "
+        raise EEBenchError(f"measure_speedups needs repeats >= 1, prompts and settings (got {repeats}, "
                            f"{len(prompts)} prompts, {len(settings)} settings)")
     dec = decoder or EarlyExitDecoder(model)
     L = dec.n_layers
@@ -202,21 +202,3 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         ))
     return reports
 
-
-def measure_speedup(model, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str,
-                    until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
-                    min_prefix: int = 0, repeats: int = 3, batch_size: int = 1,
-                    references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
-                    target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> SpeedupReport:
-    """One early-exit setting against full depth; see :func:`measure_speedups` (same timing rules).
-
-    Args:
-        gate, threshold, kv, exit_layers, min_prefix: the setting (as :meth:`EarlyExitDecoder.decode`);
-        the other arguments as :func:`measure_speedups`.
-
-    Returns:
-        :class:`SpeedupReport`.
-    """
-    setting = EESetting(kv, gate, threshold, None if exit_layers is None else tuple(exit_layers), min_prefix)
-    return measure_speedups(model, prompts, [setting], until, max_gen_toks, repeats, batch_size, references,
-                            metrics, target_lang, decoder)[0]

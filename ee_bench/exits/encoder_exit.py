@@ -6,7 +6,7 @@ examples that exit, so the batch shrinks as examples leave; the last block alway
 The gate sees exactly what the offline analysis (:func:`~ee_bench.exits.decide.gate_exit_layers`)
 sees, so both give the same exit layers.
 
-:func:`measure_speedup` times that loop against the model's own full forward on the same batch
+:func:`measure_encoder_speedup` times that loop against the model's own full forward on the same batch
 (warm-up runs, then the median of repeated ``time.perf_counter`` timings, with
 ``torch.cuda.synchronize`` on GPU) and reports it next to the *implied* speed-up
 ``L / mean layers run``, which counts layers only.
@@ -151,7 +151,7 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure_speedup(model, batch, gate: Gate | None, threshold: float | None = None, *,
+def measure_encoder_speedup(model, batch, gate: Gate | None, threshold: float | None = None, *,
                     force_layer: int | None = None, repeats: int = 5, warmup: int = 1) -> SpeedupMeasurement:
     """Time early exit against the model's full forward on the same batch.
 
