@@ -104,6 +104,7 @@ def test_target_language_is_worked_out_in_one_place():
 def test_task_runners_come_from_a_registry(tiny_run):
     from ee_bench.task_runners import TASK_RUNNERS, get_runner
     from ee_bench.task_runners.generation import run_generation
+    from ee_bench.tasks.spec import known_output_types
 
     model, _, _ = tiny_run
     assert get_runner(model.kind, "generate_until") is run_generation
@@ -117,6 +118,7 @@ def test_task_runners_come_from_a_registry(tiny_run):
     TASK_RUNNERS.register("causal/test_echo", run_echo)  # what a plug-in's entry point adds
     try:
         assert get_runner("causal", "test_echo") is run_echo
+        assert known_output_types() == ["generate_until", "multiple_choice", "test_echo"]  # task YAMLs may use it
     finally:  # leave the shared registry as it was
         TASK_RUNNERS._entries.pop("causal/test_echo")
         TASK_RUNNERS._origin.pop("causal/test_echo")
