@@ -3,7 +3,7 @@
 Every place that exits — the offline gate sweep (:func:`gate_exit_layers`, on the oracle pass), the
 early-exit decoding loop (:class:`~ee_bench.decoding.early_exit.EarlyExitDecoder`), the encoder
 early exit (:func:`~ee_bench.exits.encoder_exit.early_exit_classify`) and the lm-eval bridge
-(:meth:`~ee_bench.lm_eval.model.EEHFLM.exit_logits`) — goes through the same two steps:
+(:meth:`~ee_bench.lm_eval.model.EarlyExitLM.exit_logits`) — goes through the same two steps:
 
 1. :func:`observe_layer` builds the :class:`~ee_bench.exits.gates.GateObservation` of one exit layer
    from that layer's statistics and hidden states, carrying the top-1 streak over from the previous
