@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.distributed import DistContext
+from ee_bench.errors import EEBenchError
 from ee_bench.types import DocRecord
 
 
@@ -106,6 +107,40 @@ class TaskResult:
     def n_output_tokens(self) -> int:
         """Output tokens over all evaluated documents."""
         return sum(r.stats.n_tokens for r in self.records)
+
+
+def gate_thresholds(gate, threshold: float | None, n_layers: int | None = None) -> tuple[list[float], float]:
+    """The thresholds to sweep and the one reported.
+
+    Without ``threshold``: the gate's documented grid (plus its default, the one reported); with
+    ``n_layers`` (once the model is loaded), grid points the model cannot take are dropped (e.g. a
+    patience longer than L−1).
+
+    Args:
+        gate: the gate. threshold: ``--threshold`` or None. n_layers: L, or None before loading.
+
+    Returns:
+        (validated thresholds in sweep order, the chosen τ).
+
+    Raises:
+        ThresholdError: if ``threshold`` (or, for a plug-in gate, its default) is out of range.
+    """
+    if threshold is not None:
+        chosen = gate.check_threshold(threshold, n_layers)
+        return [chosen], chosen
+    chosen = gate.check_threshold(gate.default_threshold)
+    thresholds = [gate.check_threshold(t) for t in gate.grid]
+    if chosen not in thresholds:
+        thresholds.append(chosen)
+    if n_layers is None:
+        return thresholds, chosen
+    fits = []
+    for t in thresholds:
+        try:
+            fits.append(gate.check_threshold(t, n_layers))
+        except EEBenchError:
+            continue
+    return fits, chosen
 
 
 def score_metrics(spec, records: list[DocRecord], docs: list[dict[str, Any]],

@@ -177,3 +177,18 @@ def test_nothing_below_commands_imports_commands():
 
 def test_registry_module_knows_no_plugin_kind():
     assert {m for m in _imports(PACKAGE / "registry.py") if m.startswith("ee_bench")} == {"ee_bench.errors"}
+
+
+def test_gate_thresholds_hand_cases():
+    from ee_bench.evaluation import gate_thresholds
+    from ee_bench.exits.gates import ThresholdError
+
+    patience = GATES.get("patience")()
+    # grid (8, 6, 4, 3, 2, 1), default 3; a 4-layer model takes at most L−1 = 3 transitions
+    assert gate_thresholds(patience, None) == ([8.0, 6.0, 4.0, 3.0, 2.0, 1.0], 3.0)
+    assert gate_thresholds(patience, None, 4) == ([3.0, 2.0, 1.0], 3.0)
+    assert gate_thresholds(GATES.get("confidence")(), 0.75) == ([0.75], 0.75)
+    entropy = GATES.get("entropy")()  # default 0.5 is in the grid: not added twice
+    assert gate_thresholds(entropy, None)[0].count(0.5) == 1
+    with pytest.raises(ThresholdError):
+        gate_thresholds(patience, 5, 4)

@@ -75,6 +75,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace):
     """Resolve everything that can fail on bad input, before loading the model."""
+    from ee_bench.evaluation import gate_thresholds
     from ee_bench.exits.gates import GATES
     from ee_bench.metrics.base import METRICS
     from ee_bench.models.cards import resolve_card
@@ -89,11 +90,7 @@ def _prepare(args: argparse.Namespace):
 
         os.environ[COMET_MODEL_ENV] = args.comet_model
     gate = GATES.get(args.gate)()
-    thresholds = [gate.check_threshold(args.threshold)] if args.threshold is not None else \
-        [gate.check_threshold(t) for t in gate.grid]
-    chosen = thresholds[0] if args.threshold is not None else gate.check_threshold(gate.default_threshold)
-    if chosen not in thresholds:
-        thresholds.append(chosen)
+    thresholds, chosen = gate_thresholds(gate, args.threshold)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
@@ -147,9 +144,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
-    if args.threshold is not None:
-        gate.check_threshold(args.threshold, model.n_layers)
-    thresholds = [t for t in thresholds if _fits(gate, t, model.n_layers)]
+    thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
     options = EvalOptions(limit=args.limit, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
                           output_dir=Path(args.output_path) if args.output_path else None, dist=dist)
     written = []
@@ -169,14 +164,6 @@ def main(argv: list[str]) -> int:
         print(f"results: {', '.join(str(p) for p in written)}")
         print(f"leaderboard: {board}")
     return 0
-
-
-def _fits(gate, threshold: float, n_layers: int) -> bool:
-    try:
-        gate.check_threshold(threshold, n_layers)
-        return True
-    except EEBenchError:
-        return False
 
 
 def _print_summary(result: dict[str, Any]) -> None:
