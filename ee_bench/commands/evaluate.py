@@ -123,7 +123,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     from ee_bench.distributed import DistContext
-    from ee_bench.evaluation import EvalOptions, evaluate_task
+    from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
     from ee_bench.results import git_sha, package_versions, result_dict, sample_rows, write_task_result
