@@ -19,7 +19,7 @@ available offline):
 3. for each gate (confidence, entropy, patience) sweeps τ and keeps the threshold with the largest
    implied speed-up whose accuracy is ≥ 98 % of the final layer's (paper Fig. 2 / §B.1), and reports
    its distance to the oracle, implied speed-up and *measured* speed-up (real layer-by-layer early
-   exit, :func:`ee_bench.exits.encoder_exit.measure_speedup`, against the model's full forward on
+   exit, :func:`ee_bench.exits.encoder_exit.measure_encoder_speedup`, against the model's full forward on
    the same batch);
 4. prints both objectives side by side (cells ``final → joint``), the layer-similarity table of SST-2
    (paper §5.1), and writes ``results.json`` and ``similarity_sst2.png``.
@@ -75,18 +75,18 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def choose_threshold(gate, name: str, records, gold, final_acc: float):
-    """Sweep the gate over FINE_GRIDS[name] with the package's analysis; return (τ, exit layers, accuracy) of
+    """Sweep the gate over FINE_GRIDS[name] with the package's summary (summarise_exits); return (τ, exit layers, accuracy) of
     the threshold :func:`select_threshold` picks (most aggressive keeping ≥ KEEP of the final accuracy)."""
     import torch
 
     from ee_bench.decoding.calibration import select_threshold
-    from ee_bench.exits.analysis import analyse_exits
+    from ee_bench.exits.summary import summarise_exits
 
     L = records[0].stats.n_layers
     taus = [gate.check_threshold(t, L) for t in FINE_GRIDS[name] if t < L]
     points, layers_at = [], {}
     for tau in taus:
-        per_doc = analyse_exits(records, gate, [tau], tau).per_doc
+        per_doc = summarise_exits(records, gate, [tau], tau).per_doc
         layers = torch.tensor([d["gate_exit_layer"][0] for d in per_doc])  # one output token per example
         pred = torch.stack([r.stats.top1[int(e), 0] for r, e in zip(records, layers)])
         points.append((tau, float((pred == gold).double().mean())))
@@ -101,12 +101,12 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from ee_bench.exits.encoder_exit import measure_speedup
+    from ee_bench.exits.encoder_exit import measure_encoder_speedup
     from ee_bench.exits.gates import GATES
     from ee_bench.exits.oracle import first_match_layer, saturation_layer, summarize_layers
     from ee_bench.exits.scoring import score_gate
     from ee_bench.models.cards import load_model, resolve_card
-    from ee_bench.runners.classification import run_classification
+    from ee_bench.task_runners.classification import run_classification
     from ee_bench.tasks.spec import parse_task
     from ee_bench.types import LayerStats
 
@@ -142,7 +142,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
         entry = {"threshold": tau, "accuracy": 100 * acc, "kept_pct_of_final": 100 * acc / final_acc,
                  **{k: v for k, v in score.to_dict().items() if k != "threshold"}}
         if tau is not None:
-            meas = measure_speedup(model, batch, gate, tau, repeats=repeats, warmup=1)
+            meas = measure_encoder_speedup(model, batch, gate, tau, repeats=repeats, warmup=1)
             entry["measured"] = meas.to_dict()
         else:
             entry["measured"] = None
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
                   f"(train {train_s:.0f}s, {len(train)} rows; eval {len(test)} rows)", flush=True)
     print_tables(results)
     if "sst2" in results:
-        from ee_bench.analysis.similarity import format_table, plot_profiles, profile_model
+        from ee_bench.layer_similarity import format_table, plot_profiles, profile_model
         from ee_bench.models.cards import load_model, resolve_card
 
         texts = [(d["sentence"],) for d in halves["sst2"]]

@@ -34,7 +34,7 @@ from ee_bench.leaderboard import (
     measured_by_setting,
     row_is_preview,
 )
-from ee_bench.results import _atomic_write, safe_name
+from ee_bench.results import atomic_write, safe_name
 
 FIGURE_SUFFIXES = (".png", ".svg")
 
@@ -269,5 +269,5 @@ def write_site(dirs: list[Path], out_dir: Path) -> Path:
     html = env.from_string(TEMPLATE).render(tables=tables, models=models, n_results=len(items), min_docs=MIN_DOCS,
                                             js=SORT_JS)
     index = out_dir / "index.html"
-    _atomic_write(index, html)
+    atomic_write(index, html)
     return index

@@ -229,18 +229,18 @@ def task_intervals(records, gate, thresholds: list[float], chosen: float, metric
 
     The oracle layers and gate exit layers are recomputed from the records with the same functions
     the analysis uses (:func:`~ee_bench.exits.oracle.first_match_layer`,
-    :func:`~ee_bench.exits.gates.gate_exit_layers`), so they equal the reported ones.
+    :func:`~ee_bench.exits.decide.gate_exit_layers`), so they equal the reported ones.
 
     Args:
         records: the run's DocRecords, in document order (each (L, N_doc) stats).
-        gate / thresholds / chosen: as given to :func:`~ee_bench.exits.analysis.analyse_exits`.
+        gate / thresholds / chosen: as given to :func:`~ee_bench.exits.summary.summarise_exits`.
         metric_list / inputs / values: the task's metric entries, MetricInputs and values.
         seed: the run's ``--seed``.
 
     Raises:
         ValueError: if there are no records.
     """
-    from ee_bench.exits.gates import gate_exit_layers
+    from ee_bench.exits.decide import gate_exit_layers
     from ee_bench.exits.oracle import first_match_layer, saturation_layer
     from ee_bench.types import LayerStats
 

@@ -9,7 +9,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.exits.gates import Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVStrategy
-from ee_bench.registry import lazy_registries
+from ee_bench.commands.ls import lazy_registries
 from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 EXIT = 1  # forced exit layer
@@ -57,7 +57,7 @@ def reference(model, prompt, out):
 
 def test_registry_lists_the_strategies():
     reg = lazy_registries()["kv"]()
-    assert reg.names() == ["copy", "deferred", "recompute"]
+    assert reg.names() == ["copy", "deferred", "recompute", "speculative"]
     assert all(issubclass(KV_STRATEGIES.get(n), KVStrategy) for n in reg.names())
     assert KV_STRATEGIES.get("copy").paper_variant == "-d" and KV_STRATEGIES.get("recompute").paper_variant == "-c"
 
