@@ -34,11 +34,12 @@ def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> t
     return base / f"results_{stem}.json", base / f"samples_{stem}.jsonl"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -60,6 +61,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write JSON lines atomically."""
     _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a binary file (e.g. the layer-statistics sidecar) atomically."""
+    _atomic_write(path, data)
 
 
 def git_sha() -> str | None:

@@ -89,11 +89,9 @@ def _prepare(args: argparse.Namespace):
 
         os.environ[COMET_MODEL_ENV] = args.comet_model
     gate = GATES.get(args.gate)()
-    thresholds = [gate.check_threshold(args.threshold)] if args.threshold is not None else \
-        [gate.check_threshold(t) for t in gate.grid]
-    chosen = thresholds[0] if args.threshold is not None else gate.check_threshold(gate.default_threshold)
-    if chosen not in thresholds:
-        thresholds.append(chosen)
+    from ee_bench.exits.sweep import sweep_thresholds
+
+    thresholds, chosen = sweep_thresholds(gate, args.threshold)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
@@ -174,9 +172,9 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
-    if args.threshold is not None:
-        gate.check_threshold(args.threshold, model.n_layers)
-    thresholds = [t for t in thresholds if _fits(gate, t, model.n_layers)]
+    from ee_bench.exits.sweep import sweep_thresholds
+
+    thresholds, _ = sweep_thresholds(gate, args.threshold, model.n_layers)
     written = []
     for spec in specs:
         docs, total = data[spec.task]
@@ -219,7 +217,8 @@ def main(argv: list[str]) -> int:
             "n_output_tokens": n_tokens,
             "model_info": model.describe(),
             "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
-                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
+                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks,
+                          "target_lang": docs[0].get("tgt_lang") if docs else None},
             "config": {k: v for k, v in vars(args).items()},
             "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "world_size": dist.world_size,
@@ -232,6 +231,9 @@ def main(argv: list[str]) -> int:
             row.update(extra)
         if args.output_path:
             res_path, sam_path = result_paths(args.output_path, card.name, spec.task, args.gate)
+            from ee_bench.records import write_layer_stats  # per-layer sidecar (issue 13)
+
+            result["layer_stats"] = write_layer_stats(sam_path, records, samples, gate)
             write_jsonl(sam_path, samples)
             result["samples_file"] = sam_path.name
             write_json(res_path, result)
@@ -246,21 +248,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _fits(gate, threshold: float, n_layers: int) -> bool:
-    try:
-        gate.check_threshold(threshold, n_layers)
-        return True
-    except EEBenchError:
-        return False
-
-
 def _sample_row(r, layers: dict[str, list[int]]) -> dict[str, Any]:
     row = {
         "doc_id": r.doc_id, "prompt": r.prompt, "prompt_token_ids": r.prompt_token_ids,
         "output_text": r.output_text, "output_token_ids": r.output_token_ids,
         "prediction": r.prediction, "references": r.references, **layers,
-        "top1_prob": [[round(float(x), 6) for x in row] for row in r.stats.top1_prob.T.tolist()],
-    }
+    }  # per-layer top-1 / probability / entropy: the .npz sidecar (ee_bench/records.py)
     if r.extra:
         row["extra"] = r.extra
     return row
