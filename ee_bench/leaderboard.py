@@ -23,6 +23,8 @@ Quality metrics are computed on the final-layer (full-depth) outputs. Oracle col
 first-match exit layer (0-based; lower means earlier exit). *Implied* speed-up is L / mean layers run
 at the gate's threshold (layer count only); *measured* speed-up is the tokens/s of real early-exit
 decoding over full-depth decoding (same loop, same prompts), per KV strategy, where it was measured. See docs/definitions.md.
+Rows marked *degenerate* (at least 95 % of the documents share one final prediction, so the oracle
+"matches" early everywhere) are listed last and not ranked (ee_bench/report/degenerate.py).
 """
 
 
@@ -67,6 +69,15 @@ def _sort_key(item: tuple[dict[str, Any], Path | None], metric: str | None, high
     return (missing, val, res["model"], res["gate"], res["threshold"])
 
 
+def _degenerate(item: tuple[dict[str, Any], Path | None]) -> bool:
+    """Whether a run's final predictions are (nearly) constant, read from its samples file."""
+    from ee_bench.report.degenerate import run_degeneracy
+
+    res, path = item
+    found = run_degeneracy(res, path) if path is not None else None
+    return bool(found and found.degenerate)
+
+
 def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path | None = None) -> str:
     """Markdown tables (one per task) for the given results; links are relative to ``link_from``."""
     by_task: dict[str, list] = {}
@@ -78,15 +89,17 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
         metric_names = list(rows_in[0][0]["metrics"])
         first = metric_names[0] if metric_names else None
         higher = rows_in[0][0].get("metric_details", {}).get(first, {}).get("higher_is_better", True)
-        rows_in = sorted(rows_in, key=lambda it: _sort_key(it, first, higher))
+        flagged = [_degenerate(it) for it in rows_in]  # degenerate rows last, unranked (issue 13)
+        order = sorted(range(len(rows_in)), key=lambda i: (flagged[i], _sort_key(rows_in[i], first, higher)))
+        rows_in, flagged = [rows_in[i] for i in order], [flagged[i] for i in order]
         headers = ["model", "gate", "τ", *metric_names, "first-match avg", "perc %", "saturation avg",
                    "gate abs dist", "gate acc %", "implied speed-up", "measured speed-up", "docs"]
         if link_from is not None:
             headers.append("results")
         table = []
-        for res, path in rows_in:
+        for (res, path), bad in zip(rows_in, flagged):
             fm, sat, g = res["oracle"]["first_match"], res["oracle"]["saturation"], res["gate_at_threshold"]
-            row = [res["model"], res["gate"], f"{res['threshold']:g}",
+            row = [res["model"] + (" (degenerate)" if bad else ""), res["gate"], f"{res['threshold']:g}",
                    *[_fmt(res["metrics"].get(m)) for m in metric_names],
                    _fmt(fm["avg"]), _fmt(fm["perc"], 1), _fmt(sat["avg"]), _fmt(g["abs_distance"]),
                    _fmt(g["accuracy"], 1), _fmt(g["implied_speedup"]), _measured(res.get("measured_speedup")),

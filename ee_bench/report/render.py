@@ -84,7 +84,7 @@ def _runs_section(runs: list[Run]) -> str:
             f"A run is **degenerate** when at least {100 * DEGENERATE_SHARE:.0f} % of its documents (and at least two) "
             "share one final prediction: its oracle then \"matches\" at layer 0 everywhere and its implied speed-up "
             "is meaningless. Degenerate runs are marked here and in the leaderboard and kept out of rankings. "
-            "The last column of *degenerate* gives the share of documents with the most common prediction.\n\n"
+            "The *degenerate* column gives the share of documents with the most common final prediction.\n\n"
             + _table(rows, ["task", "run", "gate", "τ", "docs", "output tokens", "L", "output language",
                             "degenerate", "results file"]))
 
@@ -276,13 +276,18 @@ def _confidence_section(runs: list[Run], ctx: Context) -> str:
             continue
         png = figures.confidence_by_layer(ctx.fig_dir / f"confidence_{safe_name(task)}.png", task,
                                           [(r.label, c.confidence, c.agreement) for r, c in items])
-        text = [f"### {task}", f"![per-layer confidence, {task}]({ctx.link(png)})"]
+        headers, cols = ["layer"], []
         for r, c in items:
-            rows = [[layer, _f(c.confidence[layer], 3), _f(c.entropy[layer], 3) if c.entropy else "n/a",
-                     _f(100 * c.agreement[layer], 1) if c.agreement else "n/a"] for layer in range(len(c.confidence))]
-            text.append(f"**{r.label}** ({c.n_tokens} tokens; from {c.source})\n\n"
-                        + _table(rows, ["layer", "confidence", "entropy (nats)", "top-1 = last %"]))
-        out.append("\n\n".join(text))
+            headers.append(f"{r.label}: confidence")
+            cols.append([_f(x, 3) for x in c.confidence])
+            if c.agreement is not None:
+                headers += [f"{r.label}: entropy (nats)", f"{r.label}: top-1 = last %"]
+                cols += [[_f(x, 3) for x in c.entropy], [_f(100 * x, 1) for x in c.agreement]]
+        rows = [[layer, *[col[layer] if layer < len(col) else "" for col in cols]]
+                for layer in range(max(len(col) for col in cols))]
+        sources = "; ".join(f"{r.label}: {c.n_tokens} tokens, from {c.source}" for r, c in items)
+        out.append(f"### {task}\n\n![per-layer confidence, {task}]({ctx.link(png)})\n\n"
+                   f"Means over output tokens ({sources}).\n\n" + _table(rows, headers))
     return "\n\n".join(out)
 
 
