@@ -14,11 +14,11 @@ from ee_bench.results import write_bytes
 DPI = 100
 
 
-def _figure(n_panels: int):
+def _figure(n_panels: int, width: float = 5.5):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5 * n_panels, 4.0), dpi=DPI)
+    fig = Figure(figsize=(width * n_panels, 4.5), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, n_panels, i + 1) for i in range(n_panels)]
     return fig, axes
@@ -80,7 +80,7 @@ def subword_bars(path: Path, rows: list[tuple[str, dict[str, float | None]]], cl
     Args:
         path: PNG to write. rows: per run (label, class → mean layer or None). classes: bar order.
     """
-    fig, (a,) = _figure(1)
+    fig, (a,) = _figure(1, width=max(5.5, 1.3 * len(rows)))
     width = 0.8 / max(len(classes), 1)
     for k, cls in enumerate(classes):
         xs = [i + k * width for i in range(len(rows))]
@@ -88,5 +88,5 @@ def subword_bars(path: Path, rows: list[tuple[str, dict[str, float | None]]], cl
     a.set_xticks([i + width * (len(classes) - 1) / 2 for i in range(len(rows))], [lab for lab, _ in rows],
                  rotation=20, ha="right", fontsize=7)
     a.set(title="exit layer of word pieces", ylabel="mean first-match layer (0-based)")
-    a.legend(fontsize=7)
+    a.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
