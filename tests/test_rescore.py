@@ -99,3 +99,33 @@ def test_rescore_errors(runs, tmp_path, capsys):
     (old / "results_x.json").write_text(json.dumps(res))
     assert main(["rescore", str(old), "--gate", "confidence"]) == 2
     assert "no per-layer records" in capsys.readouterr().err
+
+
+def test_sidecar_round_trip_and_hidden_state_gates(tmp_path):
+    import torch
+
+    from ee_bench.records import read_layer_stats, write_layer_stats
+    from ee_bench.types import DocRecord, LayerStats
+
+    def rec(doc_id, n):
+        top1 = torch.arange(3 * n, dtype=torch.int64).view(3, n)
+        prob = torch.linspace(0, 1, 3 * n).view(3, n).to(torch.bfloat16)  # widened exactly to float32
+        return DocRecord(doc_id, "", [], "", [], "", [], LayerStats(top1, prob, prob * 2))
+
+    records = [rec(4, 2), rec(7, 0), rec(9, 3)]
+    rows = [{}, {}, {}]
+
+    class HiddenGate:
+        needs_hidden = True
+
+    block = write_layer_stats(tmp_path / "samples_t_g.jsonl", records, rows, HiddenGate())
+    assert block["rescorable"] is False and "cannot be rescored" in block["note"]
+    assert (block["n_layers"], block["n_tokens"], block["n_docs"]) == (3, 5, 3)
+    assert [r["layer_stats"] for r in rows] == [{"file": "samples_t_g.npz", "offset": o, "length": n}
+                                                 for o, n in ((0, 2), (2, 0), (2, 3))]
+    side = read_layer_stats(tmp_path / "samples_t_g.npz")
+    assert side.doc_ids == [4, 7, 9] and side.offsets == [0, 2, 2, 5]
+    for i, r in enumerate(records):
+        got = side.doc(i)
+        assert torch.equal(got.top1, r.stats.top1)
+        assert torch.equal(got.top1_prob, r.stats.top1_prob.float()) and got.top1_prob.dtype == torch.float32
