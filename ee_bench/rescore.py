@@ -2,8 +2,8 @@
 
 The per-layer statistics the run analysed are in its sidecar (:mod:`ee_bench.records`); this module
 rebuilds the run's records from the samples JSONL and the sidecar and calls the very function the
-evaluation calls (:func:`ee_bench.exits.analysis.analyse_exits`), with the thresholds chosen by the
-same rule (:func:`ee_bench.exits.sweep.sweep_thresholds`). Rescoring with the run's own gate and
+evaluation calls (:func:`ee_bench.exits.summary.summarise_exits`, as ``evaluation.score_records``),
+with the thresholds chosen by the same rule (:func:`ee_bench.evaluation.gate_thresholds`). Rescoring with the run's own gate and
 thresholds therefore reproduces its results JSON exactly; rescoring with another gate equals a fresh
 run with that gate.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.analysis import ExitReport, analyse_exits
+from ee_bench.evaluation import gate_thresholds
 from ee_bench.exits.gates import GATES, gate_name
-from ee_bench.exits.sweep import sweep_thresholds
+from ee_bench.exits.summary import ExitReport, summarise_exits
 from ee_bench.records import records_from_files
 
 
@@ -88,9 +88,9 @@ def rescore_run(results_path: Path, gate: str, threshold: float | None = None) -
         thresholds = [float(s["threshold"]) for s in result["gate_sweep"]]
         chosen = float(result["threshold"])
     else:
-        thresholds, chosen = sweep_thresholds(g, threshold, n_layers)
+        thresholds, chosen = gate_thresholds(g, threshold, n_layers)
     try:
-        report = analyse_exits(records, g, thresholds, chosen)
+        report = summarise_exits(records, g, thresholds, chosen)
     except ValueError as exc:
         raise EEBenchError(f"{results_path}: {exc}") from None
     return Rescored(Path(results_path), result["model"], result["task"], result.get("gate", "?"), gate_name(g),
