@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lm-eval": ("ee_bench.commands.lm_eval:main", "lm-eval-harness CLI with the early-exit model ee-hf registered"),
     "trace": ("ee_bench.commands.trace:main", "early-exit decode one sentence: token and exit layer per KV strategy"),
     "inspect": ("ee_bench.commands.inspect:main", "top-k hypotheses of every layer and sub-layer for one sentence (Table 10, PNG)"),
+    "rescore": ("ee_bench.commands.rescore:main", "oracle and gate analysis again from samples + per-layer records (no model)"),
+    "report": ("ee_bench.commands.report:main", "markdown + PNG analyses of finished runs (length, sub-word, POS, WMT22; no model)"),
 }
 
 USAGE = """usage: ee-bench --model M --tasks T[,T2] --gate G [options]   (see: ee-bench run --help)

@@ -29,6 +29,8 @@ decoding over full-depth decoding (same loop, same prompts), per KV strategy, wh
 `a ± b`: b is half the width of the seeded 95 % bootstrap interval over documents (docs/leaderboard.md).
 Rows marked `preview` rest on fewer than 200 documents (and not the whole test set); they follow the
 ranked rows and are not ranked. The WMT22 average is the unweighted mean over the listed pairs (paper Table 2).
+Rows marked *degenerate* (at least 95 % of the documents share one final prediction, so the oracle
+"matches" early everywhere) are listed last and not ranked (ee_bench/report/degenerate.py).
 """
 
 
@@ -216,8 +218,26 @@ def group_by_task(items: list[tuple[dict[str, Any], Path | None]]) -> dict[str, 
         rows = by_task[task]
         first = columns([r for r, _ in rows])[0] if rows[0][0]["metrics"] else None
         higher = True if first is None else bool(first.higher_is_better)
-        out[task] = sorted(rows, key=lambda it: _sort_key(it, first.label if first else None, higher))
+        # degenerate runs (near-constant final predictions) last and unranked, like previews (issue 13)
+        out[task] = sorted(rows, key=lambda it: (row_is_degenerate(it), _sort_key(it, first.label if first else None, higher)))
     return out
+
+
+_DEGENERATE: dict[str, bool] = {}  # results path -> flag, so a samples file is read once per process
+
+
+def row_is_degenerate(item: tuple[dict[str, Any], Path | None]) -> bool:
+    """Whether a run's final predictions are (nearly) constant, read from its samples file (cached by path)."""
+    from ee_bench.report.degenerate import run_degeneracy
+
+    res, path = item
+    if path is None:
+        return False
+    key = str(Path(path).resolve())
+    if key not in _DEGENERATE:
+        found = run_degeneracy(res, path)
+        _DEGENERATE[key] = bool(found and found.degenerate)
+    return _DEGENERATE[key]
 
 
 def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path | None = None) -> str:
@@ -236,8 +256,8 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
             headers.append("results")
         table = []
         for res, path in rows_in:
-            row = [res["model"], res["gate"], f"{res['threshold']:g}",
-                   *([", ".join(res["pairs"])] if has_pairs else []),
+            row = [res["model"] + (" (degenerate)" if row_is_degenerate((res, path)) else ""), res["gate"],
+                   f"{res['threshold']:g}", *([", ".join(res["pairs"])] if has_pairs else []),
                    *[fmt_value(c.value(res), c.interval(res), c.digits) for c in cols],
                    _measured(res.get("measured_speedup")), _docs_cell(res)]
             if link_from is not None and not has_pairs and path is not None:

@@ -32,6 +32,7 @@ from ee_bench.leaderboard import (
     fmt_value,
     group_by_task,
     measured_by_setting,
+    row_is_degenerate,
     row_is_preview,
 )
 from ee_bench.results import atomic_write, safe_name
@@ -200,7 +201,7 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
     headers += [{"label": "measured speed-up", "dir": "higher", "title": "higher is better (best KV strategy)"},
                 {"label": "docs", "dir": "higher", "title": f"documents evaluated / total; preview under {MIN_DOCS}"},
                 {"label": "files", "dir": "none", "title": ""}]
-    ranked = [r for r, _ in rows if not row_is_preview(r)]
+    ranked = [r for r, p in rows if not (row_is_preview(r) or row_is_degenerate((r, p)))]
     best = {}
     for c in cols:
         vals = [c.value(r) for r in ranked if c.value(r) is not None]
@@ -208,8 +209,10 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
             best[c.label] = max(vals) if c.higher_is_better else min(vals)
     out_rows = []
     for res, path in rows:
-        preview = row_is_preview(res)
-        cells = [{"v": res["model"], "text": res["model"], "cls": "text"},
+        degenerate = row_is_degenerate((res, path))
+        preview = row_is_preview(res) or degenerate  # both follow the ranked rows, unranked
+        model = res["model"] + (" (degenerate)" if degenerate else "")
+        cells = [{"v": res["model"], "text": model, "cls": "text"},
                  {"v": res["gate"], "text": res["gate"], "cls": "text"},
                  {"v": res["threshold"], "text": f"{res['threshold']:g}", "cls": ""}]
         if has_pairs:

@@ -42,13 +42,14 @@ def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> t
     return base / f"results_{stem}.json", base / f"samples_{stem}.jsonl"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and a rename (creates the folder);
-    on any error nothing is left behind and an existing file is unchanged."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (str: UTF-8; bytes: as is) to ``path`` via a temp file in the same folder and a
+    rename (creates the folder); on any error nothing is left behind and an existing file is unchanged."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -70,6 +71,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write JSON lines atomically."""
     atomic_write(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a binary file (e.g. the layer-statistics sidecar) atomically."""
+    atomic_write(path, data)
 
 
 def git_sha() -> str | None:
@@ -98,15 +104,14 @@ def package_versions() -> dict[str, str | None]:
 
 def sample_rows(result: TaskResult) -> list[dict[str, Any]]:
     """One samples-JSONL row per evaluated document: prompt and output (text and ids), prediction,
-    references, per-token oracle and gate exit layers, the final-layer top-1 probability per layer,
-    the runner's ``extra`` fields and, with ``--kv``, the ``early_exit`` traces."""
+    references, per-token oracle and gate exit layers, the runner's ``extra`` fields and, with ``--kv``,
+    the ``early_exit`` traces. Per-layer statistics go to the sidecar (:mod:`ee_bench.records`)."""
     rows = []
     for i, (r, layers) in enumerate(zip(result.records, result.scores.exits.per_doc)):
         row = {
             "doc_id": r.doc_id, "prompt": r.prompt, "prompt_token_ids": r.prompt_token_ids,
             "output_text": r.output_text, "output_token_ids": r.output_token_ids,
             "prediction": r.prediction, "references": r.references, **layers,
-            "top1_prob": [[round(float(x), 6) for x in row] for row in r.stats.top1_prob.T.tolist()],
         }
         if r.extra:
             row["extra"] = r.extra
@@ -139,7 +144,8 @@ def result_dict(result: TaskResult, *, model: str, config: dict[str, Any], prove
         "n_output_tokens": n_tokens,
         "model_info": result.model_info,
         "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
-                      "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
+                      "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks,
+                      "target_lang": result.scores.target_lang},
         "config": config,
         "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "world_size": result.world_size,
@@ -150,13 +156,25 @@ def result_dict(result: TaskResult, *, model: str, config: dict[str, Any], prove
     }
 
 
-def write_task_result(output_path: str | Path, result: dict[str, Any], samples: list[dict[str, Any]]) -> Path:
-    """Write the samples JSONL, then the results JSON (naming the samples file), each atomically.
+def write_task_result(output_path: str | Path, result: dict[str, Any], samples: list[dict[str, Any]],
+                      records=None, gate=None) -> Path:
+    """Write the per-layer sidecar (with ``records``), the samples JSONL, then the results JSON (naming
+    the samples file), each atomically.
+
+    Args:
+        records: the run's DocRecords (samples order); their (L, N) statistics go to
+            ``samples_<task>_<gate>.npz`` and each row and the results point at them
+            (:func:`ee_bench.records.write_layer_stats`). gate: the gate (hidden-state gates are
+            recorded as not rescorable).
 
     Returns:
         The results file's path (``<output_path>/<model>/results_<task>_<gate>.json``).
     """
     res_path, sam_path = result_paths(output_path, result["model"], result["task"], result["gate"])
+    if records is not None:  # per-layer sidecar (issue 13)
+        from ee_bench.records import write_layer_stats
+
+        result["layer_stats"] = write_layer_stats(sam_path, list(records), samples, gate)
     write_jsonl(sam_path, samples)
     result["samples_file"] = sam_path.name
     write_json(res_path, result)

@@ -155,7 +155,8 @@ def main(argv: list[str]) -> int:
             continue
         result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)
         if args.output_path:
-            written.append(write_task_result(args.output_path, result, sample_rows(task_result)))
+            written.append(write_task_result(args.output_path, result, sample_rows(task_result),
+                                             records=task_result.records, gate=gate))
             board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
         _print_summary(result)
         print(format_rows([(result, None)]))

@@ -1,0 +1,51 @@
+"""``ee-bench rescore RESULTS_DIR --gate G [--threshold X]``: the oracle and gate analysis again, from
+the samples JSONL and the per-layer sidecar of finished runs, without the model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ee_bench.errors import EEBenchError
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ee-bench rescore", description=__doc__)
+    p.add_argument("results", help="results folder (searched recursively for results_*.json) or one results file")
+    p.add_argument("--gate", required=True, help="gate to rescore with (ee-bench ls gates)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one threshold; without it: the run's own thresholds for its own gate, else the gate's grid")
+    p.add_argument("--output", default=None, help="also write the rescored analyses to this JSON file")
+    args = p.parse_args(argv)
+    from ee_bench.rescore import find_results, rescore_run
+    from ee_bench.results import write_json
+
+    runs, skipped = [], []
+    for path in find_results(Path(args.results)):
+        try:
+            runs.append(rescore_run(path, args.gate, args.threshold))
+        except EEBenchError as exc:
+            skipped.append(f"{path}: {exc}")
+    if not runs:
+        raise EEBenchError("nothing could be rescored:\n" + "\n".join(f"  - {s}" for s in skipped))
+    for r in runs:
+        _print(r)
+    for s in skipped:
+        print(f"skipped {s}")
+    if args.output:
+        write_json(Path(args.output), {"schema": "ee-bench/rescore/v1", "runs": [r.to_dict() for r in runs],
+                                       "skipped": skipped})
+        print(f"rescored: {args.output}")
+    return 0
+
+
+def _print(r) -> None:
+    fm, sat = r.report.first_match, r.report.saturation
+    print(f"\n== {r.model} | {r.task} | ran with gate {r.source_gate}; rescored with {r.gate} "
+          f"({fm.n_tokens} output tokens, L = {fm.n_layers})")
+    print(f"oracle first-match: avg {fm.avg:.2f}, perc {fm.perc:.1f}% | saturation: avg {sat.avg:.2f}, perc {sat.perc:.1f}%")
+    print("threshold -> signed / |abs| distance to first-match, gate accuracy, layers run, implied speed-up:")
+    for s in r.report.sweep:
+        mark = " *" if s.threshold == r.threshold else ""
+        print(f"  {s.threshold:>6g}: {s.signed_distance:+.2f} / {s.abs_distance:.2f}, acc {s.accuracy:.1f}%, "
+              f"{s.mean_layers_run:.2f} layers, implied x{s.implied_speedup:.2f}{mark}")

@@ -1,0 +1,124 @@
+"""The runs of a results folder, as the report reads them: results JSON, samples rows and, when the
+run logged it, the per-layer sidecar (:mod:`ee_bench.records`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import EEBenchError
+from ee_bench.records import LayerStatsFile, read_layer_stats, read_samples
+from ee_bench.report.degenerate import Degeneracy, degeneracy
+
+_PAIR = re.compile(r"_([a-z]{2,3})_([a-z]{2,3})$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One evaluated (model, task, gate) run.
+
+    Attributes:
+        path: its results JSON. rel: that path relative to the report's results folder (posix).
+        result: the parsed results. rows: its samples rows (None if the file is missing).
+        side: its per-layer sidecar (None if the run predates it or the file is missing).
+        target_lang: the output language (ISO code) or None when unknown.
+        degeneracy: constancy of the final predictions (None without samples).
+        missing: what the report could not find, in words.
+        label: a short unique name for tables and legends.
+    """
+
+    path: Path
+    rel: str
+    result: dict[str, Any]
+    rows: list[dict[str, Any]] | None
+    side: LayerStatsFile | None
+    target_lang: str | None
+    degeneracy: Degeneracy | None
+    missing: list[str] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def task(self) -> str:
+        return self.result["task"]
+
+    @property
+    def model(self) -> str:
+        return self.result["model"]
+
+    @property
+    def is_generation(self) -> bool:
+        return self.result.get("task_info", {}).get("output_type") == "generate_until"
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.result["oracle"]["first_match"]["n_layers"])
+
+    @property
+    def degenerate(self) -> bool:
+        return bool(self.degeneracy and self.degeneracy.degenerate)
+
+    def first_match_layers(self) -> list[list[int]]:
+        """Per document, the first-match oracle layer of each output token (from the samples)."""
+        return [list(r.get("oracle_first_match", [])) for r in self.rows or []]
+
+
+def output_language(result: dict[str, Any], overrides: dict[str, str]) -> str | None:
+    """The run's output language: ``--lang TASK=CODE``, else the results' ``task_info.target_lang``, else
+    the target of a ``…_<src>_<tgt>`` task name (e.g. ``wmt22_de_en`` → ``en``), else None."""
+    task = result["task"]
+    if task in overrides:
+        return overrides[task]
+    lang = result.get("task_info", {}).get("target_lang")
+    if lang:
+        return lang
+    m = _PAIR.search(task)
+    return m.group(2) if m else None
+
+
+def load_runs(folder: Path, lang_overrides: dict[str, str] | None = None) -> list[Run]:
+    """Every ee-bench results file under ``folder``, sorted by task, model, gate, threshold and path.
+
+    Raises:
+        EEBenchError: if the folder does not exist or holds no results.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EEBenchError(f"results folder {folder} does not exist. Give the --output_path folder of an evaluation.")
+    runs = []
+    for path in sorted(folder.rglob("results_*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if not str(result.get("schema", "")).startswith("ee-bench/results/"):
+            continue
+        missing, rows, side = [], None, None
+        sam = path.parent / result.get("samples_file", "")
+        if result.get("samples_file") and sam.is_file():
+            rows = read_samples(sam)
+        else:
+            missing.append("samples file")
+        block = result.get("layer_stats")
+        if block and (path.parent / block["file"]).is_file():
+            side = read_layer_stats(path.parent / block["file"])
+        else:
+            missing.append("per-layer sidecar (.npz; written by runs from this version on)")
+        deg = degeneracy([r.get("prediction") for r in rows]) if rows is not None else None
+        runs.append(Run(path, path.relative_to(folder).as_posix(), result, rows, side,
+                        output_language(result, lang_overrides or {}), deg, missing))
+    if not runs:
+        raise EEBenchError(f"no results_*.json under {folder}. Give the --output_path folder of an evaluation.")
+    runs.sort(key=lambda r: (r.task, r.model, r.result.get("gate", ""), float(r.result.get("threshold", 0)), r.rel))
+    return _label(runs)
+
+
+def _label(runs: list[Run]) -> list[Run]:
+    base = [f"{r.model} ({r.result['n_docs']['evaluated']} docs)" for r in runs]
+    seen: dict[tuple[str, str], int] = {}
+    for r, b in zip(runs, base):
+        seen[(r.task, b)] = seen.get((r.task, b), 0) + 1
+    out = []
+    for r, b in zip(runs, base):
+        label = b if seen[(r.task, b)] == 1 else f"{b}, {Path(r.rel).parent.as_posix()}"
+        out.append(Run(r.path, r.rel, r.result, r.rows, r.side, r.target_lang, r.degeneracy, r.missing, label))
+    return out
