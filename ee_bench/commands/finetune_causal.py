@@ -24,7 +24,13 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
     from ee_bench.commands.finetune import _check_numbers
     from ee_bench.training.causal_finetune import CausalFinetuneConfig, check_config
 
+    from pathlib import Path
+
+    from ee_bench.training.detect import detect_task_type
+
     _check_numbers(args)
+    if Path(args.model).is_dir():
+        detect_task_type(args.model)  # an empty or damaged folder fails here, before any data is read
     if bool(args.train_file) == bool(args.train_task):
         raise EEBenchError("give exactly one training source: --train_file alpaca.jsonl (instruction/input/output) or "
                            "--train-task TASK (a generation task, e.g. wmt14_de_en, with --data-dir)")
@@ -72,5 +78,6 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
     examples = instruction_examples(wrapper, rows) if rows is not None else task_examples(wrapper, spec, docs)
     out = finetune_causal(cfg, card, wrapper, examples, args.output_dir, device=args.device, progress=args.progress,
                           command="ee-bench finetune " + shlex.join(argv))
-    print(f"saved {out} ({len(examples)} training examples, objective {cfg.objective}); use it as --model {out}")
+    if out is not None:  # rank 0
+        print(f"saved {out} ({len(examples)} training examples, objective {cfg.objective}); use it as --model {out}")
     return 0

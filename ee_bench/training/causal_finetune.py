@@ -156,7 +156,7 @@ def add_lora(model, cfg: CausalFinetuneConfig):
 
 
 def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_dir: str | Path,
-                    device: str | None = None, progress: bool = False, command: str = "") -> Path:
+                    device: str | None = None, progress: bool = False, command: str = "") -> Path | None:
     """Fine-tune the wrapper's model on ``examples`` and save it to ``output_dir``.
 
     Args:
@@ -169,7 +169,7 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
         command: the command line, recorded in ``ee_bench_finetune.json`` (provenance).
 
     Returns:
-        The checkpoint folder.
+        The checkpoint folder (None on the processes other than rank 0, which write nothing).
 
     Raises:
         EEBenchError: on bad options, an empty training set, or a failing LoRA setup.
@@ -210,7 +210,7 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
     tokenizer.padding_side = side
     out = Path(output_dir)
     if not trainer.is_world_process_zero():
-        return out
+        return None
     trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     trained.config.use_cache = True
     out.mkdir(parents=True, exist_ok=True)
