@@ -263,3 +263,27 @@ def test_two_processes_train_with_gloo(trained, tmp_path):
     record = json.loads((tmp_path / "ddp" / "ee_bench_finetune.json").read_text())
     assert record["world_size"] == 2 and record["global_steps"] == 2
     assert proc.stdout.count("saved ") == 1  # only rank 0 writes
+
+
+def test_decoder_similarity_by_hand(tiny_llama_lm):
+    from ee_bench.analysis.decoder_similarity import profile_decoder
+
+    model = tiny_llama_lm
+    prompt, resp = [1, 5, 9, 14], [20, 33, 2]
+    ids = torch.tensor([prompt + resp[:-1]])
+    with torch.no_grad():
+        out = model.model(input_ids=ids, output_hidden_states=True)
+        pos = slice(len(prompt) - 1, ids.shape[1])  # the positions that predict the 3 response tokens
+        last = out.logits[0, pos].softmax(-1).double()
+        p0 = model.model.lm_head(model.model.model.norm(out.hidden_states[1][0, pos])).softmax(-1).double()
+    kl = float((last * (last / p0).log()).sum(-1).mean())  # KL(p_last ‖ p_0), nats
+    m = 0.5 * (last + p0)
+    js = float((0.5 * (last * (last / m).log()).sum(-1) + 0.5 * (p0 * (p0 / m).log()).sum(-1)).mean())
+    for max_elems in (1 << 21, 4 * 96):  # one chunk; one token per chunk (combined by token counts)
+        prof = profile_decoder(model, [prompt], [resp], max_elems=max_elems)
+        assert prof.n_examples == 3 and prof.n_layers == 4
+        assert prof.kl_to_last[0] == pytest.approx(kl, rel=1e-4)
+        assert prof.js_to_last[0] == pytest.approx(js, rel=1e-4)
+        assert prof.mean_confidence[0] == pytest.approx(float(p0.max(-1).values.mean()), rel=1e-5)
+        assert prof.mean_confidence[3] == pytest.approx(float(last.max(-1).values.mean()), rel=1e-5)
+        assert prof.kl_to_last[3] == pytest.approx(0.0, abs=1e-6) and prof.kl_next[3] is None
