@@ -22,8 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("ee_bench.commands.ls:main", "list tasks, models, gates, metrics or kv strategies"),
     "validate": ("ee_bench.commands.validate:main", "check every shipped task YAML and model card"),
     "leaderboard": ("ee_bench.commands.leaderboard:main", "regenerate leaderboard/README.md from results files"),
-    "finetune": ("ee_bench.commands.finetune:main", "fine-tune an encoder classifier, final-layer or joint objective"),
-    "similarity": ("ee_bench.commands.similarity:main", "layer-similarity analysis of encoder classifiers (KL/JS, cosine, Pearson)"),
+    "finetune": ("ee_bench.commands.finetune:main", "fine-tune an encoder classifier or a causal LM, final-layer or joint objective"),
+    "similarity": ("ee_bench.commands.similarity:main", "layer-similarity analysis of encoders and causal LMs (confidence, KL/JS, cosine, Pearson)"),
     "lm-eval": ("ee_bench.commands.lm_eval:main", "lm-eval-harness CLI with the early-exit model ee-hf registered"),
     "trace": ("ee_bench.commands.trace:main", "early-exit decode one sentence: token and exit layer per KV strategy"),
 }

@@ -74,6 +74,8 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
     from ee_bench.training.causal_finetune import finetune_causal, load_causal
 
     transformers.logging.set_verbosity_error()
+    if not args.progress:  # also transformers' own loading/saving bars
+        transformers.utils.logging.disable_progress_bar()
     card, wrapper = load_causal(cfg, device=args.device, dtype=args.dtype)
     examples = instruction_examples(wrapper, rows) if rows is not None else task_examples(wrapper, spec, docs)
     out = finetune_causal(cfg, card, wrapper, examples, args.output_dir, device=args.device, progress=args.progress,
