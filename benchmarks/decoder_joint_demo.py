@@ -136,8 +136,8 @@ def tables(names: list[str], evals: dict, kvs: list[str], gates: list[str]) -> s
                              fmt(at.get("abs_distance")), fmt(at.get("accuracy"), ".1f"), fmt(q.get("early_exit")),
                              fmt(None if q.get("ratio") is None else 100 * q["ratio"], ".1f"),
                              fmt(100 * m["token_agreement"], ".1f"), fmt(m["implied_speedup"]), fmt(m["per_token_speedup"])])
-    out += [f"Gates at the threshold keeping ≥ {KEEP:.0%} of the model's own full-depth chrF (calibrated on disjoint "
-            "documents), and real early-exit decoding (Fig. 2/10, Tables 6/11):",
+    out += [(f"Gates at the threshold keeping ≥ {KEEP:.0%} of the model's own full-depth chrF (calibrated on disjoint "
+             "documents), and real early-exit decoding (Fig. 2/10, Tables 6/11):"),
             tabulate(rows, headers=["model", "gate", "kv", "τ", "signed dist", "|dist|", "gate acc %", "EE chrF",
                                     "chrF kept %", "token agree %", "implied spd", "measured spd/token"],
                      tablefmt="github", disable_numparse=True)]

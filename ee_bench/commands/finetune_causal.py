@@ -9,23 +9,16 @@ import shlex
 from ee_bench.errors import EEBenchError
 
 
-def _rows_slice(text: str | None, n: int) -> slice:
-    from ee_bench.commands.finetune import _slice
-
-    return _slice(text, n)
-
-
 def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
     """Fine-tune a causal LM from parsed ``ee-bench finetune`` options; prints the saved folder.
 
     Raises:
         EEBenchError: for bad numbers, no or two data sources, corrupt data, or an unloadable model.
     """
-    from ee_bench.commands.finetune import _check_numbers
-    from ee_bench.training.causal_finetune import CausalFinetuneConfig, check_config
-
     from pathlib import Path
 
+    from ee_bench.commands.finetune import _check_numbers, _slice
+    from ee_bench.training.causal_finetune import CausalFinetuneConfig, check_config
     from ee_bench.training.detect import detect_task_type
 
     _check_numbers(args)
@@ -54,7 +47,7 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
         from ee_bench.training.causal_data import read_instruction_jsonl
 
         rows = read_instruction_jsonl(args.train_file)
-        rows = rows[_rows_slice(args.rows, len(rows))]
+        rows = rows[_slice(args.rows, len(rows))]
     else:
         from ee_bench.tasks.index import TaskIndex
         from ee_bench.tasks.loaders import load_docs
@@ -64,7 +57,7 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
             raise EEBenchError(f"--train-task {spec.task} is a {spec.output_type} task; causal fine-tuning needs a "
                                f"generation task (e.g. wmt14_de_en)")
         docs = load_docs(spec, args.data_dir)
-        docs = docs[_rows_slice(args.rows, len(docs))]
+        docs = docs[_slice(args.rows, len(docs))]
     if not (rows or docs):
         raise EEBenchError("the training set is empty (check --rows and the data source)")
 

@@ -34,7 +34,11 @@ from ee_bench.errors import EEBenchError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
 from ee_bench.models.unembed import Unembed
 from ee_bench.training.joint import (
-    OBJECTIVES, layer_weights, sample_early_layers, sampled_layer_weights, weighted_sum,
+    OBJECTIVES,
+    layer_weights,
+    sample_early_layers,
+    sampled_layer_weights,
+    weighted_sum,
 )
 
 IGNORE_INDEX = -100
