@@ -262,10 +262,15 @@ def test_corrupt_jsonl_and_empty_folder_exit_2(trained, capsys, tmp_path):
 
 def test_two_processes_train_with_gloo(trained, tmp_path):
     """torchrun (what `accelerate launch` starts) with two CPU processes: DDP on gloo, one checkpoint."""
+    import socket
+
     _, base, data, _ = trained
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with socket.socket() as s:  # a free port: other runs on a shared machine may hold a fixed one
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29547", "-m", "ee_bench", "finetune", "--model", str(base), "--train_file", str(data),
+                           port, "-m", "ee_bench", "finetune", "--model", str(base), "--train_file", str(data),
                            "--max-steps", "2", "--batch_size", "4", "--device", "cpu", "--output_dir",
                            str(tmp_path / "ddp")], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
