@@ -301,3 +301,37 @@ def test_decoder_similarity_by_hand(tiny_llama_lm):
         assert prof.mean_confidence[0] == pytest.approx(float(p0.max(-1).values.mean()), rel=1e-5)
         assert prof.mean_confidence[3] == pytest.approx(float(last.max(-1).values.mean()), rel=1e-5)
         assert prof.kl_to_last[3] == pytest.approx(0.0, abs=1e-6) and prof.kl_next[3] is None
+
+
+def test_task_examples_use_the_evaluation_prompt_and_mask_it(tiny_llama_lm, tmp_path):
+    from ee_bench.runners.generation import build_prompts
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs
+    from ee_bench.training.causal_data import task_examples, tokenize_examples
+
+    folder = write_tiny_task(tmp_path / "tasks", n_docs=3)
+    spec = TaskIndex([folder]).expand(["tiny_copy"])[0]
+    docs = load_docs(spec, None)
+    examples = task_examples(tiny_llama_lm, spec, docs)
+    assert [e.prompt_ids for e in examples] == [ids for _, ids in build_prompts(tiny_llama_lm, spec, docs)]
+    assert [e.response for e in examples] == [d["ref"] for d in docs]
+    ds = tokenize_examples(examples, tiny_llama_lm.tokenizer, 256)
+    vocab = tiny_llama_lm.tokenizer.get_vocab()
+    for ex, ids, labels in zip(examples, ds["input_ids"], ds["labels"]):
+        resp = [vocab[w] for w in ex.response.split()] + [2]  # word ids, then EOS (id 2)
+        assert ids == ex.prompt_ids + resp
+        assert labels == [-100] * len(ex.prompt_ids) + resp
+    short = tokenize_examples(examples[:1], tiny_llama_lm.tokenizer, len(examples[0].prompt_ids) + 2)
+    assert short["labels"][0][-2:] == short["input_ids"][0][-2:] and len(short["labels"][0]) == len(examples[0].prompt_ids) + 2
+
+
+def test_alpaca_prompt_forms():
+    from ee_bench.training.causal_data import alpaca_prompt
+
+    assert alpaca_prompt({"instruction": "Add 2 and 3.", "input": "", "output": "5"}) == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "\n\n### Instruction:\nAdd 2 and 3.\n\n### Response:\n")
+    assert alpaca_prompt({"instruction": "Translate.", "input": "Hallo", "output": "Hello"}) == (
+        "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+        "response that appropriately completes the request.\n\n### Instruction:\nTranslate.\n\n### Input:\nHallo"
+        "\n\n### Response:\n")
