@@ -5,7 +5,7 @@
         --gates confidence --speedup-repeats 1 --out runs/joint_smoke   # a smoke run (minutes)
 
 A thin script over the package's public entry points (``ee_bench.cli.main`` for ``finetune``, the main
-evaluation and ``trace``; :func:`ee_bench.analysis.decoder_similarity.profile_decoder_on_task` for the
+evaluation and ``trace``; :func:`ee_bench.decoder_similarity.profile_decoder_on_task` for the
 three-model similarity plot); it only chooses arguments and lays the numbers out side by side:
 
 1. trains ``final`` and ``joint`` from ``--model`` (default SmolLM2-135M) on the first ``--train-docs``
@@ -175,8 +175,8 @@ def main(argv=None) -> int:
             print(f"[{time.perf_counter() - t0:6.0f}s] evaluated {n} with gate {g}", flush=True)
     report = tables(list(models), evals, kvs, gates)
 
-    from ee_bench.analysis.decoder_similarity import profile_decoder_on_task
-    from ee_bench.analysis.similarity import format_table, plot_profiles
+    from ee_bench.decoder_similarity import profile_decoder_on_task
+    from ee_bench.layer_similarity import format_table, plot_profiles
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs

@@ -280,7 +280,7 @@ def test_two_processes_train_with_gloo(trained, tmp_path):
 
 
 def test_decoder_similarity_by_hand(tiny_llama_lm):
-    from ee_bench.analysis.decoder_similarity import profile_decoder
+    from ee_bench.decoder_similarity import profile_decoder
 
     model = tiny_llama_lm
     prompt, resp = [1, 5, 9, 14], [20, 33, 2]
@@ -304,7 +304,7 @@ def test_decoder_similarity_by_hand(tiny_llama_lm):
 
 
 def test_task_examples_use_the_evaluation_prompt_and_mask_it(tiny_llama_lm, tmp_path):
-    from ee_bench.runners.generation import build_prompts
+    from ee_bench.task_runners.generation import build_prompts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
     from ee_bench.training.causal_data import task_examples, tokenize_examples

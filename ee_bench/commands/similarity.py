@@ -1,7 +1,7 @@
 """``ee-bench similarity``: layer similarity of one model, or two side by side (paper §5.1).
 
 Encoder classifiers: the label distributions at [CLS]; causal LMs: the next-token distributions of
-the task's reference tokens teacher-forced after its prompt (:mod:`ee_bench.analysis.decoder_similarity`).
+the task's reference tokens teacher-forced after its prompt (:mod:`ee_bench.decoder_similarity`).
 
 Example (backbone vs joint, as in the paper's Fig. 3–4)::
 
@@ -10,7 +10,7 @@ Example (backbone vs joint, as in the paper's Fig. 3–4)::
 
 Prints a table (one row per layer; ``A → B`` cells with two models) and writes
 ``similarity.png`` and ``similarity.json`` to ``--output_dir``. Measures: see
-:mod:`ee_bench.analysis.similarity`.
+:mod:`ee_bench.layer_similarity`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
             raise EEBenchError(f"--data_file rows have no field {exc}; fix --fields") from None
     if not args.task:
         raise EEBenchError("give --task NAME (with --data-dir for local data) or --data_file FILE --fields F")
-    from ee_bench.runners.classification import doc_texts
+    from ee_bench.task_runners.classification import doc_texts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         raise EEBenchError("no documents to analyse")
     import transformers
 
-    from ee_bench.analysis.similarity import profile_model
+    from ee_bench.layer_similarity import profile_model
     from ee_bench.models.cards import load_model
 
     transformers.logging.set_verbosity_error()
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
 
 def _report(args: argparse.Namespace, profiles: list) -> int:
     """Print the table; write similarity.png and similarity.json to --output_dir."""
-    from ee_bench.analysis.similarity import format_table, plot_profiles
+    from ee_bench.layer_similarity import format_table, plot_profiles
 
     if len({p.n_layers for p in profiles}) != 1:
         raise EEBenchError("the two models have different numbers of layers; compare models of the same depth")

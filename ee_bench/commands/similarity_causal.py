@@ -22,7 +22,7 @@ def profiles_causal(args: argparse.Namespace) -> list:
         raise EEBenchError(f"--limit must be a positive number of documents, got {args.limit}")
     import transformers
 
-    from ee_bench.analysis.decoder_similarity import profile_decoder_on_task
+    from ee_bench.decoder_similarity import profile_decoder_on_task
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs

@@ -7,7 +7,7 @@ Two sources:
   al., 2023, Stanford Alpaca's ``PROMPT_DICT``): :data:`ALPACA_PROMPT` when ``input`` is non-empty,
   :data:`ALPACA_PROMPT_NO_INPUT` otherwise; the response is ``output``.
 - **An ee-bench generation task's documents**: the prompt is exactly what evaluation feeds the model
-  (:func:`ee_bench.runners.generation.build_prompts`: the task's ``doc_to_text`` and, when the model
+  (:func:`ee_bench.task_runners.generation.build_prompts`: the task's ``doc_to_text`` and, when the model
   card asks for it, the chat template); the response is the document's first reference.
 
 Either prompt goes through the model wrapper's ``encode_prompt``, so a chat model sees the same
@@ -95,7 +95,7 @@ def instruction_examples(model, rows: list[dict[str, str]]) -> list[Example]:
 
 def task_examples(model, spec, docs: list[dict[str, Any]]) -> list[Example]:
     """A generation task's documents → examples: the evaluation prompt and the first reference."""
-    from ee_bench.runners.generation import build_prompts, references_of
+    from ee_bench.task_runners.generation import build_prompts, references_of
 
     if spec.output_type != "generate_until":
         raise EEBenchError(f"--train-task {spec.task} is a {spec.output_type} task; causal fine-tuning needs a "

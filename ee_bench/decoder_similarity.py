@@ -1,6 +1,6 @@
 """Layer similarity of a causal LM (paper §5.1, Fig. 3 and 4, for decoders).
 
-The same measures as :mod:`ee_bench.analysis.similarity` (mean confidence, KL/JS to the last and to
+The same measures as :mod:`ee_bench.layer_similarity` (mean confidence, KL/JS to the last and to
 the next layer, cosine and Pearson of the hidden states), over next-token distributions: for every
 response token of N documents, each layer ℓ's distribution ``p_ℓ = softmax(head(final_norm(h^ℓ)))``
 over the V-token vocabulary (the model's own final norm and head, :class:`~ee_bench.models.unembed.Unembed`)
@@ -9,7 +9,7 @@ first references teacher-forced after their evaluation prompts, so every model i
 same tokens.
 
 Memory: the (L, rows, V) distributions exist for a few rows at a time (``max_elems`` entries); the
-per-chunk means of :func:`~ee_bench.analysis.similarity.layer_similarity` are combined into the
+per-chunk means of :func:`~ee_bench.layer_similarity.layer_similarity` are combined into the
 mean over all N tokens, weighted by the chunk sizes.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ee_bench.analysis.similarity import LayerSimilarity, layer_similarity
+from ee_bench.layer_similarity import LayerSimilarity, layer_similarity
 
 MAX_ELEMS = 1 << 21
 """Distribution entries (layers × rows × vocabulary) held at once: 8 MiB of float32."""
@@ -81,8 +81,8 @@ def profile_decoder(model, prompts: list[list[int]], responses: list[list[int]],
 
 def profile_decoder_on_task(model, spec, docs: list[dict[str, Any]], name: str | None = None) -> LayerSimilarity:
     """:func:`profile_decoder` on a generation task's documents: the evaluation prompt
-    (:func:`~ee_bench.runners.generation.build_prompts`) and the first reference's tokens."""
-    from ee_bench.runners.generation import build_prompts, references_of
+    (:func:`~ee_bench.task_runners.generation.build_prompts`) and the first reference's tokens."""
+    from ee_bench.task_runners.generation import build_prompts, references_of
 
     prompts = [ids for _, ids in build_prompts(model, spec, docs)]
     responses = [model.tokenizer(references_of(spec, d)[0], add_special_tokens=False)["input_ids"] for d in docs]
