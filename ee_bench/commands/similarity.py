@@ -1,4 +1,7 @@
-"""``ee-bench similarity``: layer similarity of one encoder classifier, or two side by side (paper §5.1).
+"""``ee-bench similarity``: layer similarity of one model, or two side by side (paper §5.1).
+
+Encoder classifiers: the label distributions at [CLS]; causal LMs: the next-token distributions of
+the task's reference tokens teacher-forced after its prompt (:mod:`ee_bench.decoder_similarity`).
 
 Example (backbone vs joint, as in the paper's Fig. 3–4)::
 
@@ -22,13 +25,14 @@ from ee_bench.errors import EEBenchError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ee-bench similarity", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="encoder model card name or checkpoint folder")
+    p.add_argument("--model", required=True, help="model card name or checkpoint folder (encoder or causal LM)")
     p.add_argument("--model2", help="a second model, compared side by side (e.g. the joint-optimised one)")
     p.add_argument("--model_args", help="k=v,... overrides for both cards (lm-eval syntax)")
     p.add_argument("--task", help="task whose documents are used (needs encoder_fields)")
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", help="local data folder for the task")
     p.add_argument("--data_file", help="a JSONL file instead of a task (with --fields)")
     p.add_argument("--fields", help="comma-separated text fields for --data_file")
+    p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
     p.add_argument("--limit", type=int, help="first N documents only")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--device", help="cpu, cuda, ... (default: CUDA when available)")
@@ -67,13 +71,19 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from ee_bench.models.cards import resolve_card
+
+    if resolve_card(args.model, args.model_args).model == "hf-causal":  # decoders: a generation task's references
+        from ee_bench.commands.similarity_causal import profiles_causal
+
+        return _report(args, profiles_causal(args))
     texts = load_texts(args)
     if not texts:
         raise EEBenchError("no documents to analyse")
     import transformers
 
-    from ee_bench.layer_similarity import format_table, plot_profiles, profile_model
-    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.layer_similarity import profile_model
+    from ee_bench.models.cards import load_model
 
     transformers.logging.set_verbosity_error()
     profiles = []
@@ -84,6 +94,13 @@ def main(argv: list[str]) -> int:
                                f"encoder classifier (model: hf-encoder)")
         model = load_model(card, device=args.device)
         profiles.append(profile_model(model, texts, args.batch_size, name=card.name))
+    return _report(args, profiles)
+
+
+def _report(args: argparse.Namespace, profiles: list) -> int:
+    """Print the table; write similarity.png and similarity.json to --output_dir."""
+    from ee_bench.layer_similarity import format_table, plot_profiles
+
     if len({p.n_layers for p in profiles}) != 1:
         raise EEBenchError("the two models have different numbers of layers; compare models of the same depth")
     print(format_table(profiles))

@@ -1,4 +1,9 @@
-"""Fine-tuning objectives for encoder classifiers: final-layer only, or joint (paper §5, Table 9).
+"""Fine-tuning objectives: final-layer only, or joint (paper §5, Table 9; §6 for decoders).
+
+This module is the one place for the joint objective's weighting, shared by encoders (below) and
+causal LMs (:mod:`ee_bench.training.causal_joint`, which adds the per-token, per-layer cross-entropy):
+:func:`layer_weights`, :func:`sample_early_layers` / :func:`sampled_layer_weights` (LayerSkip's
+stochastic early-exit loss) and :func:`weighted_sum`.
 
 - ``final``: cross-entropy of the last layer's logits (ordinary fine-tuning; the paper's backbone).
 - ``joint``: ``Σ_i w_i · CE(head(h^i[CLS]), y)`` over all L layers, through the model's *one shared*
@@ -11,6 +16,17 @@ loss, which keeps one learning rate meaningful for both objectives):
 
 - ``uniform``: ``w_i = 1 / L``;
 - ``increasing``: ``w_i = i / Σ_j j`` (deeper layers weigh more, as in PABEE's weighted average).
+
+Layer sampling: LayerSkip (Elhoushi et al., 2024) turns the early-exit loss on for only a subset of
+the layers at each iteration (its early-exit "curriculum"); ee-bench draws that subset uniformly at
+random, so at a training step only k of the L−1 early layers pay the head cost, plus always the last
+layer. The k layers are the first k entries of ``torch.randperm(L − 1, generator=g)`` with
+``g = torch.Generator().manual_seed(seed + step)`` (``step`` = the Trainer's global optimiser step,
+so every process and every micro-batch of one step draws the same layers). Their weights are
+rescaled so that the sampled loss is an unbiased estimate of the full joint loss:
+``v_{L−1} = w_{L−1}``, ``v_i = w_i · (L − 1) / k`` for a sampled early layer i, 0 otherwise
+(E[Σ v_i · CE_i] = Σ w_i · CE_i over the uniform choice of k layers). With k = L − 1 this is the full
+joint loss.
 
 Training uses ``transformers.Trainer``; :class:`JointTrainer` only replaces ``compute_loss``.
 """
@@ -49,6 +65,41 @@ def layer_weights(n_layers: int, schedule: str) -> Tensor:
     return w / w.sum()
 
 
+def sample_early_layers(n_layers: int, k: int, seed: int, step: int) -> list[int]:
+    """The 0-based layers that carry the loss at one training step (module docstring).
+
+    Args:
+        n_layers: L. k: early layers sampled, 1 ≤ k ≤ L − 1. seed: the run's seed. step: the
+            global optimiser step (≥ 0).
+
+    Returns:
+        Sorted layers: k distinct early layers in [0, L − 1) and then L − 1.
+
+    Raises:
+        EEBenchError: if k is outside [1, L − 1].
+    """
+    if not 1 <= k <= n_layers - 1:
+        raise EEBenchError(f"--sample-layers must be between 1 and L−1 = {n_layers - 1} for a {n_layers}-layer "
+                           f"model, got {k}; omit it to train every layer")
+    g = torch.Generator().manual_seed(int(seed) + int(step))
+    return sorted(torch.randperm(n_layers - 1, generator=g)[:k].tolist()) + [n_layers - 1]
+
+
+def sampled_layer_weights(weights: Tensor, layers: list[int]) -> Tensor:
+    """Weights ``v`` of the sampled layers (module docstring): (L,) → (len(layers),), aligned with
+    ``layers`` (whose last entry is L − 1); early weights scaled by (L − 1) / k."""
+    n = weights.shape[0]
+    k = len(layers) - 1
+    scale = torch.tensor([(n - 1) / k if i < n - 1 else 1.0 for i in layers], dtype=weights.dtype) if k else \
+        torch.ones(len(layers), dtype=weights.dtype)
+    return weights[layers] * scale
+
+
+def weighted_sum(losses: Tensor, weights: Tensor) -> Tensor:
+    """``Σ_i w_i · loss_i``, a scalar; ``losses`` and ``weights`` are (n,)."""
+    return (weights.to(losses.device, losses.dtype) * losses).sum()
+
+
 def all_layer_logits(parts: EncoderParts, outputs) -> list[Tensor]:
     """Class logits of every layer from a forward pass run with ``output_hidden_states=True``.
 
@@ -70,8 +121,7 @@ def per_layer_losses(parts: EncoderParts, outputs, labels: Tensor) -> Tensor:
 
 def joint_loss(parts: EncoderParts, outputs, labels: Tensor, weights: Tensor) -> Tensor:
     """``Σ_i w_i · CE_i`` (nats), a scalar; ``weights`` is (L,)."""
-    losses = per_layer_losses(parts, outputs, labels)
-    return (weights.to(losses.device) * losses).sum()
+    return weighted_sum(per_layer_losses(parts, outputs, labels), weights)
 
 
 class JointTrainer(Trainer):
