@@ -1,0 +1,148 @@
+"""Where each encoder-decoder translator keeps its decoder blocks and what follows the last one.
+
+One table keyed by ``config.model_type`` (no ``isinstance`` ladder). Paths are dotted attribute
+paths from the ``*ForConditionalGeneration`` / ``FSMTForConditionalGeneration`` object; every entry
+was read off the installed ``transformers`` source (5.x), ``modeling_<type>.py``:
+
+========  ======================  ===========================  ==================  =======  =========
+type      decoder blocks          final decoder norm           head                bias     T5 scale
+========  ======================  ===========================  ==================  =======  =========
+marian    model.decoder.layers    none (post-norm blocks)      lm_head             yes      no
+bart      model.decoder.layers    none (only an *embedding*    lm_head             yes      no
+                                  norm, layernorm_embedding)
+mbart     model.decoder.layers    model.decoder.layer_norm     lm_head             yes      no
+m2m_100   model.decoder.layers    model.decoder.layer_norm     lm_head             no       no
+(NLLB)
+fsmt      model.decoder.layers    none                         model.decoder.      no       no
+          (time-major blocks)                                  output_projection
+t5        decoder.block           decoder.final_layer_norm     lm_head             no       when
+                                                                                            ``scale_decoder_outputs``
+========  ======================  ===========================  ==================  =======  =========
+
+"bias" is ``final_logits_bias`` (a (1, V) buffer added after the head); "T5 scale" is the
+``d_model ** -0.5`` rescaling T5 applies before a head tied to the embeddings. ``pre_norm`` says
+whether a block's self-attention reads a layer-normed input (``self_attn_layer_norm(h)``, mBART and
+M2M100) or the raw block input (Marian, BART: post-norm); the recompute KV strategy needs it.
+``block_decoding`` marks the architectures whose blocks the early-exit loop
+(:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time (the BART family, which share one
+attention/cache interface); T5 (relative position bias shared across blocks) and FSMT (time-major
+blocks with a legacy cache) are analysed per layer but not decoded with real early exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ee_bench.errors import ModelStructureError
+from ee_bench.models.arch import get_path
+
+
+@dataclass(frozen=True)
+class Seq2SeqArch:
+    """Dotted paths and flags of one encoder-decoder architecture (see the module table)."""
+
+    layers: str
+    final_norm: str | None
+    head: str
+    logits_bias: bool
+    t5_scale: bool = False
+    time_major: bool = False
+    pre_norm: bool = False
+    block_decoding: bool = False
+
+
+_BART_LIKE = Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=True, block_decoding=True)
+
+SEQ2SEQ_ARCHS: dict[str, Seq2SeqArch] = {
+    "marian": _BART_LIKE,
+    "bart": _BART_LIKE,
+    "mbart": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=True,
+                         pre_norm=True, block_decoding=True),
+    "m2m_100": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=False,
+                           pre_norm=True, block_decoding=True),
+    "fsmt": Seq2SeqArch("model.decoder.layers", None, "model.decoder.output_projection", logits_bias=False,
+                        time_major=True),
+    "t5": Seq2SeqArch("decoder.block", "decoder.final_layer_norm", "lm_head", logits_bias=False, t5_scale=True),
+}
+
+
+class _Scale(nn.Module):
+    """Multiply by a constant (T5's ``d_model ** -0.5`` before a tied head)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+class BiasedHead(nn.Module):
+    """``head(x) + bias``, in that order, as Marian/BART/mBART compute ``lm_logits``.
+
+    Args:
+        head: the model's ``lm_head``. bias: its ``final_logits_bias`` buffer, (1, V).
+    """
+
+    def __init__(self, head: nn.Module, bias):
+        super().__init__()
+        self.head = head
+        self.bias = bias
+        self.out_features = getattr(head, "out_features", None)
+
+    def forward(self, x):
+        return self.head(x) + self.bias.to(x.device)
+
+
+@dataclass(frozen=True)
+class Seq2SeqParts:
+    """The located modules of one loaded encoder-decoder model.
+
+    Attributes:
+        arch: its table entry. layers: the decoder blocks. final_norm: what runs between the last
+        block and the head (the final decoder norm and/or T5's scale; ``nn.Identity`` where the
+        model has none). head: the head, with ``final_logits_bias`` folded in where the model adds it.
+    """
+
+    arch: Seq2SeqArch
+    layers: nn.ModuleList
+    final_norm: nn.Module
+    head: nn.Module
+
+
+def locate_seq2seq_parts(model: nn.Module) -> Seq2SeqParts:
+    """Find decoder blocks, final decoder norm and head through :data:`SEQ2SEQ_ARCHS`.
+
+    Raises:
+        ModelStructureError: for an unknown ``model_type`` or a model missing a listed part; the
+            message names the supported architectures.
+    """
+    cfg = model.config
+    model_type = getattr(cfg, "model_type", None)
+    supported = ", ".join(sorted(SEQ2SEQ_ARCHS))
+    arch = SEQ2SEQ_ARCHS.get(model_type)
+    if arch is None:
+        raise ModelStructureError(
+            f"Cannot locate the decoder layers of encoder-decoder model_type {model_type!r}. Supported "
+            f"architectures: {supported}. Add an entry to ee_bench.models.seq2seq_arch.SEQ2SEQ_ARCHS."
+        )
+    try:
+        layers = get_path(model, arch.layers)
+        head = get_path(model, arch.head)
+        norm = get_path(model, arch.final_norm) if arch.final_norm else None
+        bias = model.final_logits_bias if arch.logits_bias else None
+    except AttributeError as exc:
+        raise ModelStructureError(
+            f"model_type {model_type!r} has no {exc.name or exc}; its layout differs from ee-bench's table "
+            f"({arch}). Supported architectures: {supported}."
+        ) from None
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ModelStructureError(f"{arch.layers} of model_type {model_type!r} is not a non-empty list of blocks")
+    steps: list[nn.Module] = [norm] if norm is not None else []
+    # transformers 5 names the flag scale_decoder_outputs; older configs tie it to tie_word_embeddings
+    if arch.t5_scale and getattr(cfg, "scale_decoder_outputs", getattr(cfg, "tie_word_embeddings", False)):
+        steps.append(_Scale(cfg.d_model ** -0.5))
+    final = nn.Identity() if not steps else steps[0] if len(steps) == 1 else nn.Sequential(*steps)
+    return Seq2SeqParts(arch, layers, final, BiasedHead(head, bias) if bias is not None else head)
