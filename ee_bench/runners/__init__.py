@@ -4,7 +4,8 @@ Which runner serves a (model kind, task output type) pair is a table, imported l
 
 - ("causal", "generate_until"): greedy generation + teacher-forced per-layer analysis;
 - ("causal", "multiple_choice"): lm-eval-style label log-likelihoods, label-restricted head per layer;
-- ("encoder", "multiple_choice"): per-layer classifier predictions.
+- ("encoder", "multiple_choice"): per-layer classifier predictions;
+- ("seq2seq", "generate_until"): encoder-decoder greedy generation + per-decoder-layer analysis.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ TASK_RUNNERS: dict[tuple[str, str], str] = {
     ("causal", "generate_until"): "ee_bench.runners.generation:run_generation",
     ("causal", "multiple_choice"): "ee_bench.runners.multiple_choice:run_multiple_choice",
     ("encoder", "multiple_choice"): "ee_bench.runners.classification:run_classification",
+    ("seq2seq", "generate_until"): "ee_bench.runners.seq2seq:run_seq2seq_generation",
 }
 
 
