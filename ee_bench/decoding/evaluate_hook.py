@@ -87,7 +87,12 @@ def run_early_exit(args: argparse.Namespace, kvs: list[str], model, spec, record
 
     if spec.output_type != "generate_until":
         raise EEBenchError(f"--kv decodes generation tasks; {spec.task} is {spec.output_type}. Drop --kv for it.")
-    dec = EarlyExitDecoder(model)
+    if getattr(model, "kind", "causal") == "seq2seq":  # encoder-decoder: its own block loop and inputs
+        from ee_bench.runners.seq2seq import build_sources as build_prompts  # noqa: F811
+
+        dec = model.early_exit_decoder()
+    else:
+        dec = EarlyExitDecoder(model)
     layers = getattr(args, "exit_layers_list", None)
     prompts = [r.prompt_token_ids for r in records]
     refs = [r.references for r in records]
