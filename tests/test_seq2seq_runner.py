@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.analysis import analyse_exits
+from ee_bench.exits.summary import summarise_exits
 from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_causal import LayerAnalysis
-from ee_bench.runners import get_runner
+from ee_bench.task_runners import get_runner
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
 from tests.seq2seq_fixtures import save_tiny_marian
@@ -76,7 +76,7 @@ def test_hand_built_table_same_oracle_through_both_runners():
     assert s2s.langs == ("de", "en")
     assert rec_s[0].prompt == "PREFIX: Guten Tag"  # seq2seq_source, not the instruction prompt
     assert "### Instruction" not in rec_s[0].prompt
-    rep_s, rep_c = (analyse_exits(r, gate, [0.9], 0.9) for r in (rec_s, rec_c))
+    rep_s, rep_c = (summarise_exits(r, gate, [0.9], 0.9) for r in (rec_s, rec_c))
     assert rep_s.to_dict() == rep_c.to_dict()
     assert rep_s.per_doc == rep_c.per_doc == [{"oracle_first_match": [2, 1, 0], "oracle_saturation": [2, 1, 2],
                                                 "gate_exit_layer": [2, 1, 0]}]

@@ -133,3 +133,29 @@ def test_unknown_architecture_is_refused():
         locate_seq2seq_parts(fake)
     for name in SEQ2SEQ_ARCHS:
         assert name in str(err.value)
+
+
+def test_wrapper_follows_the_seq2seq_contract():
+    from ee_bench.models.contracts import ExitModel, Seq2SeqExitModel
+    from ee_bench.models.hf_seq2seq import HFSeq2SeqLM
+
+    assert issubclass(HFSeq2SeqLM, Seq2SeqExitModel) and HFSeq2SeqLM.kind == "seq2seq"
+
+    class Incomplete(Seq2SeqExitModel):  # a plug-in that forgot most of the contract
+        @classmethod
+        def from_card(cls, card, device=None, dtype=None) -> ExitModel:
+            return cls()
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+
+
+def test_keep_hidden_rows_decode_to_the_statistics():
+    w = wrap_seq2seq(build_tiny_seq2seq("marian"))
+    src = sources(2)
+    outs = [o for o, _ in w.generate(src, (), 4)]
+    for an, o in zip(w.analyse_outputs(src, outs, keep_hidden=True), outs):
+        assert an.hidden.shape == (D_LAYERS, len(o), 32) and an.embeddings.shape == (len(o), 32)
+        with torch.no_grad():
+            for layer in range(D_LAYERS):
+                assert torch.equal(w.unembed(an.hidden[layer]).argmax(-1), an.stats.top1[layer])

@@ -2,7 +2,8 @@
 
 The encoder runs once per batch, in full. The decoder runs block by block, as in the causal loop
 (:mod:`ee_bench.decoding.early_exit`): after every allowed exit layer ℓ the gate looks at the token's
-h^ℓ (the same observation, ``EarlyExitDecoder._observe``); where it fires, the token emitted is
+h^ℓ through the one exit decider (:func:`~ee_bench.exits.decide.observe_layer`,
+:func:`~ee_bench.exits.decide.exits_here`); where it fires, the token emitted is
 layer ℓ's top-1 through the model's own final decoder norm and head, blocks ℓ+1 … L−1 are not run
 for it, and the KV strategy (:mod:`ee_bench.exits.kv`, ``copy`` or ``recompute``) fills the
 *self-attention* keys/values they would have cached, in the same :class:`KVStore`.
@@ -37,11 +38,12 @@ from torch import Tensor
 from transformers.cache_utils import EncoderDecoderCache
 
 from ee_bench.decoding.early_exit import (
-    DecodeCounts, DecodeResult, DecodingOptionError, EarlyExitDecoder, ExitTrace, _check_options, _resolve_gate,
+    DecodeCounts, DecodeResult, DecodingOptionError, ExitTrace, _check_options, _resolve_gate,
 )
 from ee_bench.decoding.kv_store import KVStore, SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import ModelStructureError
+from ee_bench.exits.decide import exits_here, observe_layer
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
@@ -87,7 +89,7 @@ class Seq2SeqEarlyExitDecoder:
     measure_speedups` times it unchanged).
 
     Args:
-        model: a :class:`~ee_bench.models.seq2seq_contract.Seq2SeqExitModel` whose architecture
+        model: a :class:`~ee_bench.models.contracts.Seq2SeqExitModel` whose architecture
             entry has ``block_decoding``.
 
     Raises:
@@ -111,7 +113,6 @@ class Seq2SeqEarlyExitDecoder:
         self.layers = model.layers
         self.n_layers = len(self.layers)
         self.unembed = model.unembed
-        self.runner = self  # what EarlyExitDecoder._observe reads (runner.unembed)
         attn = self.layers[0].self_attn
         self.heads, self.head_dim = int(attn.num_heads), int(attn.head_dim)
         self.pre_norm = arch.pre_norm
@@ -256,7 +257,7 @@ class Seq2SeqEarlyExitDecoder:
         q = cols.shape[1]
         hidden = self.model.embed_decoder(seq)[:, -q:]  # (b, q, H) block-0 inputs
         width = int(cols.max()) + 1
-        top1 = streak = None
+        obs = None
         for layer in range(L):
             b = rows.numel()
             index = SlotIndex(rows, cols, torch.ones_like(cols, dtype=torch.bool), width, b == len(st.gen))
@@ -273,8 +274,12 @@ class Seq2SeqEarlyExitDecoder:
                 continue
             with timer.section("gate"):
                 h = hidden[:, -1]  # (b, H)
-                obs, top1, streak = EarlyExitDecoder._observe(self, gate, layer, h, prev_hidden, top1, streak)
-                fire = gate.fires(obs, threshold).to(torch.bool)
+                top1 = prob = ent = None
+                if gate.needs_head:
+                    top1, prob, ent = self.unembed.reduce(h)
+                obs = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=obs,
+                                    hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+                fire = exits_here(gate, obs, threshold)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += b
             counts["head_rows"] += b if gate.needs_head else 0
@@ -282,7 +287,7 @@ class Seq2SeqEarlyExitDecoder:
                 continue
             fired = fire.nonzero().squeeze(1)
             if gate.needs_head:
-                toks = top1[fired]
+                toks = obs.top1[fired]
             else:
                 with timer.section("emit"):
                     toks = self.unembed(h[fired]).argmax(dim=-1)
@@ -296,8 +301,7 @@ class Seq2SeqEarlyExitDecoder:
                     rows[fired].repeat_interleave(q), cols[fired].reshape(-1), layer, hidden[fired].reshape(n * q, -1))
             keep = ~fire
             rows, cols, hidden = rows[keep], cols[keep], hidden[keep]
-            top1 = top1[keep] if top1 is not None else None
-            streak = streak[keep] if streak is not None else None
+            obs = obs.select(keep)
             if not bool(keep.any()):
                 return
         with timer.section("emit"):

@@ -245,7 +245,7 @@ def _folder_wrapper(folder: Path) -> str:
 
 
 def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):
-    """Instantiate the card's registered wrapper (see :class:`~ee_bench.models.base.ExitModel`)."""
+    """Instantiate the card's registered wrapper (see :mod:`ee_bench.models.contracts`)."""
     from ee_bench.models.base import MODELS
 
     return MODELS.get(card.model).from_card(card, device=device, dtype=dtype)

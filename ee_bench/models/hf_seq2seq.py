@@ -28,7 +28,7 @@ from ee_bench.errors import EEBenchError, ModelStructureError
 from ee_bench.models.base import pick_device, pick_dtype
 from ee_bench.models.hf_causal import LayerAnalysis, truncate_output, until_criteria
 from ee_bench.models.seq2seq_arch import Seq2SeqParts, locate_seq2seq_parts
-from ee_bench.models.seq2seq_contract import Seq2SeqExitModel
+from ee_bench.models.contracts import Seq2SeqExitModel
 from ee_bench.models.unembed import Unembed, reduce_logits
 from ee_bench.types import LayerStats
 

@@ -3,7 +3,7 @@ one teacher-forced pass that decodes every decoder layer at every generated toke
 nothing exits early in this pass).
 
 The same :class:`~ee_bench.types.DocRecord` as the causal runner
-(:func:`ee_bench.runners.generation.run_generation`), so the oracle, the gate sweep, the samples file
+(:func:`ee_bench.task_runners.generation.run_generation`), so the oracle, the gate sweep, the samples file
 and the leaderboard row come from the same code. ``prompt`` / ``prompt_token_ids`` are the encoder's
 input: the task's ``seq2seq_source`` rendered, after the card's prefix (T5), in the model's tokenizer.
 """
@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from ee_bench.errors import EEBenchError
-from ee_bench.runners.generation import references_of
+from ee_bench.task_runners.generation import references_of
 from ee_bench.tasks.spec import TaskSpec
 from ee_bench.tasks.templates import render
 from ee_bench.types import DocRecord
@@ -23,25 +23,26 @@ logger = logging.getLogger(__name__)
 
 
 def task_languages(spec: TaskSpec, docs: list[dict[str, Any]]) -> tuple[str | None, str | None]:
-    """(source, target) ISO codes of a task: the documents' ``src_lang``/``tgt_lang``, else the
-    ``dataset_name`` pair (``de-en``), else (None, None).
+    """(source, target) ISO codes of a task: the documents' ``src_lang``, else the first half of a
+    ``dataset_name`` such as ``de-en``; the target from :func:`~ee_bench.tasks.loaders.target_language`.
 
     Raises:
         EEBenchError: if the documents mix several language pairs (one decoder prefix per task).
     """
+    from ee_bench.tasks.loaders import target_language
+
     pairs = {(d.get("src_lang"), d.get("tgt_lang")) for d in docs if d.get("src_lang") or d.get("tgt_lang")}
     if len(pairs) > 1:
         raise EEBenchError(f"Task {spec.task} mixes language pairs {sorted(map(str, pairs))}; a seq2seq run needs one "
                            f"pair per task. Split it into one task per pair.")
-    if pairs:
-        return next(iter(pairs))
-    name = spec.dataset_name or ""
-    return tuple(name.split("-", 1)) if name.count("-") == 1 else (None, None)  # type: ignore[return-value]
+    pair = spec.dataset_name or ""
+    src = docs[0].get("src_lang") if docs and docs[0].get("src_lang") else (pair.split("-")[0] if "-" in pair else None)
+    return src, target_language(spec, docs)
 
 
 def build_sources(model, spec: TaskSpec, docs: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
     """Render each document's encoder input and encode it; also selects the task's language pair
-    (:meth:`~ee_bench.models.seq2seq_contract.Seq2SeqExitModel.set_languages`).
+    (:meth:`~ee_bench.models.contracts.Seq2SeqExitModel.set_languages`).
 
     Returns:
         One (encoder input text, its token ids) per document.
@@ -73,7 +74,7 @@ def run_seq2seq_generation(model, spec: TaskSpec, docs: list[dict[str, Any]], do
     """Generate and analyse a generation task with an encoder-decoder model.
 
     Args:
-        model: a :class:`~ee_bench.models.seq2seq_contract.Seq2SeqExitModel`.
+        model: a :class:`~ee_bench.models.contracts.Seq2SeqExitModel`.
         spec: the task; docs: its documents; doc_ids: their indices in the split.
         batch_size: documents per batch (right-padded sources); the oracle layers do not depend on it.
         keep_hidden: keep per-layer decoder hidden states (for gates that read them).
