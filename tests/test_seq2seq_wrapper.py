@@ -110,7 +110,11 @@ def test_generate_equals_hf_greedy_generate(tiny):
 def test_forced_language_token_and_prefix():
     w = wrap_seq2seq(build_tiny_seq2seq("m2m_100"), lang_codes={"de": "w10", "en": "w11"},
                      prefix="translate {{src_lang_name}} to {{tgt_lang_name}}: ")
+    with pytest.raises(EEBenchError, match="no src_lang"):
+        w.set_languages("de", "en")
+    w.tokenizer.src_lang = None  # what an NLLB tokenizer has
     w.set_languages("de", "en")
+    assert w.tokenizer.src_lang == "w10"
     assert w.decoder_prefix == (1, 14)  # w11 is id 3 + 11
     assert w.source_text("w5 w6", {"src_lang_name": "German", "tgt_lang_name": "English"}) == \
         "translate German to English: w5 w6"
@@ -159,3 +163,17 @@ def test_keep_hidden_rows_decode_to_the_statistics():
         with torch.no_grad():
             for layer in range(D_LAYERS):
                 assert torch.equal(w.unembed(an.hidden[layer]).argmax(-1), an.stats.top1[layer])
+
+
+def test_generation_settings_of_the_checkpoint_do_not_change_greedy_top1():
+    """A checkpoint's processors (Marian bans its pad token; beams; repetition rules) are off: each
+    output token is the last layer's top-1, which is what the oracle compares against."""
+    w = wrap_seq2seq(build_tiny_seq2seq("marian"))
+    src = sources(2)
+    plain = w.generate(src, (), 5)
+    first = plain[0][0][0]
+    gc = w.model.generation_config
+    gc.bad_words_ids, gc.no_repeat_ngram_size, gc.repetition_penalty, gc.num_beams = [[first]], 2, 5.0, 4
+    assert w.generate(src, (), 5) == plain
+    for an, (o, _) in zip(w.analyse_outputs(src, [o for o, _ in plain]), plain):
+        assert an.stats.top1[-1].tolist() == o

@@ -139,15 +139,21 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         ``lang_codes``); a no-op otherwise (one checkpoint per direction: Marian, FSMT).
 
         Raises:
-            EEBenchError: if a language is not in the card's ``lang_codes``, or the target code is
-                not a token of the vocabulary.
+            EEBenchError: if a language is not in the card's ``lang_codes``, the tokenizer has no
+                ``src_lang`` (NLLB / M2M100 tokenizers have it), or the target code is not a token
+                of the vocabulary.
         """
         self.decoder_prefix = (self.decoder_start_token_id,)
         if not self.lang_codes:
             return
         src, tgt = self._code(src_lang, "source"), self._code(tgt_lang, "target")
-        if hasattr(self.tokenizer, "src_lang"):
-            self.tokenizer.src_lang = src
+        if not hasattr(self.tokenizer, "src_lang"):
+            raise EEBenchError(
+                f"{self.name}'s card maps languages to codes (seq2seq.lang_codes), but its tokenizer "
+                f"({type(self.tokenizer).__name__}) has no src_lang to set; use the checkpoint's NLLB/M2M100 "
+                f"tokenizer, or drop lang_codes from the card."
+            )
+        self.tokenizer.src_lang = src
         tid = self.tokenizer.convert_tokens_to_ids(tgt)
         if tid is None or tid == self.tokenizer.unk_token_id:
             raise EEBenchError(f"target language code {tgt!r} is not in {self.name}'s vocabulary; fix the card's seq2seq.lang_codes.")
@@ -174,6 +180,12 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
     @torch.no_grad()
     def generate(self, sources: list[list[int]], until: tuple[str, ...], max_gen_toks: int) -> list[tuple[list[int], str]]:
         """Greedy decoding from the last decoder layer (``model.generate``, ``num_beams=1``).
+
+        Every output token is the last layer's top-1 (paper §4, top-1 decoding), as the oracle
+        assumes: the checkpoint's own generation settings that would change that — beams,
+        ``bad_words_ids`` (Marian bans its pad token), ``no_repeat_ngram_size``,
+        ``repetition_penalty``, forced BOS/EOS, minimum lengths — are switched off; the forced
+        target-language token of NLLB is part of :attr:`decoder_prefix` instead.
 
         Args:
             sources: B encoder input id lists. until: stop strings. max_gen_toks: token budget.
