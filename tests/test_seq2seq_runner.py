@@ -11,14 +11,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.summary import summarise_exits
 from ee_bench.exits.gates import GATES
+from ee_bench.exits.summary import summarise_exits
 from ee_bench.models.hf_causal import LayerAnalysis
 from ee_bench.task_runners import get_runner
 from ee_bench.tasks.index import TaskIndex
@@ -111,7 +112,8 @@ def test_end_to_end_tiny_marian_checkpoint(tmp_path):
     assert res["n_docs"] == {"total": 12, "evaluated": 3}
     rows = [json.loads(line) for line in (out / "tiny-marian" / "samples_demo_de_en_confidence.jsonl").open()]
     assert len(rows) == 3
-    demo = [json.loads(line) for line in open(TaskIndex().expand(["demo_de_en"])[0].source_file.replace(".yaml", ".jsonl"))]
+    demo_file = Path(TaskIndex().expand(["demo_de_en"])[0].source_file).with_suffix(".jsonl")
+    demo = [json.loads(line) for line in demo_file.read_text(encoding="utf-8").splitlines()]
     for row, doc in zip(rows, demo):
         assert row["prompt"] == doc["src"]  # the raw source, no instruction
         n = len(row["output_token_ids"])

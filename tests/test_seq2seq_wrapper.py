@@ -21,7 +21,13 @@ import torch
 from ee_bench.errors import EEBenchError, ModelStructureError
 from ee_bench.models.seq2seq_arch import SEQ2SEQ_ARCHS, locate_seq2seq_parts
 from ee_bench.models.unembed import reduce_logits
-from tests.seq2seq_fixtures import ARCHS, D_LAYERS, build_tiny_seq2seq, sources, wrap_seq2seq
+from tests.seq2seq_fixtures import (
+    ARCHS,
+    D_LAYERS,
+    build_tiny_seq2seq,
+    sources,
+    wrap_seq2seq,
+)
 
 PROB_ATOL, ENT_ATOL = 1e-6, 1e-5
 
@@ -177,3 +183,20 @@ def test_generation_settings_of_the_checkpoint_do_not_change_greedy_top1():
     assert w.generate(src, (), 5) == plain
     for an, (o, _) in zip(w.analyse_outputs(src, [o for o, _ in plain]), plain):
         assert an.stats.top1[-1].tolist() == o
+
+
+def test_seq2seq_table_accepts_plugins_and_refuses_duplicates():
+    from ee_bench.models.seq2seq_arch import (
+        Seq2SeqArch,
+        blockwise_seq2seq_types,
+        register_seq2seq_arch,
+    )
+
+    assert blockwise_seq2seq_types() == ["marian", "bart", "mbart", "m2m_100"]
+    with pytest.raises(ValueError, match="already in SEQ2SEQ_ARCHS"):
+        register_seq2seq_arch("marian", SEQ2SEQ_ARCHS["marian"])
+    register_seq2seq_arch("test_s2s", Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=False))
+    try:
+        assert "test_s2s" in SEQ2SEQ_ARCHS and "test_s2s" not in blockwise_seq2seq_types()
+    finally:
+        SEQ2SEQ_ARCHS.pop("test_s2s")

@@ -38,13 +38,19 @@ from torch import Tensor
 from transformers.cache_utils import EncoderDecoderCache
 
 from ee_bench.decoding.early_exit import (
-    DecodeCounts, DecodeResult, DecodingOptionError, ExitTrace, _check_options, _resolve_gate,
+    DecodeCounts,
+    DecodeResult,
+    DecodingOptionError,
+    ExitTrace,
+    _check_options,
+    _resolve_gate,
 )
 from ee_bench.decoding.kv_store import KVStore, SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.decide import exits_here, observe_layer
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext
+from ee_bench.models.seq2seq_arch import require_blockwise
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
@@ -64,7 +70,7 @@ class _StepCache(EncoderDecoderCache):
     of the rows in the call. ``EncoderDecoderCache.__init__`` is skipped on purpose: nothing else is used.
     """
 
-    def __init__(self, self_cache, cross_layers):  # noqa: D107 (no super().__init__: see class docstring)
+    def __init__(self, self_cache, cross_layers):
         self.self_attention_cache = self_cache
         self.cross_attention_cache = SimpleNamespace(layers=cross_layers)
         self.is_updated = _Filled()
@@ -90,7 +96,7 @@ class Seq2SeqEarlyExitDecoder:
 
     Args:
         model: a :class:`~ee_bench.models.contracts.Seq2SeqExitModel` whose architecture
-            entry has ``block_decoding``.
+            entry has ``blockwise``.
 
     Raises:
         ModelStructureError: for an architecture whose blocks cannot be run one at a time, or an
@@ -99,10 +105,7 @@ class Seq2SeqEarlyExitDecoder:
 
     def __init__(self, model):
         arch = model.parts.arch
-        if not arch.block_decoding:
-            from ee_bench.models.hf_seq2seq import _no_block_decoding
-
-            raise ModelStructureError(_no_block_decoding(model))
+        require_blockwise(model.model.config.model_type, model.name)
         impl = getattr(model.model.config, "_attn_implementation", None) or "eager"
         if impl not in SUPPORTED_ATTENTION:
             raise ModelStructureError(

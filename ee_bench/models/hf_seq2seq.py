@@ -24,11 +24,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ee_bench.errors import EEBenchError, ModelStructureError
+from ee_bench.errors import EEBenchError
 from ee_bench.models.base import pick_device, pick_dtype
-from ee_bench.models.hf_causal import LayerAnalysis, truncate_output, until_criteria
-from ee_bench.models.seq2seq_arch import Seq2SeqParts, locate_seq2seq_parts
 from ee_bench.models.contracts import Seq2SeqExitModel
+from ee_bench.models.hf_causal import LayerAnalysis, truncate_output, until_criteria
+from ee_bench.models.seq2seq_arch import (
+    Seq2SeqParts,
+    locate_seq2seq_parts,
+    require_blockwise,
+)
 from ee_bench.models.unembed import Unembed, reduce_logits
 from ee_bench.types import LayerStats
 
@@ -306,8 +310,7 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         block's input and aborts), so the token embedding, its scale, the positional embedding and
         any embedding norm are exactly the model's. Positions are 0 … T−1 (no decoder padding).
         """
-        if not self.parts.arch.block_decoding:
-            raise ModelStructureError(_no_block_decoding(self))
+        require_blockwise(self.model.config.model_type, self.name)
         captured: dict[str, Tensor] = {}
 
         def grab(_module, args, kwargs):
@@ -327,15 +330,6 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         from ee_bench.decoding.seq2seq_exit import Seq2SeqEarlyExitDecoder
 
         return Seq2SeqEarlyExitDecoder(self)
-
-
-def _no_block_decoding(model: HFSeq2SeqLM) -> str:
-    from ee_bench.models.seq2seq_arch import SEQ2SEQ_ARCHS
-
-    ok = ", ".join(sorted(t for t, a in SEQ2SEQ_ARCHS.items() if a.block_decoding))
-    return (f"Early-exit decoding runs decoder blocks one at a time and supports model_type {ok}; {model.name} is "
-            f"{model.model.config.model_type!r} (T5: relative position bias shared across blocks; FSMT: time-major "
-            f"blocks with a legacy cache). The oracle analysis (ee-bench run without --kv) still works for it.")
 
 
 def _right_pad(rows: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:

@@ -23,7 +23,7 @@ t5        decoder.block           decoder.final_layer_norm     lm_head          
 ``d_model ** -0.5`` rescaling T5 applies before a head tied to the embeddings. ``pre_norm`` says
 whether a block's self-attention reads a layer-normed input (``self_attn_layer_norm(h)``, mBART and
 M2M100) or the raw block input (Marian, BART: post-norm); the recompute KV strategy needs it.
-``block_decoding`` marks the architectures whose blocks the early-exit loop
+``blockwise`` marks the architectures whose blocks the early-exit loop
 (:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time (the BART family, which share one
 attention/cache interface); T5 (relative position bias shared across blocks) and FSMT (time-major
 blocks with a legacy cache) are analysed per layer but not decoded with real early exit.
@@ -50,22 +50,54 @@ class Seq2SeqArch:
     t5_scale: bool = False
     time_major: bool = False
     pre_norm: bool = False
-    block_decoding: bool = False
+    blockwise: bool = False
 
 
-_BART_LIKE = Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=True, block_decoding=True)
+_BART_LIKE = Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=True, blockwise=True)
 
 SEQ2SEQ_ARCHS: dict[str, Seq2SeqArch] = {
     "marian": _BART_LIKE,
     "bart": _BART_LIKE,
     "mbart": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=True,
-                         pre_norm=True, block_decoding=True),
+                         pre_norm=True, blockwise=True),
     "m2m_100": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=False,
-                           pre_norm=True, block_decoding=True),
+                           pre_norm=True, blockwise=True),
     "fsmt": Seq2SeqArch("model.decoder.layers", None, "model.decoder.output_projection", logits_bias=False,
                         time_major=True),
     "t5": Seq2SeqArch("decoder.block", "decoder.final_layer_norm", "lm_head", logits_bias=False, t5_scale=True),
 }
+
+
+def register_seq2seq_arch(model_type: str, arch: Seq2SeqArch) -> None:
+    """Teach ee-bench where a new encoder-decoder architecture keeps its parts (for plug-in packages).
+
+    Raises:
+        ValueError: if ``model_type`` is already in the table.
+    """
+    if model_type in SEQ2SEQ_ARCHS:
+        raise ValueError(f"model_type {model_type!r} is already in SEQ2SEQ_ARCHS ({SEQ2SEQ_ARCHS[model_type]})")
+    SEQ2SEQ_ARCHS[model_type] = arch
+
+
+def blockwise_seq2seq_types() -> list[str]:
+    """The encoder-decoder model types the early-exit decoding loop supports, in table order."""
+    return [t for t, a in SEQ2SEQ_ARCHS.items() if a.blockwise]
+
+
+def require_blockwise(model_type: str, name: str) -> None:
+    """Refuse block-by-block decoding of an architecture whose entry lacks ``blockwise``.
+
+    Raises:
+        ModelStructureError: naming the supported types and that the oracle analysis still works.
+    """
+    arch = SEQ2SEQ_ARCHS.get(model_type)
+    if arch is None or not arch.blockwise:
+        raise ModelStructureError(
+            f"Early-exit decoding runs decoder blocks one at a time and supports model_type "
+            f"{', '.join(blockwise_seq2seq_types())}; {name} is {model_type!r} (T5: relative position bias shared "
+            f"across blocks; FSMT: time-major blocks with a legacy cache). The oracle analysis (ee-bench run "
+            f"without --kv) still works for it."
+        )
 
 
 class _Scale(nn.Module):
