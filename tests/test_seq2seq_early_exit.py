@@ -1,4 +1,4 @@
-"""Real early-exit decoding on tiny random Marian, BART, mBART and M2M100 translators.
+"""Real early-exit decoding on tiny random Marian, BART, mBART, M2M100 and T5 translators.
 
 - full depth (no exit layers) and a gate that never fires are token-identical to
   ``model.generate(num_beams=1, do_sample=False)``, batched with padded sources and one by one;
@@ -7,7 +7,7 @@
   exactly the hidden state of an HF reference run whose cross-attention cache HF fills itself from
   the encoder output (and whose self-attention cache holds what the KV strategy wrote);
 - copy / recompute write what their definitions say into the skipped layers;
-- deferred, T5 and FSMT are refused with a message; the measured speed-up runs on the seq2seq loop.
+- deferred and FSMT are refused with a message; the measured speed-up runs on the seq2seq loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ee_bench.errors import ModelStructureError
 from ee_bench.exits.gates import Gate
 from tests.seq2seq_fixtures import D_LAYERS, build_tiny_seq2seq, sources, wrap_seq2seq
 
-BLOCK_ARCHS = ("marian", "bart", "mbart", "m2m_100")
+BLOCK_ARCHS = ("marian", "bart", "mbart", "m2m_100", "t5")
 
 
 class FirstCheckGate(Gate):
@@ -144,7 +144,7 @@ def test_first_token_exits_at_layer_0_second_token_sees_right_cross_attention(ti
 def test_deferred_and_unsupported_architectures_are_refused(tiny):
     with pytest.raises(DecodingOptionError, match="copy or --kv recompute"):
         tiny.early_exit_decoder().decode(sources(1), "confidence", 0.9, "deferred", (), 3)
-    for arch in ("t5", "fsmt"):
+    for arch in ("fsmt",):
         w = wrap_seq2seq(build_tiny_seq2seq(arch), name=arch)
         with pytest.raises(ModelStructureError, match="oracle analysis"):
             w.early_exit_decoder()

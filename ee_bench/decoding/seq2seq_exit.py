@@ -18,8 +18,9 @@ object whose cross-attention part is marked as filled. No block ever computes th
 The decoder prefix (``decoder_start_token_id``, plus a forced target-language token for NLLB) is
 the "prompt" of the decoder: it runs through the blocks in one pass and the next token is predicted
 from its last position. That first generated token may itself exit (``min_prefix = 0``); tokens
-0 … min_prefix−1 never do. Supported: the BART family (marian, bart, mbart, m2m_100) with sdpa or
-eager attention; ``deferred`` (catch-up query slots) is refused.
+0 … min_prefix−1 never do. Supported: the BART family (marian, bart, mbart, m2m_100) and T5
+(its first block's relative position biases are reused by the later blocks, as T5 does), with sdpa
+or eager attention; ``deferred`` (catch-up query slots) is refused.
 
 Timing sections (:class:`~ee_bench.decoding.timing.TimeSplit`): the encoder, the cross-attention
 projections and the decoder blocks count as ``layers`` (both modes pay the first two alike).
@@ -50,6 +51,7 @@ from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.decide import exits_here, observe_layer
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext
+from ee_bench.models.arch import get_path
 from ee_bench.models.seq2seq_arch import require_blockwise
 
 SUPPORTED_ATTENTION = ("sdpa", "eager")
@@ -67,13 +69,19 @@ class _StepCache(EncoderDecoderCache):
 
     ``self_attention_cache`` writes the called slots into the :class:`KVStore` and returns the stored
     keys/values; ``cross_attention_cache.layers[ℓ]`` holds block ℓ's precomputed encoder keys/values
-    of the rows in the call. ``EncoderDecoderCache.__init__`` is skipped on purpose: nothing else is used.
+    of the rows in the call; ``get_seq_length`` gives the number of earlier positions (T5's relative
+    position bias). ``EncoderDecoderCache.__init__`` is skipped on purpose: nothing else is used.
     """
 
-    def __init__(self, self_cache, cross_layers):
+    def __init__(self, self_cache, cross_layers, past: int):  # no super().__init__: see the class docstring
         self.self_attention_cache = self_cache
         self.cross_attention_cache = SimpleNamespace(layers=cross_layers)
         self.is_updated = _Filled()
+        self.past = past
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Positions before the called query slots (T5 places its relative position bias with it)."""
+        return self.past
 
 
 class _CrossRows:
@@ -116,9 +124,11 @@ class Seq2SeqEarlyExitDecoder:
         self.layers = model.layers
         self.n_layers = len(self.layers)
         self.unembed = model.unembed
-        attn = self.layers[0].self_attn
-        self.heads, self.head_dim = int(attn.num_heads), int(attn.head_dim)
-        self.pre_norm = arch.pre_norm
+        self.arch = arch
+        k_name = arch.kv_proj[0]
+        attn = get_path(self.layers[0], arch.self_attn)
+        self.head_dim = int(getattr(attn, "head_dim", None) or attn.key_value_proj_dim)  # T5: key_value_proj_dim
+        self.heads = int(getattr(attn, k_name).out_features) // self.head_dim
         self.dtype = next(model.model.parameters()).dtype
         self.device = model.device
 
@@ -128,8 +138,9 @@ class Seq2SeqEarlyExitDecoder:
         (the recompute strategy; paper §6 "-c"). Positions are already in the inputs (absolute
         position embeddings), so ``positions`` is unused.
 
-        ``k = k_proj(x)``, ``v = v_proj(x)`` with ``x = self_attn_layer_norm(h)`` in pre-norm blocks
-        (mBART, M2M100) and ``x = h`` in post-norm blocks (Marian, BART).
+        ``k = k_proj(x)``, ``v = v_proj(x)`` with ``x`` the block's self-attention norm of ``h`` in
+        pre-norm blocks (mBART, M2M100, T5) and ``x = h`` in post-norm blocks (Marian, BART); the
+        names come from the architecture table (:mod:`ee_bench.models.seq2seq_arch`).
 
         Args:
             layer: the block. hidden: (n, H) block inputs. positions: (n,) int64, unused.
@@ -137,11 +148,11 @@ class Seq2SeqEarlyExitDecoder:
         Returns:
             keys, values: each (n, h, D).
         """
-        blk = self.layers[layer]
-        x = blk.self_attn_layer_norm(hidden) if self.pre_norm else hidden
-        n = hidden.shape[0]
-        return (blk.self_attn.k_proj(x).view(n, self.heads, self.head_dim),
-                blk.self_attn.v_proj(x).view(n, self.heads, self.head_dim))
+        blk, arch = self.layers[layer], self.arch
+        x = get_path(blk, arch.self_attn_norm)(hidden) if arch.self_attn_norm else hidden
+        att, n = get_path(blk, arch.self_attn), hidden.shape[0]
+        k_proj, v_proj = (getattr(att, name) for name in arch.kv_proj)
+        return k_proj(x).view(n, self.heads, self.head_dim), v_proj(x).view(n, self.heads, self.head_dim)
 
     def cross_kv(self, enc: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Every block's cross-attention keys/values of the encoder output, as HF computes them on first
@@ -149,9 +160,10 @@ class Seq2SeqEarlyExitDecoder:
         B, S, _ = enc.shape
         out = []
         for blk in self.layers:
-            att = blk.encoder_attn
-            k = att.k_proj(enc).view(B, S, -1, att.head_dim).transpose(1, 2)
-            v = att.v_proj(enc).view(B, S, -1, att.head_dim).transpose(1, 2)
+            att = get_path(blk, self.arch.cross_attn)
+            k_proj, v_proj = (getattr(att, name) for name in self.arch.kv_proj)
+            k = k_proj(enc).view(B, S, -1, self.head_dim).transpose(1, 2)
+            v = v_proj(enc).view(B, S, -1, self.head_dim).transpose(1, 2)
             out.append((k, v))
         return out
 
@@ -261,17 +273,20 @@ class Seq2SeqEarlyExitDecoder:
         hidden = self.model.embed_decoder(seq)[:, -q:]  # (b, q, H) block-0 inputs
         width = int(cols.max()) + 1
         obs = None
+        biases: dict = {}  # T5: the first block's relative position biases, (1, h, q, W) and (1, h, q, S)
         for layer in range(L):
             b = rows.numel()
             index = SlotIndex(rows, cols, torch.ones_like(cols, dtype=torch.bool), width, b == len(st.gen))
             src = st.src_real[rows][:, None, None, :]  # (b, 1, 1, S)
-            cache = _StepCache(st.store.adapter(index), _CrossRows(st.cross, rows, index.all_rows))
+            cache = _StepCache(st.store.adapter(index), _CrossRows(st.cross, rows, index.all_rows), width - q)
             prev_hidden = hidden[:, -1] if gate is not None and gate.needs_hidden else None
             with timer.section("layers"):
                 out = self.layers[layer](hidden, attention_mask=self._mask(self_allowed),
                                          encoder_hidden_states=st.enc[rows], encoder_attention_mask=self._mask(src),
-                                         cache=cache, use_cache=True)
+                                         cache=cache, use_cache=True, **biases)
                 hidden = out[0] if isinstance(out, tuple) else out  # (b, q, H)
+                if self.arch.shared_position_bias and not biases:  # independent of the batch row
+                    biases = {"position_bias": out[1], "encoder_decoder_position_bias": out[2]}
             counts["token_layers"] += b
             if layer == L - 1 or layer not in check:
                 continue

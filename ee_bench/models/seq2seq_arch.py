@@ -20,13 +20,17 @@ t5        decoder.block           decoder.final_layer_norm     lm_head          
 ========  ======================  ===========================  ==================  =======  =========
 
 "bias" is ``final_logits_bias`` (a (1, V) buffer added after the head); "T5 scale" is the
-``d_model ** -0.5`` rescaling T5 applies before a head tied to the embeddings. ``pre_norm`` says
-whether a block's self-attention reads a layer-normed input (``self_attn_layer_norm(h)``, mBART and
-M2M100) or the raw block input (Marian, BART: post-norm); the recompute KV strategy needs it.
+``d_model ** -0.5`` rescaling T5 applies before a head tied to the embeddings.
+
 ``blockwise`` marks the architectures whose blocks the early-exit loop
-(:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time (the BART family, which share one
-attention/cache interface); T5 (relative position bias shared across blocks) and FSMT (time-major
-blocks with a legacy cache) are analysed per layer but not decoded with real early exit.
+(:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time: the BART family and T5, whose
+attention modules share one cache interface (``EncoderDecoderCache``). FSMT (time-major blocks with a
+legacy cache) is analysed per layer but not decoded with real early exit. For the loop and the
+recompute KV strategy, paths inside one block: ``self_attn`` / ``cross_attn`` (the attention
+modules), ``kv_proj`` (their key and value projections), ``self_attn_norm`` (the norm the
+self-attention reads: mBART, M2M100 and T5 are pre-norm; None for post-norm Marian and BART, whose
+self-attention reads the raw block input); ``shared_position_bias``: T5's first block computes the
+relative position bias and every later block reuses it (blocks return it).
 """
 
 from __future__ import annotations
@@ -49,8 +53,12 @@ class Seq2SeqArch:
     logits_bias: bool
     t5_scale: bool = False
     time_major: bool = False
-    pre_norm: bool = False
     blockwise: bool = False
+    self_attn: str = "self_attn"
+    self_attn_norm: str | None = None
+    cross_attn: str = "encoder_attn"
+    kv_proj: tuple[str, str] = ("k_proj", "v_proj")
+    shared_position_bias: bool = False
 
 
 _BART_LIKE = Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=True, blockwise=True)
@@ -59,12 +67,14 @@ SEQ2SEQ_ARCHS: dict[str, Seq2SeqArch] = {
     "marian": _BART_LIKE,
     "bart": _BART_LIKE,
     "mbart": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=True,
-                         pre_norm=True, blockwise=True),
+                         blockwise=True, self_attn_norm="self_attn_layer_norm"),
     "m2m_100": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=False,
-                           pre_norm=True, blockwise=True),
+                           blockwise=True, self_attn_norm="self_attn_layer_norm"),
     "fsmt": Seq2SeqArch("model.decoder.layers", None, "model.decoder.output_projection", logits_bias=False,
                         time_major=True),
-    "t5": Seq2SeqArch("decoder.block", "decoder.final_layer_norm", "lm_head", logits_bias=False, t5_scale=True),
+    "t5": Seq2SeqArch("decoder.block", "decoder.final_layer_norm", "lm_head", logits_bias=False, t5_scale=True,
+                      blockwise=True, self_attn="layer.0.SelfAttention", self_attn_norm="layer.0.layer_norm",
+                      cross_attn="layer.1.EncDecAttention", kv_proj=("k", "v"), shared_position_bias=True),
 }
 
 
@@ -94,9 +104,8 @@ def require_blockwise(model_type: str, name: str) -> None:
     if arch is None or not arch.blockwise:
         raise ModelStructureError(
             f"Early-exit decoding runs decoder blocks one at a time and supports model_type "
-            f"{', '.join(blockwise_seq2seq_types())}; {name} is {model_type!r} (T5: relative position bias shared "
-            f"across blocks; FSMT: time-major blocks with a legacy cache). The oracle analysis (ee-bench run "
-            f"without --kv) still works for it."
+            f"{', '.join(blockwise_seq2seq_types())}; {name} is {model_type!r} (FSMT: time-major blocks with a "
+            f"legacy cache). The oracle analysis (ee-bench run without --kv) still works for it."
         )
 
 
