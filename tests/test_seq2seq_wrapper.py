@@ -192,7 +192,7 @@ def test_seq2seq_table_accepts_plugins_and_refuses_duplicates():
         register_seq2seq_arch,
     )
 
-    assert blockwise_seq2seq_types() == ["marian", "bart", "mbart", "m2m_100", "t5"]
+    assert blockwise_seq2seq_types() == ["marian", "bart", "mbart", "m2m_100", "fsmt", "t5"]
     with pytest.raises(ValueError, match="already in SEQ2SEQ_ARCHS"):
         register_seq2seq_arch("marian", SEQ2SEQ_ARCHS["marian"])
     register_seq2seq_arch("test_s2s", Seq2SeqArch("model.decoder.layers", None, "lm_head", logits_bias=False))

@@ -18,9 +18,9 @@ object whose cross-attention part is marked as filled. No block ever computes th
 The decoder prefix (``decoder_start_token_id``, plus a forced target-language token for NLLB) is
 the "prompt" of the decoder: it runs through the blocks in one pass and the next token is predicted
 from its last position. That first generated token may itself exit (``min_prefix = 0``); tokens
-0 … min_prefix−1 never do. Supported: the BART family (marian, bart, mbart, m2m_100) and T5
-(its first block's relative position biases are reused by the later blocks, as T5 does), with sdpa
-or eager attention; ``deferred`` (catch-up query slots) is refused.
+0 … min_prefix−1 never do. Supported: the BART family (marian, bart, mbart, m2m_100), T5
+(its first block's relative position biases are reused by the later blocks, as T5 does) and FSMT
+(time-major blocks), with sdpa or eager attention; ``deferred`` (catch-up query slots) is refused.
 
 Timing sections (:class:`~ee_bench.decoding.timing.TimeSplit`): the encoder, the cross-attention
 projections and the decoder blocks count as ``layers`` (both modes pay the first two alike).
@@ -167,14 +167,18 @@ class Seq2SeqEarlyExitDecoder:
             out.append((k, v))
         return out
 
+    def _additive(self, allowed: Tensor) -> Tensor | None:
+        """0 where allowed, the dtype's minimum elsewhere (None when everything is allowed)."""
+        if bool(allowed.all()):
+            return None
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        return torch.where(allowed, zero, torch.finfo(self.dtype).min)
+
     def _mask(self, allowed: Tensor | None) -> Tensor | None:
         """A boolean (…, q, W) 'may attend' mask as the attention implementation wants it."""
         if allowed is None or bool(allowed.all()):
             return None
-        if self.attn_impl == "sdpa":
-            return allowed
-        zero = torch.zeros((), dtype=self.dtype, device=self.device)
-        return torch.where(allowed, zero, torch.finfo(self.dtype).min)
+        return allowed if self.attn_impl == "sdpa" else self._additive(allowed)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
@@ -281,10 +285,18 @@ class Seq2SeqEarlyExitDecoder:
             cache = _StepCache(st.store.adapter(index), _CrossRows(st.cross, rows, index.all_rows), width - q)
             prev_hidden = hidden[:, -1] if gate is not None and gate.needs_hidden else None
             with timer.section("layers"):
-                out = self.layers[layer](hidden, attention_mask=self._mask(self_allowed),
-                                         encoder_hidden_states=st.enc[rows], encoder_attention_mask=self._mask(src),
-                                         cache=cache, use_cache=True, **biases)
-                hidden = out[0] if isinstance(out, tuple) else out  # (b, q, H)
+                if self.arch.time_major:  # FSMT: (q, b, H) blocks, True = padding, additive (q, W) causal mask
+                    causal = None if self_allowed is None else self._additive(self_allowed[0, 0])
+                    out = self.layers[layer](hidden.transpose(0, 1), st.enc[rows].transpose(0, 1),
+                                             encoder_attn_mask=~st.src_real[rows], layer_state=cache,
+                                             causal_mask=causal)
+                    hidden = out[0].transpose(0, 1)
+                else:
+                    out = self.layers[layer](hidden, attention_mask=self._mask(self_allowed),
+                                             encoder_hidden_states=st.enc[rows],
+                                             encoder_attention_mask=self._mask(src), cache=cache, use_cache=True,
+                                             **biases)
+                    hidden = out[0] if isinstance(out, tuple) else out  # (b, q, H)
                 if self.arch.shared_position_bias and not biases:  # independent of the batch row
                     biases = {"position_bias": out[1], "encoder_decoder_position_bias": out[2]}
             counts["token_layers"] += b

@@ -309,22 +309,29 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         Runs the model's own decoder forward up to block 0 and stops there (a pre-hook captures the
         block's input and aborts), so the token embedding, its scale, the positional embedding and
         any embedding norm are exactly the model's. Positions are 0 … T−1 (no decoder padding).
+        FSMT's decoder needs encoder states to be called at all: a (B, 1, H) zero tensor stands in,
+        unused before block 0; its block inputs are time-major and come back batch-first.
         """
         require_blockwise(self.model.config.model_type, self.name)
         captured: dict[str, Tensor] = {}
 
         def grab(_module, args, kwargs):
-            captured["h"] = args[0] if args else kwargs["hidden_states"]
+            captured["h"] = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
             raise _StopForward
 
         handle = self.layers[0].register_forward_pre_hook(grab, with_kwargs=True)
         try:
-            self.model.get_decoder()(input_ids=ids, use_cache=False)
+            if self.parts.arch.time_major:
+                stand_in = torch.zeros(ids.shape[0], 1, self.model.config.d_model, dtype=self.model.dtype, device=ids.device)
+                self.model.get_decoder()(ids, stand_in, None, None, None, use_cache=False)
+            else:
+                self.model.get_decoder()(input_ids=ids, use_cache=False)
         except _StopForward:
             pass
         finally:
             handle.remove()
-        return captured["h"]
+        h = captured["h"]
+        return h.transpose(0, 1) if self.parts.arch.time_major else h
 
     def early_exit_decoder(self):
         from ee_bench.decoding.seq2seq_exit import Seq2SeqEarlyExitDecoder

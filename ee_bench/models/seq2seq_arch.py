@@ -23,9 +23,9 @@ t5        decoder.block           decoder.final_layer_norm     lm_head          
 ``d_model ** -0.5`` rescaling T5 applies before a head tied to the embeddings.
 
 ``blockwise`` marks the architectures whose blocks the early-exit loop
-(:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time: the BART family and T5, whose
-attention modules share one cache interface (``EncoderDecoderCache``). FSMT (time-major blocks with a
-legacy cache) is analysed per layer but not decoded with real early exit. For the loop and the
+(:mod:`ee_bench.decoding.seq2seq_exit`) can run one at a time: all of them, whose attention modules
+share one cache interface (``EncoderDecoderCache``); ``time_major`` marks FSMT's blocks, which take
+(T, B, H) inputs, a boolean source-padding mask and an additive causal mask. For the loop and the
 recompute KV strategy, paths inside one block: ``self_attn`` / ``cross_attn`` (the attention
 modules), ``kv_proj`` (their key and value projections), ``self_attn_norm`` (the norm the
 self-attention reads: mBART, M2M100 and T5 are pre-norm; None for post-norm Marian and BART, whose
@@ -71,7 +71,7 @@ SEQ2SEQ_ARCHS: dict[str, Seq2SeqArch] = {
     "m2m_100": Seq2SeqArch("model.decoder.layers", "model.decoder.layer_norm", "lm_head", logits_bias=False,
                            blockwise=True, self_attn_norm="self_attn_layer_norm"),
     "fsmt": Seq2SeqArch("model.decoder.layers", None, "model.decoder.output_projection", logits_bias=False,
-                        time_major=True),
+                        time_major=True, blockwise=True),
     "t5": Seq2SeqArch("decoder.block", "decoder.final_layer_norm", "lm_head", logits_bias=False, t5_scale=True,
                       blockwise=True, self_attn="layer.0.SelfAttention", self_attn_norm="layer.0.layer_norm",
                       cross_attn="layer.1.EncDecAttention", kv_proj=("k", "v"), shared_position_bias=True),
@@ -104,8 +104,8 @@ def require_blockwise(model_type: str, name: str) -> None:
     if arch is None or not arch.blockwise:
         raise ModelStructureError(
             f"Early-exit decoding runs decoder blocks one at a time and supports model_type "
-            f"{', '.join(blockwise_seq2seq_types())}; {name} is {model_type!r} (FSMT: time-major blocks with a "
-            f"legacy cache). The oracle analysis (ee-bench run without --kv) still works for it."
+            f"{', '.join(blockwise_seq2seq_types())}; {name} is {model_type!r}. The oracle analysis (ee-bench run "
+            f"without --kv) still works for it."
         )
 
 
