@@ -6,7 +6,8 @@
   not vacuous);
 - ``analyse_outputs``: row L−1 equals the statistics of the model's own logits; row ℓ those of
   Unembed(h^ℓ);
-- ``generate`` equals ``model.generate(num_beams=1, do_sample=False)`` token for token;
+- ``generate`` equals ``model.generate(num_beams=1, do_sample=False)`` token for token; batch size 1
+  and N give the same oracle layers;
 - the card's forced target-language token and T5 prefix reach the model;
 - an unknown encoder-decoder architecture is refused with the supported list.
 """
@@ -200,3 +201,18 @@ def test_seq2seq_table_accepts_plugins_and_refuses_duplicates():
         assert "test_s2s" in SEQ2SEQ_ARCHS and "test_s2s" not in blockwise_seq2seq_types()
     finally:
         SEQ2SEQ_ARCHS.pop("test_s2s")
+
+
+def test_batch_size_does_not_change_the_oracle(tiny):
+    """Padded sources and right-padded decoder inputs: a batch gives each row's own statistics."""
+    from ee_bench.exits.oracle import first_match_layer, saturation_layer
+
+    src = sources(3)
+    outs = [o for o, _ in tiny.generate(src, (), 5)]
+    assert [tiny.generate([s], (), 5)[0][0] for s in src] == outs
+    batched = tiny.analyse_outputs(src, outs)
+    for s, o, an in zip(src, outs, batched):
+        (alone,) = tiny.analyse_outputs([s], [o])
+        assert torch.equal(first_match_layer(an.stats.top1), first_match_layer(alone.stats.top1))
+        assert torch.equal(saturation_layer(an.stats.top1), saturation_layer(alone.stats.top1))
+        assert torch.allclose(an.stats.top1_prob, alone.stats.top1_prob, atol=1e-5)
