@@ -25,11 +25,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ee_bench.distributed import DistContext
 from ee_bench.errors import EEBenchError
 from ee_bench.types import DocRecord
+
+if TYPE_CHECKING:
+    from ee_bench.decoding.early_exit_stage import EarlyExitOptions
+    from ee_bench.exits.summary import ExitReport
+    from ee_bench.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class EvalOptions:
     limit: int | None = None
     batch_size: int = 1
     progress: bool = True
-    early_exit: Any = None
+    early_exit: EarlyExitOptions | None = None
     output_dir: Path | None = None
     dist: DistContext = field(default_factory=DistContext)
 
@@ -65,7 +70,7 @@ class Scores:
         target_lang: the language the metrics were computed for (None if not a translation task).
     """
 
-    exits: Any
+    exits: ExitReport
     metrics: dict[str, float | None]
     metric_details: dict[str, Any]
     target_lang: str | None
@@ -90,7 +95,7 @@ class TaskResult:
         timings: ``run_s``, ``analysis_and_metrics_s``, ``early_exit_and_speedup_s`` (seconds).
     """
 
-    spec: Any
+    spec: TaskSpec
     model_info: dict[str, Any]
     gate: str
     threshold: float

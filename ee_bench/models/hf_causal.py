@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ee_bench.errors import EEBenchError, ModelStructureError
+from ee_bench.errors import EEBenchError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
 from ee_bench.models.base import pick_device, pick_dtype
 from ee_bench.models.contracts import CausalExitModel
