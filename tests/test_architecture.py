@@ -108,7 +108,8 @@ def test_task_runners_come_from_a_registry(tiny_run):
 
     model, _, _ = tiny_run
     assert get_runner(model.kind, "generate_until") is run_generation
-    assert TASK_RUNNERS.names() == ["causal/generate_until", "causal/multiple_choice", "encoder/multiple_choice"]
+    assert TASK_RUNNERS.names() == ["causal/generate_until", "causal/multiple_choice", "encoder/multiple_choice",
+                                    "seq2seq/generate_until"]
     with pytest.raises(EEBenchError, match="A encoder model cannot run a generate_until task"):
         get_runner("encoder", "generate_until")
 

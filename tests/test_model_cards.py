@@ -95,6 +95,6 @@ def test_gguf_mapping_problems_are_all_reported(gguf, problems):
         parse_card({"name": "x", "model": "hf-causal", "gguf": gguf, "colour": "red"}, "x.yaml")
     assert err.value.problems == [
         "unknown key 'colour' (allowed: chat_template, description, dtype, gguf, model, model_args, name, "
-        "pretrained, stop_tokens)",
+        "pretrained, seq2seq, stop_tokens)",
         *problems,
     ]

@@ -96,8 +96,14 @@ def main(argv: list[str]) -> int:
 
     from ee_bench.decoding.early_exit import EarlyExitDecoder
 
-    dec = EarlyExitDecoder(model)
-    ids = [model.encode_prompt(prompt)]
+    if model.kind == "seq2seq":  # encoder-decoder: the raw source (task's seq2seq_source), its own block loop
+        from ee_bench.task_runners.seq2seq import build_sources
+
+        dec = model.early_exit_decoder()
+        ids = [build_sources(model, spec, [translation_doc(args.text, [""], spec.dataset_name)])[0][1]]
+    else:
+        dec = EarlyExitDecoder(model)
+        ids = [model.encode_prompt(prompt)]
     budget = args.max_gen_toks or spec.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
     traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]

@@ -118,7 +118,12 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     if spec.output_type != "generate_until":
         raise EEBenchError(f"--kv decodes generation tasks; {spec.task} is {spec.output_type}. Drop --kv for it.")
     kvs, layers = list(options.kvs), None if options.exit_layers is None else list(options.exit_layers)
-    dec = EarlyExitDecoder(model)
+    if model.kind == "seq2seq":  # encoder-decoder: its own block loop and encoder inputs
+        from ee_bench.task_runners.seq2seq import build_sources as build_prompts  # noqa: F811
+
+        dec = model.early_exit_decoder()
+    else:
+        dec = EarlyExitDecoder(model)
     prompts = [r.prompt_token_ids for r in records]
     refs = [r.references for r in records]
     taus = {kv: threshold for kv in kvs}

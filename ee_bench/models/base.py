@@ -20,6 +20,7 @@ __all__ = ["DTYPES", "MODELS", "ExitModel", "pick_device", "pick_dtype"]
 MODELS: Registry[type[ExitModel]] = Registry("model wrapper", base=ExitModel, entry_point_group="ee_bench.models")
 MODELS.register("hf-causal", "ee_bench.models.hf_causal:HFCausalLM")
 MODELS.register("hf-encoder", "ee_bench.models.hf_encoder:HFEncoderClassifier")
+MODELS.register("hf-seq2seq", "ee_bench.models.hf_seq2seq:HFSeq2SeqLM")
 
 
 def pick_device(device: str | None = None) -> torch.device:

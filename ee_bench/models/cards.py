@@ -12,6 +12,10 @@ Keys (unknown keys are errors):
 ``dtype``         auto, float32, bfloat16 or float16
 ``model_args``    further keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``device_map``)
 ``description``   one line for ``ee-bench ls models``
+``seq2seq``       encoder-decoder input format (``hf-seq2seq`` cards): ``prefix``, a Jinja template
+                  prepended to every source (T5: ``translate {{src_lang_name}} to {{tgt_lang_name}}: ``),
+                  and ``lang_codes``, ISO code → the model's language token (NLLB: ``en: eng_Latn``),
+                  which sets the tokenizer's source language and the forced target-language BOS
 ================  ===================================================================================
 
 The ``gguf`` mapping (unknown keys are errors):
@@ -43,7 +47,9 @@ from ee_bench.errors import ConfigError, UnknownNameError
 from ee_bench.registry import did_you_mean
 from ee_bench.tasks.spec import read_yaml
 
-CARD_KEYS = {"name", "model", "pretrained", "gguf", "chat_template", "stop_tokens", "dtype", "model_args", "description"}
+CARD_KEYS = {"name", "model", "pretrained", "gguf", "chat_template", "stop_tokens", "dtype", "model_args", "description",
+             "seq2seq"}
+SEQ2SEQ_KEYS = {"prefix", "lang_codes"}
 GGUF_KEYS = {"package", "file", "assemble", "pip"}
 GGUF_REQUIRED = ("package", "file")
 CARD_FILE_IN_CHECKPOINT = "ee_bench_card.yaml"
@@ -63,6 +69,7 @@ class ModelCard:
     model_args: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source_file: str = ""
+    seq2seq: dict[str, Any] | None = None
 
 
 def builtin_model_dir() -> Path:
@@ -86,6 +93,20 @@ def _gguf_problems(gguf: Any) -> list[str]:
     return problems
 
 
+def _seq2seq_problems(cfg: Any) -> list[str]:
+    """Problems of a card's ``seq2seq`` mapping (see the module docstring); empty when valid."""
+    if not isinstance(cfg, dict):
+        return ["'seq2seq' must be a mapping (keys: prefix, lang_codes)"]
+    problems = [f"unknown seq2seq key {k!r} (allowed: {', '.join(sorted(SEQ2SEQ_KEYS))})" for k in sorted(set(cfg) - SEQ2SEQ_KEYS)]
+    if "prefix" in cfg and not isinstance(cfg["prefix"], str):
+        problems.append("'seq2seq.prefix' must be a template string, e.g. 'translate {{src_lang_name}} to {{tgt_lang_name}}: '")
+    codes = cfg.get("lang_codes")
+    if codes is not None and not (isinstance(codes, dict) and codes
+                                  and all(isinstance(k, str) and isinstance(v, str) and v for k, v in codes.items())):
+        problems.append("'seq2seq.lang_codes' must map language codes to model tokens, e.g. {en: eng_Latn, de: deu_Latn}")
+    return problems
+
+
 def parse_card(data: dict[str, Any], source: str) -> ModelCard:
     """Validate a card mapping, collecting every problem.
 
@@ -106,6 +127,8 @@ def parse_card(data: dict[str, Any], source: str) -> ModelCard:
         problems.append("'model_args' must be a mapping")
     if data.get("dtype", "auto") not in ("auto", "float32", "bfloat16", "float16"):
         problems.append("'dtype' must be one of auto, float32, bfloat16, float16")
+    if "seq2seq" in data:
+        problems += _seq2seq_problems(data["seq2seq"])
     if problems:
         raise ConfigError(source, problems)
     return ModelCard(
@@ -113,6 +136,7 @@ def parse_card(data: dict[str, Any], source: str) -> ModelCard:
         chat_template=bool(data.get("chat_template", False)), stop_tokens=tuple(data.get("stop_tokens", ())),
         dtype=data.get("dtype", "auto"), model_args=dict(data.get("model_args") or {}),
         description=data.get("description", ""), source_file=source,
+        seq2seq=dict(data["seq2seq"]) if data.get("seq2seq") else None,
     )
 
 
@@ -169,7 +193,7 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
     """Resolve ``--model NAME`` to a card.
 
     Order: a shipped card; a local checkpoint folder (its ``ee_bench_card.yaml`` if present, else
-    ``hf-causal`` on the folder); a registered wrapper name used bare (needs ``pretrained=`` in
+    ``hf-seq2seq`` when its config.json says ``is_encoder_decoder``, else ``hf-causal`` on the folder); a registered wrapper name used bare (needs ``pretrained=`` in
     ``--model_args``).
 
     Raises:
@@ -190,7 +214,8 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
             card = parse_card(read_yaml(card_file), str(card_file))
             card = replace(card, pretrained=str(Path(name).resolve()))
         else:
-            card = ModelCard(name=Path(name).resolve().name, model="hf-causal", pretrained=str(Path(name).resolve()))
+            card = ModelCard(name=Path(name).resolve().name, model=_folder_wrapper(Path(name)),
+                             pretrained=str(Path(name).resolve()))
     elif name in MODELS:
         card = ModelCard(name=name, model=name)
     else:
@@ -206,6 +231,17 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
     if not card.pretrained and not card.gguf:
         raise ConfigError(f"--model {name}", ["no checkpoint: pass --model_args pretrained=<hub id or local path>"])
     return card
+
+
+def _folder_wrapper(folder: Path) -> str:
+    """``hf-seq2seq`` for a checkpoint folder whose config.json says ``is_encoder_decoder``, else ``hf-causal``."""
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "hf-causal"  # the loader reports a folder that is no checkpoint
+    return "hf-seq2seq" if isinstance(cfg, dict) and cfg.get("is_encoder_decoder") else "hf-causal"
 
 
 def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):

@@ -31,6 +31,44 @@ from ee_bench.types import LayerStats
 logger = logging.getLogger(__name__)
 
 
+def truncate_output(ids: list[int], until: tuple[str, ...], eos_token_ids, decode) -> tuple[list[int], str]:
+    """Cut generated ids after the first EOS or the token that completes a stop string.
+
+    Args:
+        ids: generated token ids. until: stop strings. eos_token_ids: ids that end generation.
+        decode: token ids → text (special tokens skipped).
+
+    Returns:
+        (kept token ids, including the terminating token; output text with the stop string
+        and anything after it removed).
+    """
+    kept: list[int] = []
+    for tid in ids:
+        kept.append(tid)
+        if tid in eos_token_ids:
+            break
+        text = decode(kept)
+        if any(u in text for u in until):
+            break
+    text = decode(kept)
+    cut = min((text.index(u) for u in until if u in text), default=len(text))
+    return kept, text[:cut].strip()
+
+
+def until_criteria(prompt_width: int, until: tuple[str, ...], decode):
+    """A ``StoppingCriteria`` that ends each row once its decoded continuation (the ids after the first
+    ``prompt_width``) contains a stop string (transformers' own ``stop_strings`` needs a BPE-style
+    vocabulary; this works for any)."""
+    from transformers import StoppingCriteria
+
+    class UntilCriteria(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):  # (B, T) -> (B,) bool
+            done = [any(u in decode(row[prompt_width:].tolist()) for u in until) for row in input_ids]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return UntilCriteria()
+
+
 @dataclass(frozen=True)
 class LayerAnalysis:
     """Per-layer statistics of N selected positions, plus optional hidden states.
@@ -163,37 +201,11 @@ class HFCausalLM(CausalExitModel):
         return ids.to(self.device), mask.to(self.device)
 
     def truncate_output(self, ids: list[int], until: tuple[str, ...]) -> tuple[list[int], str]:
-        """Cut generated ids after the first EOS or the token that completes a stop string.
-
-        Returns:
-            (kept token ids, including the terminating token; output text with the stop string
-            and anything after it removed).
-        """
-        kept: list[int] = []
-        for tid in ids:
-            kept.append(tid)
-            if tid in self.eos_token_ids:
-                break
-            text = self.decode(kept)
-            if any(u in text for u in until):
-                break
-        text = self.decode(kept)
-        cut = min((text.index(u) for u in until if u in text), default=len(text))
-        return kept, text[:cut].strip()
+        """:func:`truncate_output` with this model's EOS set and tokenizer."""
+        return truncate_output(ids, until, self.eos_token_ids, self.decode)
 
     def _until_criteria(self, prompt_width: int, until: tuple[str, ...]):
-        """A ``StoppingCriteria`` that ends each row once its decoded continuation contains a stop
-        string (transformers' own ``stop_strings`` needs a BPE-style vocabulary; this works for any)."""
-        from transformers import StoppingCriteria
-
-        decode = self.decode
-
-        class UntilCriteria(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # (B, T) -> (B,) bool
-                done = [any(u in decode(row[prompt_width:].tolist()) for u in until) for row in input_ids]
-                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-        return UntilCriteria()
+        return until_criteria(prompt_width, until, self.decode)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], until: tuple[str, ...], max_gen_toks: int) -> list[tuple[list[int], str]]:

@@ -5,7 +5,8 @@ under ``"<kind>/<output_type>"``, lazily imported, like gates and metrics. Built
 
 - ``causal/generate_until``: greedy generation + teacher-forced per-layer analysis;
 - ``causal/multiple_choice``: lm-eval-style label log-likelihoods, label-restricted head per layer;
-- ``encoder/multiple_choice``: per-layer classifier predictions.
+- ``encoder/multiple_choice``: per-layer classifier predictions;
+- ``seq2seq/generate_until``: encoder-decoder greedy generation + per-decoder-layer analysis.
 
 A plug-in adds a model kind or an ``output_type`` with an entry point in the group
 ``ee_bench.task_runners`` (name ``"<kind>/<output_type>"``, value ``"module:function"``); the
@@ -44,6 +45,7 @@ TASK_RUNNERS: Registry[Callable[..., list[DocRecord]]] = Registry("task runner",
 TASK_RUNNERS.register("causal/generate_until", "ee_bench.task_runners.generation:run_generation")
 TASK_RUNNERS.register("causal/multiple_choice", "ee_bench.task_runners.multiple_choice:run_multiple_choice")
 TASK_RUNNERS.register("encoder/multiple_choice", "ee_bench.task_runners.classification:run_classification")
+TASK_RUNNERS.register("seq2seq/generate_until", "ee_bench.task_runners.seq2seq:run_seq2seq_generation")
 
 
 def runner_key(model_kind: str, output_type: str) -> str:

@@ -26,6 +26,10 @@ A task file holds these keys (``include`` merges a shared file first; the includ
 ``process_docs``               name of a registered document processor (lm-eval's hook, by name:
                                ``ee_bench.tasks.loaders.DOC_PROCESSORS``) applied to the loaded rows,
                                hub or offline, e.g. to gather NarrativeQA's answers into ``refs``
+``seq2seq_source``             ee-bench extension: Jinja template of the text an encoder-decoder
+                               translator's encoder reads (e.g. ``"{{src}}"``), used instead of
+                               ``doc_to_text`` (neither the chat template nor the Table 8 instruction);
+                               the model card may prepend a prefix (T5) and set language codes (NLLB)
 ``truncation``                 ee-bench extension: ``{field: name, max_tokens: int}``, the document
                                field cut (from its end) so the prompt fits; the instruction and
                                the prompt end stay intact
@@ -50,7 +54,7 @@ from ee_bench.errors import ConfigError
 TASK_KEYS = {
     "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
     "offline", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "generation_kwargs",
-    "metric_list", "metadata", "truncation", "encoder_fields", "process_docs",
+    "metric_list", "metadata", "truncation", "encoder_fields", "process_docs", "seq2seq_source",
 }
 OUTPUT_TYPES = ("generate_until", "multiple_choice")
 GENERATION_KEYS = {"until", "max_gen_toks"}
@@ -128,6 +132,7 @@ class TaskSpec:
     truncation: dict[str, Any] | None = None
     encoder_fields: tuple[str, ...] | None = None
     process_docs: str | None = None
+    seq2seq_source: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -195,6 +200,8 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
     for key in ("doc_to_text",):
         if not isinstance(data.get(key), str):
             problems.append(f"'{key}' (a Jinja template string) is required")
+    if "seq2seq_source" in data and not isinstance(data["seq2seq_source"], str):
+        problems.append("'seq2seq_source' must be a Jinja template string, e.g. '{{src}}'")
     if "doc_to_target" in data and not isinstance(data["doc_to_target"], str):
         problems.append("'doc_to_target' must be a Jinja template string")
     choices = data.get("doc_to_choice")
@@ -254,6 +261,7 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         truncation=data.get("truncation"),
         encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
         process_docs=data.get("process_docs"),
+        seq2seq_source=data.get("seq2seq_source"),
         raw=data,
     )
 
