@@ -20,7 +20,8 @@ from ee_bench.decoding.early_exit import DecodingOptionError
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.gates import Gate
-from tests.seq2seq_fixtures import D_LAYERS, build_tiny_seq2seq, sources, wrap_seq2seq
+from tiny_models import D_LAYERS, build_tiny_seq2seq, wrap_seq2seq
+from tiny_models import seq2seq_sources as sources
 
 BLOCK_ARCHS = ("marian", "bart", "mbart", "m2m_100", "t5", "fsmt")
 

@@ -24,7 +24,7 @@ from ee_bench.models.hf_causal import LayerAnalysis
 from ee_bench.task_runners import get_runner
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
-from tests.seq2seq_fixtures import save_tiny_marian
+from tiny_models import save_tiny_marian
 
 # L = 4 layers, 3 output tokens. Columns: token 0 [5, 7, 9, 9], token 1 [9, 3, 3, 3], token 2 [4, 2, 4, 4].
 TOP1 = torch.tensor([[5, 9, 4], [7, 3, 2], [9, 3, 4], [9, 3, 4]])
@@ -166,3 +166,26 @@ def test_end_to_end_kv_on_tiny_marian(tmp_path):
         for kv in ("copy", "recompute"):
             assert len(traces[kv]["exit_layers"]) == len(traces[kv]["token_ids"]) > 0
             assert all(0 <= x <= 2 for x in traces[kv]["exit_layers"])
+
+
+def test_trace_on_tiny_marian_decodes_the_raw_source(tmp_path, capsys):
+    """``ee-bench trace`` on a translator: the source goes in raw (seq2seq_source); the full-depth trace and the
+    early-exit trace equal the seq2seq loop's own decodings of that source (confidence τ = 0.5, copy)."""
+    from ee_bench.cli import main
+    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.task_runners.seq2seq import build_sources
+    from ee_bench.tasks.loaders import translation_doc
+
+    ckpt = save_tiny_marian(tmp_path / "tiny-marian")
+    text = "w3 w4 w5"
+    assert main(["trace", "--model", str(ckpt), "--text", text, "--kv", "copy", "--threshold", "0.5", "--json",
+                 "--max-gen-toks", "5", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = load_model(resolve_card(str(ckpt)), device="cpu")
+    spec = TaskIndex().load("wmt22_de_en")
+    ids = build_sources(model, spec, [translation_doc(text, [""], spec.dataset_name)])[0][1]
+    dec = model.early_exit_decoder()
+    ref = dec.decode([ids], None, None, "copy", spec.until, 5, exit_layers=()).traces[0]
+    ee = dec.decode([ids], "confidence", 0.5, "copy", spec.until, 5, None, 4).traces[0]  # trace's default min_prefix 4
+    assert out["full"]["token_ids"] == list(ref.token_ids) and out["full"]["exit_layers"] == [model.n_layers - 1] * len(ref.token_ids)
+    assert (out["traces"][0]["token_ids"], out["traces"][0]["exit_layers"]) == (list(ee.token_ids), list(ee.exit_layers))

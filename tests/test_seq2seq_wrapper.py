@@ -22,11 +22,11 @@ import torch
 from ee_bench.errors import EEBenchError, ModelStructureError
 from ee_bench.models.seq2seq_arch import SEQ2SEQ_ARCHS, locate_seq2seq_parts
 from ee_bench.models.unembed import reduce_logits
-from tests.seq2seq_fixtures import (
-    ARCHS,
+from tiny_models import (
+    SEQ2SEQ_ARCHS as ARCHS,
     D_LAYERS,
     build_tiny_seq2seq,
-    sources,
+    seq2seq_sources as sources,
     wrap_seq2seq,
 )
 

@@ -6,6 +6,7 @@ One module, one parameter limit (:data:`MAX_TINY_PARAMS`): each builder checks i
   widened so top-1 ties do not occur), :func:`tiny_llama` (byte-level tokenizer, for early-exit decoding),
   :func:`tiny_llama_mc` (byte-level BPE with merges, for multiple choice), :func:`tiny_gemma3`.
 - Checkpoints on disk: :func:`save_tiny_llama` (+ :func:`write_tiny_task`), :func:`write_tiny_llama_gguf`.
+- Encoder-decoders: :func:`build_tiny_seq2seq` (marian, fsmt, t5, bart, mbart, m2m_100), :func:`save_tiny_marian`.
 - Encoders: :func:`tiny_encoder` (bert, roberta, electra, mpnet, distilbert) with :func:`encoder_tokenizer`.
 """
 
@@ -344,6 +345,81 @@ def write_tiny_llama_gguf(path: Path, hidden: int = 32, inter: int = 64, layers:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+# ---------------------------------------------------------------- encoder-decoder translators
+# Marian, FSMT, T5, BART, mBART, M2M100: :func:`word_tokenizer` (vocabulary 96: <unk> 0, <s> 1, </s> 2 = EOS and
+# padding), 2 encoder and 3 decoder blocks of width 32, fixed seeds, :func:`_sharpen`'s wide weights;
+# ``decoder_start_token_id`` is <s> (1) for every architecture.
+SEQ2SEQ_VOCAB = 96
+D_LAYERS = 3
+SEQ2SEQ_ARCHS = ("marian", "fsmt", "t5", "bart", "mbart", "m2m_100")
+_SEQ2SEQ_IDS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2, decoder_start_token_id=1)
+_SEQ2SEQ_SIZES = dict(vocab_size=SEQ2SEQ_VOCAB, d_model=32, encoder_layers=2, decoder_layers=D_LAYERS, encoder_attention_heads=4,
+                   decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                   dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+
+
+def seq2seq_config(arch: str):
+    import transformers as tf
+
+    if arch == "marian":
+        return tf.MarianConfig(**_SEQ2SEQ_SIZES, **_SEQ2SEQ_IDS, decoder_vocab_size=SEQ2SEQ_VOCAB, scale_embedding=True)
+    if arch == "bart":
+        return tf.BartConfig(**_SEQ2SEQ_SIZES, **_SEQ2SEQ_IDS, forced_bos_token_id=None, forced_eos_token_id=None)
+    if arch == "mbart":
+        return tf.MBartConfig(**_SEQ2SEQ_SIZES, **_SEQ2SEQ_IDS, forced_eos_token_id=None)
+    if arch == "m2m_100":
+        return tf.M2M100Config(**_SEQ2SEQ_SIZES, **_SEQ2SEQ_IDS, scale_embedding=True)
+    if arch == "fsmt":
+        return tf.FSMTConfig(langs=["de", "en"], src_vocab_size=SEQ2SEQ_VOCAB, tgt_vocab_size=SEQ2SEQ_VOCAB, d_model=32,
+                             encoder_layers=2, decoder_layers=D_LAYERS, encoder_attention_heads=4,
+                             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                             max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+                             activation_dropout=0.0, tie_word_embeddings=False, **_SEQ2SEQ_IDS)
+    if arch == "t5":
+        return tf.T5Config(vocab_size=SEQ2SEQ_VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=D_LAYERS,  # num_decoder_layers != num_layers breaks T5 generate (cache sized by num_layers)
+                           num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0, tie_word_embeddings=True,
+                           **_SEQ2SEQ_IDS)
+    raise ValueError(arch)
+
+
+def build_tiny_seq2seq(arch: str, seed: int = 0):
+    """A tiny ``*ForConditionalGeneration`` of architecture ``arch`` (see :data:`SEQ2SEQ_ARCHS`), float32, eval."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    cfg = seq2seq_config(arch)
+    torch.manual_seed(seed)
+    model = AutoModelForSeq2SeqLM.from_config(cfg).float().eval()
+    _sharpen(model)
+    if hasattr(model, "final_logits_bias"):  # a non-zero bias, so forgetting it would show
+        model.final_logits_bias.normal_(0.0, 0.5)
+    for key, value in _SEQ2SEQ_IDS.items():
+        setattr(model.generation_config, key, value)
+    model.generation_config.forced_bos_token_id = model.generation_config.forced_eos_token_id = None
+    assert_tiny(model)
+    return model
+
+
+def wrap_seq2seq(model, name: str = "tiny", **kwargs):
+    from ee_bench.models.hf_seq2seq import HFSeq2SeqLM
+
+    return HFSeq2SeqLM(model, word_tokenizer(), name=name, **kwargs)
+
+
+def seq2seq_sources(n: int = 3) -> list[list[int]]:
+    """n word-id sources of different lengths, ending in EOS (2)."""
+    return [[3 + (5 * b + 7 * k) % 90 for k in range(4 + 2 * b)] + [2] for b in range(n)]
+
+
+def save_tiny_marian(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny MarianMTModel + the word-level tokenizer to ``folder`` (a ``--model PATH`` checkpoint)."""
+    model = build_tiny_seq2seq("marian", seed)
+    model.save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["is_encoder_decoder"] is True
+    return folder
 
 
 # ---------------------------------------------------------------- encoders

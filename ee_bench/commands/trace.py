@@ -98,6 +98,7 @@ def main(argv: list[str]) -> int:
 
     if model.kind == "seq2seq":  # encoder-decoder: the raw source (task's seq2seq_source), its own block loop
         from ee_bench.task_runners.seq2seq import build_sources
+        from ee_bench.tasks.loaders import translation_doc
 
         dec = model.early_exit_decoder()
         ids = [build_sources(model, spec, [translation_doc(args.text, [""], spec.dataset_name)])[0][1]]
