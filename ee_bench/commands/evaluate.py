@@ -76,9 +76,8 @@ def _check_args(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace):
     """Resolve everything that can fail on bad input, before loading the model."""
     from ee_bench.exits.gates import GATES
-    from ee_bench.metrics.base import METRICS
+    from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
-    from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 
     _check_args(args)
@@ -97,13 +96,25 @@ def _prepare(args: argparse.Namespace):
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
-    specs = TaskIndex([Path(p) for p in args.include_path]).expand(names)
+    # issue 16: ee-bench's tasks first, then lm-eval's (lm_eval:NAME); lm-eval tasks are built here
+    from ee_bench.tasks.resolve import is_lm_eval, resolve_tasks
+
+    specs = resolve_tasks(names, [Path(p) for p in args.include_path], args.data_dir, args.limit)
     for spec in specs:
-        for m in spec.metric_list:
-            METRICS.get(m["metric"])
+        for m in ([] if is_lm_eval(spec) else spec.metric_list):
+            try:  # options checked before the model loads (lm-eval's aggregation/higher_is_better are not options)
+                METRICS.get(m["metric"])(**metric_options(m))
+            except (TypeError, ValueError) as exc:
+                from ee_bench.errors import ConfigError
+
+                raise ConfigError(spec.source_file, [f"metric {m['metric']!r} rejects its options "
+                                                     f"{metric_options(m)}: {exc}"]) from None
     card = resolve_card(args.model, args.model_args)
     data = {}
     for spec in specs:
+        if is_lm_eval(spec):  # issue 16: lm-eval loaded the documents (after --limit)
+            data[spec.task] = (spec.docs, spec.total)
+            continue
         docs = load_docs(spec, args.data_dir)
         total = len(docs)
         if not total:
@@ -118,7 +129,7 @@ def score_metrics(spec, records, docs) -> tuple[dict[str, float | None], dict[st
     Returns:
         (metric name → value or None, metric name → direction/unit/aggregation and the metric's details).
     """
-    from ee_bench.metrics.base import METRICS, MetricInputs
+    from ee_bench.metrics.base import METRICS, MetricInputs, direction_warning, metric_options
 
     sources = [d.get("src") for d in docs]
     inputs = MetricInputs(
@@ -129,11 +140,13 @@ def score_metrics(spec, records, docs) -> tuple[dict[str, float | None], dict[st
     )
     values, details = {}, {}
     for entry in spec.metric_list:
-        options = {k: v for k, v in entry.items() if k != "metric"}
         cls = METRICS.get(entry["metric"])
-        res = cls(**options).compute(inputs)
+        res = cls(**metric_options(entry)).compute(inputs)
         values[entry["metric"]] = res.value
         details[entry["metric"]] = {**cls.describe(), **res.details}
+        if warning := direction_warning(entry, cls):  # issue 16: lm-eval's higher_is_better key
+            logger.warning("%s: %s", spec.task, warning)
+            details[entry["metric"]]["task_file_note"] = warning
     return values, details
 
 
@@ -146,6 +159,7 @@ def main(argv: list[str]) -> int:
     kvs = check_arguments(args)
     if kvs:
         other = [f"{s.task} ({s.output_type})" for s in specs if s.output_type != "generate_until"]
+        other += [f"{s.task} (built by lm-eval)" for s in specs if getattr(s, "engine", "ee-bench") == "lm-eval"]
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")
@@ -180,21 +194,33 @@ def main(argv: list[str]) -> int:
     written = []
     for spec in specs:
         docs, total = data[spec.task]
-        runner = get_runner(getattr(model, "kind", "causal"), spec.output_type)
-        mine = dist.shard(len(docs))
-        t_task = time.perf_counter()
-        with tqdm(total=len(mine), desc=f"{spec.task}", disable=not (args.progress and dist.is_main),
-                  file=sys.stderr) as bar:
-            records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=args.batch_size,
-                             keep_hidden=gate.needs_hidden, progress=bar)
-        records = dist.gather(records)
+        lm_run = None
+        if getattr(spec, "engine", "ee-bench") == "lm-eval":  # issue 16: lm-eval builds, runs and scores
+            from ee_bench.lm_eval.tasks import run_lm_eval_task
+
+            if dist.world_size > 1:
+                raise EEBenchError(f"lm-eval task {spec.task} runs in one process; launch without torchrun.")
+            t_task = time.perf_counter()
+            with tqdm(total=len(docs), desc=f"{spec.task}", disable=not args.progress, file=sys.stderr) as bar:
+                lm_run = run_lm_eval_task(model, spec, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                                          keep_hidden=gate.needs_hidden, progress=bar)
+            records = lm_run.records
+        else:
+            runner = get_runner(getattr(model, "kind", "causal"), spec.output_type)
+            mine = dist.shard(len(docs))
+            t_task = time.perf_counter()
+            with tqdm(total=len(mine), desc=f"{spec.task}", disable=not (args.progress and dist.is_main),
+                      file=sys.stderr) as bar:
+                records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=args.batch_size,
+                                 keep_hidden=gate.needs_hidden, progress=bar)
+            records = dist.gather(records)
         run_s = time.perf_counter() - t_task
         if not dist.is_main:
             continue
         records = sorted(records, key=lambda r: r.doc_id)
         t_an = time.perf_counter()
         report = analyse_exits(records, gate, thresholds, chosen)
-        metrics, metric_details = score_metrics(spec, records, docs)
+        metrics, metric_details = (lm_run.metrics, lm_run.metric_details) if lm_run else score_metrics(spec, records, docs)
         analysis_s = time.perf_counter() - t_an
         t_ee = time.perf_counter()
         ee_extras = measured = None
@@ -219,7 +245,9 @@ def main(argv: list[str]) -> int:
             "n_output_tokens": n_tokens,
             "model_info": model.describe(),
             "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
-                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
+                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks,
+                          "max_gen_toks_source": spec.max_gen_toks_source,  # issue 16
+                          **(spec.task_info() if lm_run else {})},
             "config": {k: v for k, v in vars(args).items()},
             "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "world_size": dist.world_size,
