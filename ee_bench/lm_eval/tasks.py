@@ -85,6 +85,7 @@ class LmEvalTask:
     total: int
     reasons: tuple[str, ...] = ()
     data_note: str = "as the task file says"
+    recorded: dict[str, Any] = field(default_factory=dict)
     engine: str = "lm-eval"
 
     @property
@@ -132,9 +133,7 @@ class LmEvalTask:
         return {"built_by": "lm-eval", "lm_eval_origin": self.origin, "lm_eval_reasons": list(self.reasons),
                 "num_fewshot": cfg.num_fewshot or 0, "data": self.data_note,
                 "max_gen_toks_source": self.max_gen_toks_source,
-                "recorded_unused": {k: self.config[k] for k in ("tag", "training_split", "validation_split", "repeats",
-                                                               "should_decontaminate", "task_alias")
-                                    if k in self.config and not callable(self.config[k])}}
+                "recorded_unused": dict(self.recorded)}
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -247,6 +246,10 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     """
     from lm_eval.api.task import ConfigurableTask
 
+    recorded = {k: cfg[k] for k, (cls, _) in vocab.TASK_CONFIG_FIELDS.items()
+                if cls == vocab.RECORDED and k in cfg and not callable(cfg[k])}
+    if "repeats" in cfg:
+        recorded["repeats"] = cfg["repeats"]
     cfg, note = local_data_overrides(cfg, data_dir, source)
     cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k not in ("tag", "group", "task_list", "include")}
     cfg["metadata"] = {**(cfg.get("metadata") or {}), "config_source": source}
@@ -265,7 +268,8 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     if not docs:
         raise EEBenchError(f"lm-eval task {name} has no documents in its evaluated split.")
     return LmEvalTask(task=name, config=cfg, source_file=source, origin=origin, lm_task=lm_task,
-                      docs=docs[:limit] if limit else docs, total=len(docs), reasons=reasons, data_note=note)
+                      docs=docs[:limit] if limit else docs, total=len(docs), reasons=reasons, data_note=note,
+                      recorded=recorded)
 
 
 def from_spec(spec, data_dir, limit: int | None) -> LmEvalTask:
@@ -274,11 +278,6 @@ def from_spec(spec, data_dir, limit: int | None) -> LmEvalTask:
     _check_runnable(cfg, spec.source_file, trusted=False)
     return build_task(spec.task, cfg, spec.source_file, f"task file read by ee-bench: {spec.source_file}",
                       data_dir, limit, spec.lm_eval_reasons)
-
-
-def lm_eval_names(include_paths: list[Path]) -> list[str]:
-    """Every task name lm-eval's TaskManager knows (installed tasks and ``include_paths``)."""
-    return task_manager(tuple(str(p) for p in include_paths)).all_subtasks
 
 
 def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None) -> LmEvalTask:
@@ -295,10 +294,19 @@ def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None)
 
     from lm_eval.tasks._index import Kind
 
-    tm = task_manager(tuple(str(p) for p in include_paths))
-    entry = tm.task_index.get(name)
+    # --include_path folders first (as in lm-eval, where they override installed tasks), then the
+    # installed tasks; two managers, so the big one is indexed once per process whatever the folders.
+    managers = ([task_manager(tuple(str(p) for p in include_paths), include_defaults=False)] if include_paths else [])
+    entry = None
+    for tm in managers:
+        entry = tm.task_index.get(name)
+        if entry is not None:
+            break
     if entry is None:
-        close = difflib.get_close_matches(name, tm.all_tasks, n=5, cutoff=0.6)
+        tm = task_manager(())
+        entry = tm.task_index.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(name, [n for m in (*managers, tm) for n in m.all_tasks], n=5, cutoff=0.6)
         raise UnknownNameError(
             f"Unknown task {name!r}: neither ee-bench nor lm-eval has it.{' Did you mean: ' + ', '.join(close) + '?' if close else ''} "
             f"List them with `ee-bench ls tasks` and `ee-bench ls tasks --lm-eval`; add folders with --include_path DIR.")
@@ -309,11 +317,12 @@ def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None)
     if entry.kind != Kind.TASK or entry.yaml_path is None:
         raise EEBenchError(f"lm-eval task {name} is a Python class, not a task file; ee-bench runs task files only.")
     yaml_path = Path(entry.yaml_path)
-    if _inside(yaml_path, include_paths):
-        from ee_bench.tasks.spec import resolve_includes
+    if _inside(yaml_path, include_paths):  # a stranger's file: read as data, with ee-bench's full checks
+        from ee_bench.tasks.spec import parse_task, resolve_includes
 
-        cfg = _resolve_data_files(resolve_includes(yaml_path), yaml_path)
-        _check_runnable(cfg, str(yaml_path), trusted=False)
+        raw = resolve_includes(yaml_path)
+        parse_task(raw, str(yaml_path))  # raises ConfigError listing every problem
+        cfg = _resolve_data_files(raw, yaml_path)
         origin = f"lm-eval TaskManager, include_path file {yaml_path}"
     else:
         from lm_eval.tasks._yaml_loader import load_yaml
@@ -466,8 +475,8 @@ def run_lm_eval_task(model, task: LmEvalTask, *, batch_size: int = 1, limit: int
     hib = out.get("higher_is_better", {}).get(name, {})
     metrics, details = {}, {}
     for key, value in scores.items():
-        if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)):
-            continue
+        if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+            continue  # "alias", "sample_len" and standard errors are not scores
         metric, filt = _metric_name(key)
         shown = metric if filt == "none" else key
         metrics[shown] = float(value)

@@ -70,3 +70,37 @@ def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, li
                 seen.add(spec.task)
                 out.append(spec)
     return out
+
+
+def lm_eval_listing(include_paths: list[Path], match: str | None = None) -> tuple[list[tuple], str]:
+    """Rows (name, kind, output type, what ee-bench does with it, file) for every lm-eval task, group and
+    tag, and a one-line summary by output type.
+
+    The output type is read from lm-eval's index (task files with their includes, functions unresolved).
+    """
+    import fnmatch
+    from collections import Counter
+
+    from ee_bench.tasks.lm_eval_vocab import RUNNABLE_OUTPUT_TYPES
+
+    lm = _lm_eval_tasks()
+    entries = dict(lm.task_manager(()).task_index)
+    if include_paths:  # include folders override installed tasks, as in lm-eval
+        entries.update(lm.task_manager(tuple(str(p) for p in include_paths), include_defaults=False).task_index)
+    rows, counts = [], Counter()
+    for name, entry in sorted(entries.items()):
+        if match and not fnmatch.fnmatch(name, match):
+            continue
+        kind = entry.kind.name.lower().replace("py_task", "python task")
+        if kind == "task":
+            out = (entry.cfg or {}).get("output_type", "generate_until")
+            verdict = "yes" if out in RUNNABLE_OUTPUT_TYPES else "no (not supported yet)"
+            counts[out] += 1
+        else:
+            out = ""
+            verdict = "name its tasks" if kind in ("group", "tag") else "no (Python class)"
+        path = str(entry.yaml_path or "")
+        rows.append((name, kind, out, verdict, path.split("lm_eval/tasks/")[-1] if "lm_eval/tasks/" in path else path))
+    summary = ("lm-eval task files by output type: " + ", ".join(f"{k} {v}" for k, v in counts.most_common())
+               + f"; ee-bench analyses {', '.join(RUNNABLE_OUTPUT_TYPES)} (run with --tasks lm_eval:NAME)")
+    return rows, summary
