@@ -99,7 +99,10 @@ def test_vocabulary_names_every_taskconfig_field_of_the_installed_lm_eval():
     from lm_eval.config.task import TaskConfig
 
     assert list(vocab.TASK_CONFIG_FIELDS) == [f.name for f in fields(TaskConfig)]
+    from lm_eval.api.registry import METRIC_REGISTRY
+
     assert set(vocab.LM_EVAL_AGGREGATIONS) == set(AGGREGATION_REGISTRY)
+    assert set(vocab.LM_EVAL_METRICS) == set(METRIC_REGISTRY)
     assert {c for c, _ in vocab.TASK_CONFIG_FIELDS.values()} == {vocab.HONOURED, vocab.RECORDED, vocab.REFUSED}
 
 
@@ -264,3 +267,47 @@ def test_ls_lists_lm_eval_tasks_and_what_ee_bench_analyses(capsys):
     row = next(line for line in out.splitlines() if line.startswith("wmt16-de-en"))
     assert row.split()[1:4] == ["task", "generate_until", "yes"]
     assert "translation/wmt16_de-en.yaml" in row
+
+
+# ---------------------------------------------------------------- multiple choice, built by lm-eval
+MC_DOCS = [{"q": "ja oder", "choices": ["ja", "nein", "ok"], "label": 1},
+           {"q": "eins", "choices": ["zwei", "drei"], "label": 0},
+           {"q": "Farbe", "choices": ["rot", "blau", "gelb"], "label": 2}]
+MC = """task: mc_words
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{q}}}}:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def test_multiple_choice_task_scored_by_lm_eval_with_per_layer_choice_stats(ckpt, tmp_path):
+    # target_delimiter "" keeps the byte-level choices' first tokens distinct (j/n/o, z/d, r/b/g), which the
+    # label-restricted per-layer head needs.
+    folder = tmp_path / "mc"
+    write_task(folder, "mc_words", MC.format(data=folder / "mc_words_test.jsonl"), docs=MC_DOCS)
+    hf = lm_eval_hf(ckpt, folder, "mc_words")
+    assert run(ckpt, tmp_path / "out", "mc_words", "--include_path", str(folder)) == 0
+    res, samples = results_of(tmp_path / "out", "mc_words")
+    assert res["task_info"]["lm_eval_reasons"] == ["target_delimiter", "doc_to_choice given as a template, field or mapping",
+                                                   "doc_to_target names a document field ('label')"]
+    hf_samples = sorted(hf["samples"]["mc_words"], key=lambda s: s["doc_id"])
+    assert [s["extra"]["loglik"] for s in samples] == [[r[0][0] for r in s["resps"]] for s in hf_samples]
+    assert res["metrics"] == {"acc": hf["results"]["mc_words"]["acc,none"]}
+    for s, doc in zip(samples, MC_DOCS):
+        lls = s["extra"]["loglik"]
+        assert s["prediction"] == lls.index(max(lls)) and s["references"] == [doc["label"]]
+        assert s["extra"]["choices"] == doc["choices"]
+        assert len(s["oracle_first_match"]) == 1 and 0 <= s["oracle_first_match"][0] < 4

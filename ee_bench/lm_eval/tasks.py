@@ -276,6 +276,8 @@ def from_spec(spec, data_dir, limit: int | None) -> LmEvalTask:
     """Build an ee-bench-read task file (``spec.engine == "lm-eval"``) with lm-eval."""
     cfg = _resolve_data_files(dict(spec.raw), Path(spec.source_file))
     _check_runnable(cfg, spec.source_file, trusted=False)
+    if problems := lm_eval_metric_problems(spec):
+        raise ConfigError(spec.source_file, problems)
     return build_task(spec.task, cfg, spec.source_file, f"task file read by ee-bench: {spec.source_file}",
                       data_dir, limit, spec.lm_eval_reasons)
 

@@ -92,6 +92,11 @@ LOADER_KEYS = ("include", "group")
 LM_EVAL_AGGREGATIONS = ("bits_per_byte", "bleu", "brier_score", "bypass", "chrf", "chrf++", "f1",
                         "matthews_corrcoef", "mean", "median", "nanmean", "perplexity", "ter",
                         "weighted_perplexity")
+# lm-eval 0.4.13's metric registry (lm_eval.api.registry.METRIC_REGISTRY), likewise: a metric ee-bench
+# lacks makes a file lm-eval's only when lm-eval has it; a name in neither stays a typo ("did you mean").
+LM_EVAL_METRICS = ("acc", "acc_all", "acc_bytes", "acc_mutual_info", "acc_norm", "bits_per_byte", "bleu",
+                   "brier_score", "bypass", "byte_perplexity", "chrf", "chrf++", "exact_match", "f1",
+                   "likelihood", "mcc", "perplexity", "ter", "word_perplexity")
 METRIC_STANDARD_KEYS = ("metric", "aggregation", "higher_is_better")
 GENERATION_KEYS = ("until", "max_gen_toks", "do_sample", "temperature")
 DEFAULT_MAX_GEN_TOKS = 256  # lm_eval.models.huggingface.HFLM(max_gen_toks=256)
@@ -170,7 +175,7 @@ def lm_eval_features(data: dict[str, Any], ee_metrics: set[str] | None = None) -
             out.append(f"{key} names a document field ({data[key]!r})")
     if ee_metrics is not None:
         for m in data.get("metric_list") or []:
-            if isinstance(m, dict) and isinstance(m.get("metric"), str) and m["metric"] not in ee_metrics:
+            if isinstance(m, dict) and m.get("metric") in LM_EVAL_METRICS and m["metric"] not in ee_metrics:
                 out.append(f"metric {m['metric']!r} (lm-eval's)")
     return out
 
