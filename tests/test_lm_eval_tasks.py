@@ -311,3 +311,36 @@ def test_multiple_choice_task_scored_by_lm_eval_with_per_layer_choice_stats(ckpt
         assert s["prediction"] == lls.index(max(lls)) and s["references"] == [doc["label"]]
         assert s["extra"]["choices"] == doc["choices"]
         assert len(s["oracle_first_match"]) == 1 and 0 <= s["oracle_first_match"][0] < 4
+
+
+# ---------------------------------------------------------------- perplexity (loglikelihood_rolling)
+ROLL_DOCS = [{"text": "Der Zug fährt heute."}, {"text": "Kannst du das Salz geben?"}]
+ROLL = """task: roll_text
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: word_perplexity
+metadata:
+  version: 1.0
+"""
+
+
+def test_perplexity_task_gets_a_per_token_oracle_over_the_text(ckpt, tmp_path):
+    folder = tmp_path / "roll"
+    write_task(folder, "roll_text", ROLL.format(data=folder / "roll_text_test.jsonl"), docs=ROLL_DOCS)
+    hf = lm_eval_hf(ckpt, folder, "roll_text")
+    assert run(ckpt, tmp_path / "out", "roll_text", "--include_path", str(folder)) == 0
+    res, samples = results_of(tmp_path / "out", "roll_text")
+    assert res["task_info"]["lm_eval_reasons"] == ["output_type: loglikelihood_rolling", "metric 'word_perplexity' (lm-eval's)"]
+    assert res["metrics"] == {"word_perplexity": hf["results"]["roll_text"]["word_perplexity,none"]}
+    hf_ll = [s["resps"][0][0] for s in sorted(hf["samples"]["roll_text"], key=lambda s: s["doc_id"])]
+    assert [s["extra"]["loglikelihood_nats"] for s in samples] == hf_ll
+    for s, doc in zip(samples, ROLL_DOCS):  # byte-level tokenizer: one analysed token per UTF-8 byte
+        assert len(s["output_token_ids"]) == len(s["oracle_first_match"]) == len(doc["text"].encode("utf-8"))
+        assert s["prompt_token_ids"] == [256]  # lm-eval's prefix token: the tokenizer's EOS (no BOS)

@@ -22,7 +22,8 @@ Then, per task:
    label-restricted per-layer distribution of :func:`~ee_bench.models.choice.score_choices` at the end of
    lm-eval's context. The oracle, gate sweep, samples and leaderboard row follow as for any ee-bench task.
 
-``loglikelihood`` and ``loglikelihood_rolling`` tasks are refused ("not supported yet").
+For ``loglikelihood_rolling`` (perplexity) tasks every token of the text is analysed teacher-forced after
+lm-eval's prefix token (:func:`_analyse_rolling`); ``loglikelihood`` tasks are refused ("not supported yet").
 
 Data without the hub: ``dataset_path: json`` with local ``data_files`` loads through HF datasets' local
 json builder; with ``--data-dir DIR`` a task whose ``dataset_path`` is a hub id reads
@@ -455,8 +456,8 @@ def run_lm_eval_task(model, task: LmEvalTask, *, batch_size: int = 1, limit: int
     import lm_eval
 
     if task.output_type not in vocab.RUNNABLE_OUTPUT_TYPES:
-        raise EEBenchError(f"lm-eval task {task.task} is {task.output_type}; ee-bench analyses generate_until and "
-                           f"multiple_choice tasks only (loglikelihood_rolling is not supported yet).")
+        raise EEBenchError(f"lm-eval task {task.task} is {task.output_type}; ee-bench analyses "
+                           f"{', '.join(vocab.RUNNABLE_OUTPUT_TYPES)} tasks only (loglikelihood is not supported yet).")
     if getattr(model, "kind", "causal") != "causal":
         raise EEBenchError(f"lm-eval tasks need a causal LM; {model.name} is a {model.kind} model.")
     lm = analysing_lm_class()(model, batch_size=batch_size)
@@ -466,7 +467,8 @@ def run_lm_eval_task(model, task: LmEvalTask, *, batch_size: int = 1, limit: int
             log_samples=True, bootstrap_iters=0, fewshot_random_seed=seed)
     name = task.lm_task.task_name
     samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
-    analyse = _analyse_generation if task.output_type == "generate_until" else _analyse_choice
+    analyse = {"generate_until": _analyse_generation, "multiple_choice": _analyse_choice,
+               "loglikelihood_rolling": _analyse_rolling}[task.output_type]
     records = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -562,5 +564,37 @@ def _analyse_choice(model, lm, samples: list[dict], keep_hidden: bool) -> list[D
             stats=sc.stats, hidden=sc.hidden, embeddings=sc.embeddings,
             extra={"lm_eval": {m: _plain(s[m]) for m in s["metrics"]}, "loglik": _plain(lls),
                    "choices": [c for _, c in s["arguments"]]},
+        ))
+    return records
+
+
+def _analyse_rolling(model, lm, samples: list[dict], keep_hidden: bool) -> list[DocRecord]:
+    """Perplexity tasks: the per-token view of the teacher-forced text.
+
+    Each text is tokenised as lm-eval's ``loglikelihood_rolling`` does (``tok_encode``) and fed after
+    lm-eval's prefix token; every text token is then an "output" token whose per-layer statistics are
+    read at the position that predicts it, so the oracle asks, token by token, from which layer on the
+    model's own final top-1 was already the top-1. lm-eval scores the log-likelihood (rolling windows).
+
+    Raises:
+        EEBenchError: for a text longer than the model's context (lm-eval would split it into windows).
+    """
+    prompts, outputs = [], []
+    for s in samples:
+        (text,) = s["arguments"][0][:1]
+        ids = lm.tok_encode(text)
+        if len(ids) + 1 > lm.max_length:
+            raise EEBenchError(f"document {s['doc_id']} has {len(ids)} tokens, more than the model's context "
+                               f"({lm.max_length}); per-token analysis of rolling windows is not supported yet.")
+        prompts.append([lm.prefix_token_id])
+        outputs.append(ids)
+    analyses = model.analyse_outputs(prompts, outputs, keep_hidden=keep_hidden)
+    records = []
+    for s, prompt, ids, an in zip(samples, prompts, outputs, analyses):
+        records.append(DocRecord(
+            doc_id=s["doc_id"], prompt="", prompt_token_ids=prompt, output_text=s["arguments"][0][0],
+            output_token_ids=ids, prediction=_plain(s["resps"][0][0]), references=_plain([s["target"]]),
+            stats=an.stats, hidden=an.hidden, embeddings=an.embeddings,
+            extra={"lm_eval": {m: _plain(s[m]) for m in s["metrics"]}, "loglikelihood_nats": _plain(s["resps"][0][0])},
         ))
     return records
