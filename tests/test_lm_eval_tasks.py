@@ -344,3 +344,13 @@ def test_perplexity_task_gets_a_per_token_oracle_over_the_text(ckpt, tmp_path):
     for s, doc in zip(samples, ROLL_DOCS):  # byte-level tokenizer: one analysed token per UTF-8 byte
         assert len(s["output_token_ids"]) == len(s["oracle_first_match"]) == len(doc["text"].encode("utf-8"))
         assert s["prompt_token_ids"] == [256]  # lm-eval's prefix token: the tokenizer's EOS (no BOS)
+
+
+def test_metric_options_error_exits_2_before_the_model_loads(tmp_path, capsys):
+    # aggregation/higher_is_better are lm-eval's standard keys (accepted); any other key is a metric option,
+    # and ChrF has none of that name: exit 2 from `validate` and from a run, before any model is loaded.
+    folder = _bad(tmp_path, lambda b: b.replace("    higher_is_better: true\n", "    higher_is_better: true\n    beta: 3\n"))
+    assert main(["validate", "--include_path", str(folder)]) == 2
+    assert "metric 'chrf' rejects its options {'beta': 3}" in capsys.readouterr().out
+    assert main(["--model", "/nonexistent/model", "--tasks", "bad", "--include_path", str(folder)]) == 2
+    assert "metric 'chrf' rejects its options {'beta': 3}" in capsys.readouterr().err

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model card (ee-bench ls models), wrapper name, or checkpoint folder")
     p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2 (pretrained=..., dtype=...)")
-    p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks)")
+    p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks); lm_eval:NAME for an lm-eval task "
+                        "(ee-bench ls tasks --lm-eval)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates); default confidence")
     p.add_argument("--threshold", type=float, default=None,
                    help="one gate threshold; without it the gate's documented grid is swept")
