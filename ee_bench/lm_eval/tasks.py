@@ -134,6 +134,7 @@ class LmEvalTask:
         return {"built_by": "lm-eval", "lm_eval_origin": self.origin, "lm_eval_reasons": list(self.reasons),
                 "num_fewshot": cfg.num_fewshot or 0, "data": self.data_note,
                 "max_gen_toks_source": self.max_gen_toks_source,
+                "chat_template": "not applied: lm-eval builds the prompts, and its hf model applies none unless asked",
                 "recorded_unused": dict(self.recorded)}
 
 
