@@ -17,9 +17,9 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval")
 
-from ee_bench.cli import main  # noqa: E402
-from ee_bench.tasks import lm_eval_vocab as vocab  # noqa: E402
-from tests.ee_tiny import tiny_llama  # noqa: E402
+from ee_bench.cli import main
+from ee_bench.tasks import lm_eval_vocab as vocab
+from tests.ee_tiny import tiny_llama
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WMT16 = FIXTURES / "lm_eval_wmt16"
@@ -354,3 +354,20 @@ def test_metric_options_error_exits_2_before_the_model_loads(tmp_path, capsys):
     assert "metric 'chrf' rejects its options {'beta': 3}" in capsys.readouterr().out
     assert main(["--model", "/nonexistent/model", "--tasks", "bad", "--include_path", str(folder)]) == 2
     assert "metric 'chrf' rejects its options {'beta': 3}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("payload", [
+    "{{ cycler.__init__.__globals__.os.system('touch MARK') }}",
+    "{{ lipsum.__globals__['os'].popen('touch MARK').read() }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+])
+def test_lm_eval_built_templates_render_in_the_sandbox(tmp_path, capsys, monkeypatch, payload):
+    # description: makes lm-eval build the task; its templates then render in Jinja's sandbox.
+    monkeypatch.chdir(tmp_path)
+    body = PEER.format(name="evil", data="evil_test.jsonl").replace(
+        'doc_to_text: "German: {{src}}\\nEnglish:"', 'doc_to_text: "' + payload.replace("MARK", str(tmp_path / "pwned")) + '{{src}}"')
+    folder = write_task(tmp_path / "evil", "evil", body + 'description: "Translate.\\n"\n')
+    assert main(["--model", "/nonexistent/model", "--tasks", "evil", "--include_path", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "evil" in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()

@@ -38,7 +38,7 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
     problems: list[str] = []
     if spec.engine == "lm-eval":  # built and scored by lm-eval: its metrics and filters
         try:
-            from ee_bench.lm_eval.tasks import lm_eval_metric_problems
+            from ee_bench.lm_eval.task_build import lm_eval_metric_problems
         except ImportError as exc:
             return [f"this task is built by lm-eval ({'; '.join(spec.lm_eval_reasons)}), which is not installed "
                     f"({exc}); pip install 'ee-bench[lm-eval]'"], "ok"

@@ -26,7 +26,7 @@ PREFIX = "lm_eval:"
 
 def _lm_eval_tasks():
     try:
-        from ee_bench.lm_eval import tasks
+        from ee_bench.lm_eval import task_build as tasks
     except ImportError as exc:
         raise EEBenchError(f"lm-eval tasks need lm-eval ({exc}). Install it: pip install 'ee-bench[lm-eval]'.") from None
     return tasks
