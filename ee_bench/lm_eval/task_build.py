@@ -48,6 +48,8 @@ class LmEvalTask:
         lm_task: the built ``ConfigurableTask`` (its data already loaded).
         docs: the documents of the evaluated split (after ``--limit``); total: the split's size.
         reasons: why lm-eval builds it (empty for a task loaded by name). data_note: where the data came from.
+        recorded: the recorded (unused) keys and their values. fewshot_seed: lm-eval's ``fewshot_random_seed``
+            (``--seed``; 1234 is lm-eval's default too).
     """
 
     task: str
@@ -60,6 +62,7 @@ class LmEvalTask:
     reasons: tuple[str, ...] = ()
     data_note: str = "as the task file says"
     recorded: dict[str, Any] = field(default_factory=dict)
+    fewshot_seed: int = 1234
     engine: str = "lm-eval"
 
     @property
@@ -213,7 +216,7 @@ def _check_runnable(cfg: dict[str, Any], source: str, trusted: bool) -> None:
 
 
 def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_dir, limit: int | None,
-               reasons: tuple[str, ...] = ()) -> LmEvalTask:
+               reasons: tuple[str, ...] = (), seed: int = 1234) -> LmEvalTask:
     """Let lm-eval build one task from a resolved config, and load its documents.
 
     Raises:
@@ -251,20 +254,20 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
         raise EEBenchError(f"lm-eval task {name} has no documents in its evaluated split.")
     return LmEvalTask(task=name, config=cfg, source_file=source, origin=origin, lm_task=lm_task,
                       docs=docs[:limit] if limit else docs, total=len(docs), reasons=reasons, data_note=note,
-                      recorded=recorded)
+                      recorded=recorded, fewshot_seed=seed)
 
 
-def from_spec(spec, data_dir, limit: int | None) -> LmEvalTask:
+def from_spec(spec, data_dir, limit: int | None, seed: int = 1234) -> LmEvalTask:
     """Build an ee-bench-read task file (``spec.engine == "lm-eval"``) with lm-eval."""
     cfg = _resolve_data_files(dict(spec.raw), Path(spec.source_file))
     _check_runnable(cfg, spec.source_file, trusted=False)
     if problems := lm_eval_metric_problems(spec):
         raise ConfigError(spec.source_file, problems)
     return build_task(spec.task, cfg, spec.source_file, f"task file read by ee-bench: {spec.source_file}",
-                      data_dir, limit, spec.lm_eval_reasons)
+                      data_dir, limit, spec.lm_eval_reasons, seed)
 
 
-def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None) -> LmEvalTask:
+def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None, seed: int = 1234) -> LmEvalTask:
     """Look ``name`` up in lm-eval's ``TaskManager`` and build it.
 
     A task file under an ``--include_path`` folder is read as data (``!function`` refused, includes
@@ -316,7 +319,7 @@ def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None)
         origin = f"lm-eval {_lm_eval_version()} package: {yaml_path}"
     if cfg.get("task") != name:
         cfg["task"] = name
-    return build_task(name, cfg, str(yaml_path), origin, data_dir, limit)
+    return build_task(name, cfg, str(yaml_path), origin, data_dir, limit, seed=seed)
 
 
 def _lm_eval_version() -> str:

@@ -266,3 +266,46 @@ def _analyse_rolling(model, lm, samples: list[dict], keep_hidden: bool) -> list[
             extra={"lm_eval": {m: _plain(s[m]) for m in s["metrics"]}, "loglikelihood_nats": _plain(s["resps"][0][0])},
         ))
     return records
+
+
+def evaluate_lm_eval_task(model, task: LmEvalTask, gate, thresholds: list[float], chosen: float, options, *,
+                          threshold_swept: bool = True):
+    """:func:`ee_bench.evaluation.evaluate_task` for a task lm-eval builds: stage 1 is
+    :func:`run_lm_eval_task` (lm-eval's evaluator, ee-bench's per-layer pass), stage 2 the oracle and gate
+    sweep of :func:`~ee_bench.exits.summary.summarise_exits` with lm-eval's scores; no measured stage.
+
+    Args:
+        model: the loaded causal wrapper. task: the built :class:`LmEvalTask`. gate, thresholds, chosen,
+            threshold_swept: as for ``evaluate_task``. options: its ``EvalOptions`` (limit, batch size,
+            progress; single process only).
+
+    Returns:
+        :class:`~ee_bench.evaluation.TaskResult`.
+
+    Raises:
+        EEBenchError: in a multi-process run, or for what :func:`run_lm_eval_task` refuses.
+    """
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from ee_bench.evaluation import Scores, TaskResult
+    from ee_bench.exits.gates import gate_name
+    from ee_bench.exits.summary import summarise_exits
+
+    if options.dist.world_size > 1:
+        raise EEBenchError(f"lm-eval task {task.task} runs in one process; launch without torchrun.")
+    t_run = time.perf_counter()
+    with tqdm(total=len(task.docs), desc=task.task, disable=not options.progress, file=sys.stderr) as bar:
+        run = run_lm_eval_task(model, task, batch_size=options.batch_size, limit=options.limit,
+                               seed=task.fewshot_seed, keep_hidden=gate.needs_hidden, progress=bar)
+    run_s = time.perf_counter() - t_run
+    t_an = time.perf_counter()
+    scores = Scores(summarise_exits(run.records, gate, thresholds, chosen), run.metrics, run.metric_details, None)
+    return TaskResult(
+        spec=task, model_info=model.describe(), gate=gate_name(gate), threshold=chosen,
+        threshold_swept=threshold_swept, records=tuple(run.records), scores=scores, measured_speedup=None,
+        early_exit_samples=None, n_docs_total=task.total, world_size=1,
+        timings={"run_s": run_s, "analysis_and_metrics_s": time.perf_counter() - t_an, "early_exit_and_speedup_s": 0.0},
+    )

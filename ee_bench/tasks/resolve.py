@@ -37,11 +37,13 @@ def is_lm_eval(spec) -> bool:
     return getattr(spec, "engine", "ee-bench") == "lm-eval"
 
 
-def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, limit: int | None = None) -> list:
+def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, limit: int | None = None,
+                  seed: int = 1234) -> list:
     """Resolve ``--tasks`` names (see the module docstring) to ee-bench ``TaskSpec`` s and built
     :class:`~ee_bench.lm_eval.tasks.LmEvalTask` s, in order, without duplicates.
 
-    lm-eval tasks are built here (their data loaded), so bad input fails before the model loads.
+    lm-eval tasks are built here (their data loaded), so bad input fails before the model loads; ``seed`` is
+    their few-shot seed (lm-eval's ``fewshot_random_seed``).
 
     Raises:
         UnknownNameError: a name neither knows. ConfigError / DataNotFoundError: from the task or its data.
@@ -50,7 +52,7 @@ def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, li
     out, seen = [], set()
     for name in names:
         if name.startswith(PREFIX):
-            built = [_lm_eval_tasks().from_name(name[len(PREFIX):], include_paths, data_dir, limit)]
+            built = [_lm_eval_tasks().from_name(name[len(PREFIX):], include_paths, data_dir, limit, seed)]
         else:
             try:
                 specs = index.expand([name])
@@ -60,11 +62,11 @@ def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, li
                 except EEBenchError:
                     raise ee_miss from None
                 try:
-                    built = [lm.from_name(name, include_paths, data_dir, limit)]
+                    built = [lm.from_name(name, include_paths, data_dir, limit, seed)]
                 except UnknownNameError as lm_miss:
                     raise UnknownNameError(f"{ee_miss} | lm-eval: {lm_miss}") from None
             else:
-                built = [_lm_eval_tasks().from_spec(s, data_dir, limit) if is_lm_eval(s) else s for s in specs]
+                built = [_lm_eval_tasks().from_spec(s, data_dir, limit, seed) if is_lm_eval(s) else s for s in specs]
         for spec in built:
             if spec.task not in seen:
                 seen.add(spec.task)

@@ -61,6 +61,15 @@ OUTPUT_TYPES = vocab.LM_EVAL_OUTPUT_TYPES
 GENERATION_KEYS = set(vocab.GENERATION_KEYS)
 
 
+def known_output_types() -> list[str]:
+    """lm-eval's output types, then those a plug-in task runner adds (names ``"<kind>/<output_type>"``
+    in :data:`~ee_bench.task_runners.TASK_RUNNERS`)."""
+    from ee_bench.task_runners import TASK_RUNNERS
+
+    extra = sorted({n.split("/", 1)[1] for n in TASK_RUNNERS.names() if "/" in n} - set(OUTPUT_TYPES))
+    return [*OUTPUT_TYPES, *extra]
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML mapping with ``yaml.safe_load``.
 
@@ -218,8 +227,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         problems.append(f"this file uses ee-bench extensions ({', '.join(extensions)}) and features only lm-eval "
                         f"implements ({'; '.join(reasons)}); one runner cannot honour both: drop one side")
     output_type = data.get("output_type", "generate_until")
-    if output_type not in OUTPUT_TYPES:
-        problems.append(f"'output_type' must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+    known = known_output_types()
+    if output_type not in known:
+        problems.append(f"'output_type' must be one of {', '.join(known)}, got {output_type!r}")
     for key in ("doc_to_text",):
         if not isinstance(data.get(key), str):
             problems.append(f"'{key}' (a Jinja template string) is required")
