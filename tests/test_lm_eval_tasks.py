@@ -371,3 +371,13 @@ def test_lm_eval_built_templates_render_in_the_sandbox(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert "evil" in err and "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("function, ok", [("lowercase", True), ("lowercasee", False)])
+def test_filter_list_is_honoured_only_with_registered_lm_eval_filters(tmp_path, capsys, function, ok):
+    filters = ("filter_list:\n  - name: low\n    filter:\n"
+               f"      - function: {function}\n      - function: take_first\n")
+    folder = _bad(tmp_path, lambda b: b + filters)
+    assert main(["validate", "--include_path", str(folder)]) == (0 if ok else 2)
+    out = capsys.readouterr().out
+    assert ("filter_list[0] (low): unknown filter 'lowercasee'" in out) is not ok
