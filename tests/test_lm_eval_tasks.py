@@ -381,3 +381,22 @@ def test_filter_list_is_honoured_only_with_registered_lm_eval_filters(tmp_path, 
     assert main(["validate", "--include_path", str(folder)]) == (0 if ok else 2)
     out = capsys.readouterr().out
     assert ("filter_list[0] (low): unknown filter 'lowercasee'" in out) is not ok
+
+
+def test_name_precedence_ee_bench_first_then_lm_eval():
+    from ee_bench.tasks.resolve import resolve_tasks
+
+    # ee-bench has it (here from --include_path): ee-bench reads the file (and hands it to lm-eval for TER)
+    (mine,) = resolve_tasks(["wmt16-de-en"], [WMT16], HUB_MIRROR, limit=1)
+    assert mine.origin == f"task file read by ee-bench: {WMT16 / 'wmt16_de-en.yaml'}"
+    # ee-bench has no such task: lm-eval's installed task of that name; lm_eval: forces lm-eval's
+    for name in ("wmt16-de-en", "lm_eval:wmt16-de-en"):
+        (theirs,) = resolve_tasks([name], [], HUB_MIRROR, limit=1)
+        assert theirs.origin.startswith("lm-eval ") and theirs.source_file == str(LM_EVAL_TASKS / "translation" / "wmt16_de-en.yaml")
+        assert (theirs.total, len(theirs.docs)) == (3, 1)
+    # lm_eval: with an include folder that has the task: lm-eval's TaskManager finds the include-path file first
+    (inc,) = resolve_tasks(["lm_eval:wmt16-de-en"], [WMT16], HUB_MIRROR, limit=1)
+    assert inc.origin == f"lm-eval TaskManager, include_path file {(WMT16 / 'wmt16_de-en.yaml').resolve()}"
+    # a built-in ee-bench task keeps its name and runner
+    (builtin,) = resolve_tasks(["wmt22_de_en"], [], None)
+    assert builtin.engine == "ee-bench" and builtin.task == "wmt22_de_en"
