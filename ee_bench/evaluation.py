@@ -21,6 +21,7 @@ Data flow: tasks → documents → prompts → model (per-layer statistics) → 
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ee_bench.distributed import DistContext
 from ee_bench.errors import EEBenchError
 from ee_bench.types import DocRecord
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ee_bench.decoding.early_exit_stage import EarlyExitOptions
@@ -175,16 +178,18 @@ def score_metrics(spec, records: list[DocRecord], docs: list[dict[str, Any]],
     Returns:
         (metric name → value or None, metric name → direction/unit/aggregation and the metric's details).
     """
-    from ee_bench.metrics.base import METRICS
+    from ee_bench.metrics.base import METRICS, direction_warning, metric_options
 
     inputs = metric_inputs(records, docs, target_lang)
     values, details = {}, {}
     for entry in spec.metric_list:
-        options = {k: v for k, v in entry.items() if k != "metric"}
         cls = METRICS.get(entry["metric"])
-        res = cls(**options).compute(inputs)
+        res = cls(**metric_options(entry)).compute(inputs)  # aggregation/higher_is_better are not options
         values[entry["metric"]] = res.value
         details[entry["metric"]] = {**cls.describe(), **res.details}
+        if warning := direction_warning(entry, cls):  # issue 16: a task file's contradicting higher_is_better
+            logger.warning("%s: %s", spec.task, warning)
+            details[entry["metric"]]["task_file_note"] = warning
     return values, details
 
 
@@ -283,6 +288,10 @@ def evaluate_task(model, spec, docs: list[dict[str, Any]], gate, thresholds: lis
     from ee_bench.exits.gates import gate_name
 
     options = options or EvalOptions()
+    if getattr(spec, "engine", "ee-bench") == "lm-eval":  # issue 16: lm-eval builds, runs and scores the task
+        from ee_bench.lm_eval.tasks import evaluate_lm_eval_task
+
+        return evaluate_lm_eval_task(model, spec, gate, thresholds, chosen, options, threshold_swept=threshold_swept)
     if not docs:
         raise ValueError(f"task {spec.task} has no documents")
     evaluated = docs[: options.limit] if options.limit else docs

@@ -145,7 +145,9 @@ def result_dict(result: TaskResult, *, model: str, config: dict[str, Any], prove
         "model_info": result.model_info,
         "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
                       "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks,
-                      "target_lang": result.scores.target_lang},
+                      "target_lang": result.scores.target_lang,
+                      "max_gen_toks_source": spec.max_gen_toks_source,  # issue 16
+                      **(spec.task_info() if hasattr(spec, "task_info") else {})},  # issue 16: lm-eval-built tasks
         "config": config,
         "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "world_size": result.world_size,

@@ -188,7 +188,7 @@ def metric_intervals(metric_list: list[dict[str, Any]], inputs, values: dict[str
     Returns:
         (metric → Interval dict or None, metric → reason it has no interval).
     """
-    from ee_bench.metrics.base import METRICS, MetricInputs
+    from ee_bench.metrics.base import METRICS, MetricInputs, metric_options
 
     out: dict[str, dict | None] = {}
     reasons: dict[str, str] = {}
@@ -198,7 +198,7 @@ def metric_intervals(metric_list: list[dict[str, Any]], inputs, values: dict[str
         if values.get(name) is None:
             reasons[name] = "the metric has no value in this run"
             continue
-        metric = METRICS.get(name)(**{k: v for k, v in entry.items() if k != "metric"})
+        metric = METRICS.get(name)(**metric_options(entry))  # lm-eval's aggregation/higher_is_better are not options
         if metric.aggregation == "mean":
             scores = metric.document_scores(inputs)
             if scores is None:

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model card (ee-bench ls models), wrapper name, or checkpoint folder")
     p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2 (pretrained=..., dtype=...)")
-    p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks)")
+    p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks); lm_eval:NAME for an lm-eval task "
+                        "(ee-bench ls tasks --lm-eval)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates); default confidence")
     p.add_argument("--threshold", type=float, default=None,
                    help="one gate threshold; without it the gate's documented grid is swept")
@@ -77,10 +78,10 @@ def _prepare(args: argparse.Namespace):
     """Resolve everything that can fail on bad input, before loading the model."""
     from ee_bench.evaluation import gate_thresholds
     from ee_bench.exits.gates import GATES
-    from ee_bench.metrics.base import METRICS
+    from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
-    from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
+    from ee_bench.tasks.resolve import is_lm_eval, resolve_tasks
 
     _check_args(args)
     if args.comet_model:
@@ -94,14 +95,22 @@ def _prepare(args: argparse.Namespace):
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
-    specs = TaskIndex([Path(p) for p in args.include_path]).expand(names)
+    # issue 16: ee-bench's tasks first, then lm-eval's (lm_eval:NAME); lm-eval tasks are built here
+    specs = resolve_tasks(names, [Path(p) for p in args.include_path], args.data_dir, args.limit, args.seed)
     for spec in specs:
-        for m in spec.metric_list:
-            METRICS.get(m["metric"])
+        for m in ([] if is_lm_eval(spec) else spec.metric_list):
+            try:  # options checked before the model loads (lm-eval's aggregation/higher_is_better are not options)
+                METRICS.get(m["metric"])(**metric_options(m))
+            except (TypeError, ValueError) as exc:
+                from ee_bench.errors import ConfigError
+
+                raise ConfigError(spec.source_file, [f"metric {m['metric']!r} rejects its options "
+                                                     f"{metric_options(m)}: {exc}"]) from None
     card = resolve_card(args.model, args.model_args)
     data = {}
     for spec in specs:
-        data[spec.task] = load_docs(spec, args.data_dir)
+        # issue 16: lm-eval loaded an lm-eval task's documents (after --limit) when it built the task
+        data[spec.task] = spec.docs if is_lm_eval(spec) else load_docs(spec, args.data_dir)
         if not data[spec.task]:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
     return gate, thresholds, chosen, specs, card, data
@@ -116,6 +125,7 @@ def main(argv: list[str]) -> int:
     ee_options = early_exit_options(args)
     if ee_options:
         other = [f"{s.task} ({s.output_type})" for s in specs if s.output_type != "generate_until"]
+        other += [f"{s.task} (built by lm-eval)" for s in specs if getattr(s, "engine", "ee-bench") == "lm-eval"]  # issue 16
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")

@@ -38,7 +38,18 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="ee-bench ls", description=__doc__)
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
+    p.add_argument("--lm-eval", "--lm_eval", dest="lm_eval", action="store_true",
+                   help="tasks: list lm-eval's tasks (run them with --tasks lm_eval:NAME) and whether ee-bench "
+                        "can analyse their output type")
+    p.add_argument("--match", default=None, help="with --lm-eval: only names matching this glob (e.g. 'wmt*')")
     args = p.parse_args(argv)
+    if args.kind == "tasks" and args.lm_eval:
+        from ee_bench.tasks.resolve import lm_eval_listing
+
+        rows, summary = lm_eval_listing([Path(x) for x in args.include_path], args.match)
+        print(tabulate(rows, headers=["name", "kind", "output type", "ee-bench analyses", "from"], tablefmt="simple"))
+        print(summary)
+        return 0
     if args.kind == "tasks":
         from ee_bench.tasks.index import TaskIndex
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 DATA_DIR_ENV = "EE_BENCH_DATA_DIR"
+WARNINGS: list[str] = []  # non-fatal findings of the current run (e.g. a contradicting higher_is_better)
 
 
 def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], str]:
@@ -29,21 +30,33 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
         n_docs: how many leading documents to render.
     """
     from ee_bench.errors import DataNotFoundError, EEBenchError
-    from ee_bench.metrics.base import METRICS
+    from ee_bench.metrics.base import METRICS, direction_warning, metric_options
     from ee_bench.tasks.loaders import DOC_PROCESSORS, OFFLINE_READERS, load_docs
     from ee_bench.tasks.templates import render
     from ee_bench.tasks.truncation import truncation_problems
 
     problems: list[str] = []
+    if spec.engine == "lm-eval":  # built and scored by lm-eval: its metrics and filters
+        try:
+            from ee_bench.lm_eval.task_build import lm_eval_metric_problems
+        except ImportError as exc:
+            return [f"this task is built by lm-eval ({'; '.join(spec.lm_eval_reasons)}), which is not installed "
+                    f"({exc}); pip install 'ee-bench[lm-eval]'"], "ok"
+        return lm_eval_metric_problems(spec), "ok"
     for entry in spec.metric_list:
         name = entry["metric"]
-        options = {k: v for k, v in entry.items() if k != "metric"}
+        options = metric_options(entry)
         try:
-            METRICS.get(name)(**options)
+            cls = METRICS.get(name)
+            cls(**options)
         except EEBenchError as exc:
             problems.append(f"metric: {exc}")
+            continue
         except (TypeError, ValueError) as exc:
             problems.append(f"metric {name!r} rejects its options {options}: {exc}")
+            continue
+        if warning := direction_warning(entry, cls):
+            WARNINGS.append(f"{spec.source_file}: {warning}")
     if spec.offline and spec.offline.get("format") not in OFFLINE_READERS:
         problems.append(f"offline.format: unknown offline data format {spec.offline.get('format')!r}; "
                         f"available: {', '.join(OFFLINE_READERS.names())}")
@@ -153,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     for path, problems in cards.items():
         errors += [f"{path}: {pr}" for pr in problems]
 
+    for w in WARNINGS:
+        print(f"warning: {w}")
+    WARNINGS.clear()
     n_tasks = sum(counts.values())
     print(f"tasks: {n_tasks} checked ({counts['ok+data']} rendered on local data, "
           f"{counts['skipped-data']} without local data{': ' + ', '.join(skipped) if skipped else ''}); "

@@ -94,6 +94,25 @@ class Metric(ABC):
         return {"higher_is_better": cls.higher_is_better, "unit": cls.unit, "aggregation": cls.aggregation}
 
 
+# lm-eval's standard keys of a metric_list entry: the metric's name, how per-document scores are
+# aggregated, and its direction. They are never metric options (ee-bench's registry gives the direction).
+STANDARD_METRIC_KEYS = ("metric", "aggregation", "higher_is_better")
+
+
+def metric_options(entry: dict[str, Any]) -> dict[str, Any]:
+    """The options of a ``metric_list`` entry: every key but lm-eval's standard ones."""
+    return {k: v for k, v in entry.items() if k not in STANDARD_METRIC_KEYS}
+
+
+def direction_warning(entry: dict[str, Any], cls: type[Metric]) -> str | None:
+    """A warning when a task file's ``higher_is_better`` contradicts the metric's registered direction."""
+    stated = entry.get("higher_is_better")
+    if isinstance(stated, bool) and stated != cls.higher_is_better:
+        return (f"metric {entry['metric']!r}: the task file says higher_is_better: {str(stated).lower()}, but the "
+                f"metric is {'higher' if cls.higher_is_better else 'lower'}-is-better; the registry's direction is used")
+    return None
+
+
 METRICS: Registry[type[Metric]] = Registry("metric", base=Metric, entry_point_group="ee_bench.metrics")
 
 # Built-ins are imported lazily by name ("module:attr") so `ee-bench --help` stays fast.

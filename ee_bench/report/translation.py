@@ -38,7 +38,9 @@ def _metric_options(task: str) -> dict[str, dict[str, Any]]:
         from ee_bench.tasks.index import TaskIndex
 
         spec = TaskIndex().load(task)
-        return {m["metric"]: {k: v for k, v in m.items() if k != "metric"} for m in getattr(spec, "metric_list", ())}
+        from ee_bench.metrics.base import metric_options
+
+        return {m["metric"]: metric_options(m) for m in getattr(spec, "metric_list", ())}
     except EEBenchError:
         logger.info("task %s is not known here; metrics use their default options", task)
         return {}

@@ -35,8 +35,16 @@ A task file holds these keys (``include`` merges a shared file first; the includ
                                the prompt end stay intact
 ============================  =====================================================================
 
-Unknown keys are errors; all problems of a file are reported together (:class:`ConfigError`).
-Only ``yaml.safe_load`` is used.
+Every other field of lm-eval's ``TaskConfig`` is accepted as written and classified (honoured,
+recorded with no effect on a test-split evaluation, or refused with the reason) by
+:mod:`ee_bench.tasks.lm_eval_vocab`; a file that uses a feature only lm-eval implements (few-shot
+examples, ``description``, filters, lm-eval metrics such as TER …) is built by lm-eval and analysed
+by ee-bench (``TaskSpec.engine == "lm-eval"``). ``generation_kwargs.max_gen_toks`` defaults to
+lm-eval's 256 (``TaskSpec.max_gen_toks_source`` says so in the results); ``metric_list`` entries may
+carry lm-eval's standard ``aggregation`` and ``higher_is_better`` keys.
+
+Unknown keys are errors ("Did you mean"); all problems of a file are reported together
+(:class:`ConfigError`). Only ``yaml.safe_load`` is used (``!function`` tags are read as data and refused).
 """
 
 from __future__ import annotations
@@ -50,24 +58,20 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import ConfigError
+from ee_bench.tasks import lm_eval_vocab as vocab
 
-TASK_KEYS = {
-    "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
-    "offline", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "generation_kwargs",
-    "metric_list", "metadata", "truncation", "encoder_fields", "process_docs", "seq2seq_source",
-}
-OUTPUT_TYPES = ("generate_until", "multiple_choice")
-GENERATION_KEYS = {"until", "max_gen_toks"}
+TASK_KEYS = {*vocab.TASK_CONFIG_FIELDS, *vocab.EE_BENCH_EXTENSIONS, *vocab.LOADER_KEYS}
+OUTPUT_TYPES = vocab.LM_EVAL_OUTPUT_TYPES
+GENERATION_KEYS = set(vocab.GENERATION_KEYS)
 
 
 def known_output_types() -> list[str]:
-    """The built-in output types, then those a plug-in task runner adds (names ``"<kind>/<output_type>"``
+    """lm-eval's output types, then those a plug-in task runner adds (names ``"<kind>/<output_type>"``
     in :data:`~ee_bench.task_runners.TASK_RUNNERS`)."""
     from ee_bench.task_runners import TASK_RUNNERS
 
     extra = sorted({n.split("/", 1)[1] for n in TASK_RUNNERS.names() if "/" in n} - set(OUTPUT_TYPES))
     return [*OUTPUT_TYPES, *extra]
-METADATA_KEYS = {"version", "description"}
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         ConfigError: if the file is not valid YAML or is not a mapping.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = vocab.safe_load_with_functions(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"malformed YAML: {exc}".replace("\n", " ")]) from None
     except OSError as exc:
@@ -100,12 +104,15 @@ def resolve_includes(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
     inc = data.pop("include", None)
     if inc is None:
         return data
-    if not isinstance(inc, str):
-        raise ConfigError(str(path), ["'include' must be a path string"])
-    inc_path = (path.parent / inc).resolve()
-    if not inc_path.exists():
-        raise ConfigError(str(path), [f"include file {inc!r} not found (looked at {inc_path})"])
-    base = resolve_includes(inc_path, (*_seen, path))
+    incs = inc if isinstance(inc, list) else [inc]  # lm-eval also takes a list, merged in order
+    if not (incs and all(isinstance(i, str) for i in incs)):
+        raise ConfigError(str(path), ["'include' must be a path string (or a list of them)"])
+    base: dict[str, Any] = {}
+    for one in incs:
+        inc_path = (path.parent / one).resolve()
+        if not inc_path.exists():
+            raise ConfigError(str(path), [f"include file {one!r} not found (looked at {inc_path})"])
+        base.update(resolve_includes(inc_path, (*_seen, path)))
     return {**base, **data}
 
 
@@ -133,6 +140,9 @@ class TaskSpec:
     encoder_fields: tuple[str, ...] | None = None
     process_docs: str | None = None
     seq2seq_source: str | None = None
+    engine: str = "ee-bench"
+    lm_eval_reasons: tuple[str, ...] = ()
+    max_gen_toks_source: str = "task file"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -155,21 +165,41 @@ class GroupSpec:
     source_file: str
 
 
-def _check_generation(gk: Any, problems: list[str]) -> tuple[tuple[str, ...], int]:
+def _check_generation(gk: Any, problems: list[str]) -> tuple[tuple[str, ...], int, str]:
     if not isinstance(gk, dict):
-        problems.append("'generation_kwargs' is required for generate_until tasks: give 'until' and 'max_gen_toks'")
-        return (), 0
+        problems.append("'generation_kwargs' is required for generate_until tasks: give 'until' (and 'max_gen_toks')")
+        return (), 0, ""
     for key in sorted(set(gk) - GENERATION_KEYS):
-        problems.append(f"unknown key generation_kwargs.{key!r} (allowed: {', '.join(sorted(GENERATION_KEYS))})")
+        problems.append(f"unknown key generation_kwargs.{key!r}{_hint(key, GENERATION_KEYS)} "
+                        f"(allowed: {', '.join(sorted(GENERATION_KEYS))})")
     until = gk.get("until")
     if not (isinstance(until, list) and all(isinstance(u, str) and u for u in until)):
         problems.append("'generation_kwargs.until' must be an explicit list of non-empty stop strings")
         until = []
     mgt = gk.get("max_gen_toks")
+    source = "task file"
+    if mgt is None:  # lm-eval's hf model falls back to 256 as well
+        mgt, source = vocab.DEFAULT_MAX_GEN_TOKS, f"lm-eval's default ({vocab.DEFAULT_MAX_GEN_TOKS}); the task file leaves it unset"
     if not (isinstance(mgt, int) and not isinstance(mgt, bool) and mgt > 0):
         problems.append("'generation_kwargs.max_gen_toks' must be a positive integer")
         mgt = 0
-    return tuple(until), int(mgt)
+    return tuple(until), int(mgt), source
+
+
+def _hint(name: str, allowed) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(allowed), n=3, cutoff=0.6)
+    return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def _ee_metric_names() -> set[str] | None:
+    from ee_bench.metrics.base import METRICS
+
+    try:
+        return set(METRICS.names())
+    except Exception:  # a broken metric plug-in is reported where metrics are resolved
+        return None
 
 
 def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
@@ -180,7 +210,8 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
     """
     problems: list[str] = []
     for key in sorted(set(data) - TASK_KEYS):
-        problems.append(f"unknown key {key!r} (allowed: {', '.join(sorted(TASK_KEYS))})")
+        problems.append(f"unknown key {key!r}{_hint(key, TASK_KEYS)}: neither ee-bench nor lm-eval knows it "
+                        f"(allowed: {', '.join(sorted(TASK_KEYS))})")
     if "group" in data:
         tasks = data.get("task")
         if not isinstance(data["group"], str):
@@ -193,6 +224,13 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
 
     if not isinstance(data.get("task"), str):
         problems.append("'task' (the task name, a string) is required")
+    problems += vocab.refusals(data)
+    reasons = vocab.lm_eval_features(data, _ee_metric_names())
+    engine = "lm-eval" if reasons else "ee-bench"
+    extensions = [k for k in vocab.EE_BENCH_EXTENSIONS if k in data]
+    if reasons and extensions:
+        problems.append(f"this file uses ee-bench extensions ({', '.join(extensions)}) and features only lm-eval "
+                        f"implements ({'; '.join(reasons)}); one runner cannot honour both: drop one side")
     output_type = data.get("output_type", "generate_until")
     known = known_output_types()
     if output_type not in known:
@@ -205,21 +243,26 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
     if "doc_to_target" in data and not isinstance(data["doc_to_target"], str):
         problems.append("'doc_to_target' must be a Jinja template string")
     choices = data.get("doc_to_choice")
-    if output_type == "multiple_choice":
+    if output_type == "multiple_choice" and engine == "ee-bench":
         if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
             problems.append("multiple_choice tasks need 'doc_to_choice': a list of at least two label words")
-    elif choices is not None:
+    elif choices is not None and output_type != "multiple_choice":
         problems.append("'doc_to_choice' is only allowed with output_type: multiple_choice")
-    until, mgt = ((), 0)
+    until, mgt, mgt_source = ((), 0, "")
     if output_type == "generate_until":
-        until, mgt = _check_generation(data.get("generation_kwargs"), problems)
+        until, mgt, mgt_source = _check_generation(data.get("generation_kwargs"), problems)
     elif "generation_kwargs" in data:
         problems.append("'generation_kwargs' is only allowed with output_type: generate_until")
     if not data.get("dataset_path") and not data.get("offline"):
         problems.append("give 'dataset_path' (hub) and/or 'offline' (local layout) so the data can be found")
-    for key in ("dataset_path", "dataset_name", "test_split", "process_docs"):
+    for key in ("dataset_path", "dataset_name", "test_split", "process_docs", "training_split",
+                "validation_split", "fewshot_split", "description", "target_delimiter", "fewshot_delimiter",
+                "gen_prefix", "task_alias"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             problems.append(f"'{key}' must be a string")
+    nf = data.get("num_fewshot")
+    if nf is not None and not (isinstance(nf, int) and not isinstance(nf, bool) and nf >= 0):
+        problems.append(f"'num_fewshot' must be a non-negative integer, got {nf!r}")
     for key in ("dataset_kwargs", "offline", "truncation"):
         if key in data and not isinstance(data[key], dict):
             problems.append(f"'{key}' must be a mapping")
@@ -233,12 +276,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         problems.append("'metric_list' must be a non-empty list of mappings with a 'metric' name")
         metrics = []
     meta = data.get("metadata")
-    if not (isinstance(meta, dict) and "version" in meta):
+    if not (isinstance(meta, dict) and "version" in meta):  # other metadata keys are free-form, as in lm-eval
         problems.append("'metadata.version' is required")
         meta = {}
-    else:
-        for key in sorted(set(meta) - METADATA_KEYS):
-            problems.append(f"unknown key metadata.{key!r} (allowed: {', '.join(sorted(METADATA_KEYS))})")
     if problems:
         raise ConfigError(source, problems)
     return TaskSpec(
@@ -252,16 +292,19 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         output_type=output_type,
         doc_to_text=data["doc_to_text"],
         doc_to_target=data.get("doc_to_target"),
-        doc_to_choice=list(choices) if choices else None,
+        doc_to_choice=list(choices) if isinstance(choices, list) else None,
         until=until,
         max_gen_toks=mgt,
         metric_list=tuple(dict(m) for m in metrics),
         version=meta["version"],
-        description=meta.get("description"),
+        description=meta.get("description") if isinstance(meta.get("description"), str) else None,
         truncation=data.get("truncation"),
         encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
         process_docs=data.get("process_docs"),
         seq2seq_source=data.get("seq2seq_source"),
+        engine=engine,
+        lm_eval_reasons=tuple(reasons),
+        max_gen_toks_source=mgt_source or "task file",
         raw=data,
     )
 
