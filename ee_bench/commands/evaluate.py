@@ -59,18 +59,20 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EEBenchError(f"--seed must be a non-negative integer, got {args.seed}.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
-    if args.output_path is not None and Path(args.output_path).exists() and not Path(args.output_path).is_dir():
-        raise EEBenchError(f"--output_path {args.output_path} is a file, not a folder. Give a folder (it is created if missing).")
     if args.dtype is not None:
         from ee_bench.models.base import DTYPES
 
         if args.dtype != "auto" and args.dtype not in DTYPES:
             raise EEBenchError(f"unknown --dtype {args.dtype!r}; use one of auto, {', '.join(DTYPES)}")
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise EEBenchError(
-            f"Data folder {args.data_dir} does not exist. Point --data-dir at a folder in the official layouts "
-            f"(e.g. ../shared/data), or omit it to load from the hub."
-        )
+    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable, device
+    from ee_bench.tasks.loaders import data_dir_problem
+
+    if args.data_dir is not None and data_dir_problem(Path(args.data_dir)):
+        raise EEBenchError(data_dir_problem(Path(args.data_dir)))
+    if args.output_path is not None:
+        preflight.check_output_folder(args.output_path)
+    if args.device is not None:
+        preflight.check_device(args.device)
 
 
 def _prepare(args: argparse.Namespace):
@@ -109,6 +111,9 @@ def _prepare(args: argparse.Namespace):
         if not total:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
         data[spec.task] = (docs[: args.limit] if args.limit else docs, total)
+        from ee_bench.preflight import check_first_document  # sec: templates render before the model loads
+
+        check_first_document(spec, docs[0])
     return gate, thresholds, chosen, specs, card, data
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import ConfigError
+from ee_bench.tasks.templates import template_problems
 
 TASK_KEYS = {
     "task", "group", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
@@ -187,6 +188,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
             problems.append(f"'{key}' (a Jinja template string) is required")
     if "doc_to_target" in data and not isinstance(data["doc_to_target"], str):
         problems.append("'doc_to_target' must be a Jinja template string")
+    for key in ("doc_to_text", "doc_to_target"):  # parsed in the sandbox now: bad syntax / escapes fail at load
+        if isinstance(data.get(key), str):
+            problems += template_problems(data[key], key)
     choices = data.get("doc_to_choice")
     if output_type == "multiple_choice":
         if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):
