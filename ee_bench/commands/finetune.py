@@ -16,7 +16,6 @@ task's hub dataset is loaded with split ``--split`` (default ``train``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
@@ -64,11 +63,16 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
         EEBenchError: if neither source is available.
     """
     if args.train_file:
+        from ee_bench.tasks.loaders import read_jsonl_file
+
         path = Path(args.train_file)
-        if not path.is_file():
-            raise EEBenchError(f"--train_file {path} does not exist")
-        with path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        if not path.exists():
+            raise EEBenchError(f"--train_file {path} does not exist; give a local JSONL file (one row a line, "
+                               f"with the text fields and 'label').")
+        rows = read_jsonl_file(path, "--train_file")
+        if not rows:
+            raise EEBenchError(f"--train_file {path} holds no rows; give a JSONL file with at least one training row.")
+        return rows
     if spec is None or not spec.dataset_path:
         raise EEBenchError("give --train_file, or a --task whose YAML names a hub dataset")
     import datasets
@@ -83,8 +87,39 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse numeric options that cannot train, a model folder without a checkpoint, and an output
+    folder that cannot be written, before any data or model is read.
+
+    Raises:
+        EEBenchError: naming the option and the fix.
+    """
+    import math
+
+    from ee_bench.preflight import check_output_folder
+
+    if not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise EEBenchError(f"--epochs must be a positive number, got {args.epochs}; e.g. --epochs 3 "
+                           f"(a run that trains nothing would save an untrained checkpoint).")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise EEBenchError(f"--lr must be a positive finite learning rate, got {args.lr}; e.g. --lr 5e-5.")
+    for name in ("batch_size", "max_length"):
+        if getattr(args, name) <= 0:
+            raise EEBenchError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+    if args.num_labels is not None and args.num_labels < 2:
+        raise EEBenchError(f"--num_labels must be at least 2, got {args.num_labels}.")
+    if args.seed < 0:
+        raise EEBenchError(f"--seed must be a non-negative integer, got {args.seed}.")
+    folder = Path(args.model)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise EEBenchError(f"--model {folder} is a folder without a checkpoint (no config.json). Give a folder "
+                           f"written by save_pretrained or `ee-bench finetune`, a hub id, or all-minilm-l6-v2.")
+    check_output_folder(args.output_dir, "--output_dir")
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args)
     spec = None
     if args.task:
         from ee_bench.tasks.index import TaskIndex

@@ -98,27 +98,45 @@ def read_wmt_txt(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[di
     return [translation_doc(src, [r[i] for r in refs], pair) for i, src in enumerate(srcs)]
 
 
+def read_jsonl_file(path: Path, what: str = "data file") -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file, one JSON object a line (blank lines skipped).
+
+    Raises:
+        EEBenchError: the file is missing or a folder, not UTF-8, a line is not valid JSON, or a line
+            is not a JSON object; each message names the file, the line and the fix.
+    """
+    import json
+
+    path = Path(path)
+    if path.is_dir():
+        raise EEBenchError(f"{what} {path} is a folder; give a JSON-lines file (one JSON object a line).")
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise EEBenchError(f"{what} {path} line {n} is not valid JSON ({exc.msg}, column {exc.colno}). "
+                                       f"Fix or remove that line: the file must hold one JSON object a line.") from None
+                if not isinstance(row, dict):
+                    raise EEBenchError(f"{what} {path} line {n} is a JSON {type(row).__name__}, not an object. Each "
+                                       f"line must be one document, a JSON object of fields (e.g. {{\"sentence\": …}}).")
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"{what} {path} is not valid UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} near "
+                           f"offset {exc.start}). Re-encode the file as UTF-8.") from None
+    return rows
+
+
 @OFFLINE_READERS.register("jsonl")
 def read_jsonl(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
     """One JSON object per line at ``<data-dir>/<offline.path>``."""
-    import json
-
-    path = inside(root, root / offline["path"])
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EEBenchError(f"{path} line {n} is not valid JSON ({exc.msg}, column {exc.colno}). "
-                                   f"Fix or remove that line: the file must hold one JSON object a line.") from None
-            if not isinstance(row, dict):
-                raise EEBenchError(f"{path} line {n} is a JSON {type(row).__name__}, not an object. Each line "
-                                   f"must be one document, a JSON object of fields (e.g. {{\"sentence\": …}}).")
-            rows.append(row)
-    return rows
+    return read_jsonl_file(inside(root, root / offline["path"]), f"Task {spec.task}'s data file")
 
 
 def _pair_files(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> tuple[str, Path, Path]:
