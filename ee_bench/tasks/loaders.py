@@ -316,6 +316,9 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
     if isinstance(files, dict):  # local files named in the YAML are relative to it
         here = Path(spec.source_file).parent
         kwargs["data_files"] = {k: str(inside(here, here / v, "data_files entry")) for k, v in files.items()}
+        for f in kwargs["data_files"].values():  # our own reader names the file and line of a bad row
+            if spec.dataset_path == "json" and f.endswith(".jsonl") and Path(f).is_file():
+                read_jsonl_file(Path(f), f"Task {spec.task}'s data file (named in {spec.source_file})")
     ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
     return [dict(row) for row in ds]
 
