@@ -9,7 +9,7 @@ In one process, on documents 0..N−1 of WMT22 de-en (from ``--data-dir``, defau
    paper Fig. 2 protocol: the most aggressive τ of ``ConfidenceGate.grid`` whose chrF is ≥ 98 % of
    full depth (``ee_bench.decoding.calibration``; the sweep JSON is rewritten after every point);
 2. at that τ, decode the evaluated documents at full depth and with early exit, batch size 1,
-   same loop and cache (``ee_bench.decoding.speedup.measure_speedup``: warm-up, ``--repeats``
+   same loop and cache (``ee_bench.decoding.speedup.measure_speedups``: warm-up, ``--repeats``
    alternating runs, median, ``time.perf_counter``);
 3. the same for ``copy`` with exits allowed only at ``--sparse-exit-layers`` (fewer gate checks);
 4. time one block and one gate check (head projection + softmax statistics) for one token, to

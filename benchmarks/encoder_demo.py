@@ -19,7 +19,7 @@ available offline):
 3. for each gate (confidence, entropy, patience) sweeps τ and keeps the threshold with the largest
    implied speed-up whose accuracy is ≥ 98 % of the final layer's (paper Fig. 2 / §B.1), and reports
    its distance to the oracle, implied speed-up and *measured* speed-up (real layer-by-layer early
-   exit, :func:`ee_bench.exits.encoder_exit.measure_speedup`, against the model's full forward on
+   exit, :func:`ee_bench.exits.encoder_exit.measure_encoder_speedup`, against the model's full forward on
    the same batch);
 4. prints both objectives side by side (cells ``final → joint``), the layer-similarity table of SST-2
    (paper §5.1), and writes ``results.json`` and ``similarity_sst2.png``.
@@ -77,7 +77,7 @@ def choose_threshold(gate, stats, gold, final_acc: float):
     """Sweep the gate; return (τ, exit layers, accuracy) of the most aggressive τ keeping ≥ 98 %."""
     import torch
 
-    from ee_bench.exits.gates import gate_exit_layers
+    from ee_bench.exits.decide import gate_exit_layers
 
     best = None
     for tau in GATE_GRIDS[gate.__class__.__name__.replace("Gate", "").lower()]:
@@ -100,12 +100,12 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from ee_bench.exits.encoder_exit import measure_speedup
+    from ee_bench.exits.encoder_exit import measure_encoder_speedup
     from ee_bench.exits.gates import GATES
     from ee_bench.exits.oracle import first_match_layer, saturation_layer, summarize_layers
     from ee_bench.exits.scoring import score_gate
     from ee_bench.models.cards import load_model, resolve_card
-    from ee_bench.runners.classification import run_classification
+    from ee_bench.task_runners.classification import run_classification
     from ee_bench.tasks.spec import parse_task
     from ee_bench.types import LayerStats
 
@@ -141,7 +141,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
         entry = {"threshold": tau, "accuracy": 100 * acc, "kept_pct_of_final": 100 * acc / final_acc,
                  **{k: v for k, v in score.to_dict().items() if k != "threshold"}}
         if tau is not None:
-            meas = measure_speedup(model, batch, gate, tau, repeats=repeats, warmup=1)
+            meas = measure_encoder_speedup(model, batch, gate, tau, repeats=repeats, warmup=1)
             entry["measured"] = meas.to_dict()
         else:
             entry["measured"] = None
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
                   f"(train {train_s:.0f}s, {len(train)} rows; eval {len(test)} rows)", flush=True)
     print_tables(results)
     if "sst2" in results:
-        from ee_bench.analysis.similarity import format_table, plot_profiles, profile_model
+        from ee_bench.layer_similarity import format_table, plot_profiles, profile_model
         from ee_bench.models.cards import load_model, resolve_card
 
         texts = [(d["sentence"],) for d in halves["sst2"]]

@@ -30,7 +30,7 @@ from tabulate import tabulate
 
 from ee_bench.models.cards import resolve_card
 from ee_bench.models.gguf_cache import load_from_gguf, load_gguf_cached
-from ee_bench.models.hf_causal import gguf_file
+from ee_bench.models.packaging import gguf_file
 
 PROMPT = "The quick brown fox jumps over the lazy dog. Translate to German:"
 

@@ -19,7 +19,7 @@ from ee_bench.errors import EEBenchError
 
 # subcommand -> ("module:function", one-line help). function(argv: list[str]) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "ls": ("ee_bench.commands.ls:main", "list tasks, models, gates, metrics or kv strategies"),
+    "ls": ("ee_bench.commands.ls:main", "list tasks, models, gates, metrics, kv strategies or task runners"),
     "validate": ("ee_bench.commands.validate:main", "check every shipped task YAML and model card"),
     "leaderboard": ("ee_bench.commands.leaderboard:main", "regenerate leaderboard/README.md from results files"),
     "finetune": ("ee_bench.commands.finetune:main", "fine-tune an encoder classifier, final-layer or joint objective"),

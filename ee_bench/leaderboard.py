@@ -15,7 +15,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ee_bench.results import _atomic_write
+from ee_bench.results import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -143,5 +143,5 @@ def render_leaderboard(dirs: list[Path], out_path: Path) -> str:
 
 def write_leaderboard(dirs: list[Path], out_path: Path) -> Path:
     """Regenerate ``out_path`` atomically; returns it."""
-    _atomic_write(out_path, render_leaderboard(dirs, out_path))
+    atomic_write(out_path, render_leaderboard(dirs, out_path))
     return out_path

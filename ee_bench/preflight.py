@@ -59,7 +59,7 @@ def check_first_document(spec: Any, doc: dict[str, Any]) -> None:
     if spec.doc_to_target:
         render(spec.doc_to_target, doc, source=spec.source_file)
     if spec.output_type == "multiple_choice":
-        from ee_bench.runners.multiple_choice import gold_label
+        from ee_bench.task_runners.multiple_choice import gold_label
 
         gold_label(spec, doc)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
-from collections.abc import Callable
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -152,28 +151,3 @@ class Registry(Generic[T]):
                 f"not a {self.base.__name__}"
             )
 
-
-def lazy_registries() -> dict[str, Callable[[], Registry]]:
-    """The plug-in registries by CLI name, each imported on demand (keeps ``--help`` fast)."""
-
-    def models() -> Registry:
-        from ee_bench.models.base import MODELS
-
-        return MODELS
-
-    def gates() -> Registry:
-        from ee_bench.exits.gates import GATES
-
-        return GATES
-
-    def metrics() -> Registry:
-        from ee_bench.metrics.base import METRICS
-
-        return METRICS
-
-    def kv() -> Registry:
-        from ee_bench.exits.kv import KV_STRATEGIES
-
-        return KV_STRATEGIES
-
-    return {"models": models, "gates": gates, "metrics": metrics, "kv": kv}

@@ -4,6 +4,10 @@ Layout under ``--output_path DIR``::
 
     DIR/<model>/results_<task>_<gate>.json    one run: metrics, oracle, gate sweep, config, provenance
     DIR/<model>/samples_<task>_<gate>.jsonl   one row per document
+
+This module owns the result schema (:data:`RESULTS_SCHEMA`): :func:`result_dict` and
+:func:`sample_rows` turn an :class:`~ee_bench.evaluation.TaskResult` into the two files, and
+:func:`write_task_result` writes them (:func:`atomic_write`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import platform
 import re
 import subprocess
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ee_bench.evaluation import TaskResult
 
 RESULTS_SCHEMA = "ee-bench/results/v1"
 TRACKED_PACKAGES = ("ee-bench", "torch", "transformers", "accelerate", "datasets", "sacrebleu", "rouge-score",
@@ -35,7 +43,9 @@ def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> t
     return base / f"results_{stem}.json", base / f"samples_{stem}.jsonl"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and a rename (creates the folder);
+    on any error nothing is left behind and an existing file is unchanged."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -55,12 +65,12 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write one JSON document atomically (``allow_nan=False``: NaN is a bug, not a value)."""
-    _atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write JSON lines atomically."""
-    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
 
 
 def git_sha() -> str | None:
@@ -85,3 +95,69 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def sample_rows(result: TaskResult) -> list[dict[str, Any]]:
+    """One samples-JSONL row per evaluated document: prompt and output (text and ids), prediction,
+    references, per-token oracle and gate exit layers, the final-layer top-1 probability per layer,
+    the runner's ``extra`` fields and, with ``--kv``, the ``early_exit`` traces."""
+    rows = []
+    for i, (r, layers) in enumerate(zip(result.records, result.scores.exits.per_doc)):
+        row = {
+            "doc_id": r.doc_id, "prompt": r.prompt, "prompt_token_ids": r.prompt_token_ids,
+            "output_text": r.output_text, "output_token_ids": r.output_token_ids,
+            "prediction": r.prediction, "references": r.references, **layers,
+            "top1_prob": [[round(float(x), 6) for x in row] for row in r.stats.top1_prob.T.tolist()],
+        }
+        if r.extra:
+            row["extra"] = r.extra
+        if result.early_exit_samples is not None:
+            row.update(result.early_exit_samples[i])
+        rows.append(row)
+    return rows
+
+
+def result_dict(result: TaskResult, *, model: str, config: dict[str, Any], provenance: dict[str, Any],
+                model_load_s: float | None) -> dict[str, Any]:
+    """The results JSON of one task (schema :data:`RESULTS_SCHEMA`).
+
+    Args:
+        result: the evaluation's :class:`~ee_bench.evaluation.TaskResult`.
+        model: the model (card) name. config: the resolved options. provenance: command, git sha,
+            seed, package versions (a ``date`` is added). model_load_s: seconds spent loading the model.
+    """
+    spec, timings, n_tokens = result.spec, result.timings, result.n_output_tokens
+    run_s = timings["run_s"]
+    return {
+        "schema": RESULTS_SCHEMA,
+        "model": model, "task": spec.task, "gate": result.gate,
+        "threshold": result.threshold, "threshold_swept": result.threshold_swept,
+        "metrics": result.scores.metrics, "metric_details": result.scores.metric_details,
+        **result.scores.exits.to_dict(),
+        "measured_speedup": result.measured_speedup,
+        "n_docs": {"total": result.n_docs_total, "evaluated": len(result.records)},
+        "n_output_tokens": n_tokens,
+        "model_info": result.model_info,
+        "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
+                      "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
+        "config": config,
+        "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "world_size": result.world_size,
+        "timings": {"model_load_s": model_load_s, "run_s": run_s,
+                    "analysis_and_metrics_s": timings["analysis_and_metrics_s"],
+                    "early_exit_and_speedup_s": timings["early_exit_and_speedup_s"],
+                    "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
+    }
+
+
+def write_task_result(output_path: str | Path, result: dict[str, Any], samples: list[dict[str, Any]]) -> Path:
+    """Write the samples JSONL, then the results JSON (naming the samples file), each atomically.
+
+    Returns:
+        The results file's path (``<output_path>/<model>/results_<task>_<gate>.json``).
+    """
+    res_path, sam_path = result_paths(output_path, result["model"], result["task"], result["gate"])
+    write_jsonl(sam_path, samples)
+    result["samples_file"] = sam_path.name
+    write_json(res_path, result)
+    return res_path

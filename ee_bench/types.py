@@ -6,6 +6,7 @@ tokens, or 1 for a classifier), N = tokens after flattening the valid (B, T) ent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -61,12 +62,16 @@ class LayerStats:
             torch.cat([p.entropy for p in parts], dim=1),
         )
 
-    def to_lists(self) -> dict[str, list[list[float]]]:
-        return {
-            "top1": self.top1.tolist(),
-            "top1_prob": self.top1_prob.tolist(),
-            "entropy": self.entropy.tolist(),
-        }
+    @staticmethod
+    def stack(per_layer: Sequence[tuple[Tensor, Tensor, Tensor]]) -> LayerStats:
+        """Assemble (L, N) statistics, on the CPU, from L per-layer (top1, top1_prob, entropy) triples.
+
+        The one place per-layer reductions (``Unembed.reduce``, ``reduce_logits``) become a
+        :class:`LayerStats`: each triple holds (N,) tensors on any device, probability and entropy
+        in any float dtype (stored as float32).
+        """
+        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
+        return LayerStats(top1, prob.float(), ent.float())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 from ee_bench.errors import ConfigError, EEBenchError
 from ee_bench.models.choice import continuation_ids, score_choices
 from ee_bench.models.hf_causal import HFCausalLM
-from ee_bench.runners.multiple_choice import run_multiple_choice
+from ee_bench.task_runners.multiple_choice import run_multiple_choice
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.loaders import load_docs
 

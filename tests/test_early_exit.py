@@ -127,7 +127,8 @@ def test_unsupported_architecture_is_named():
 
 
 def test_trace_table_lists_token_and_exit_layer_per_strategy(model):
-    from ee_bench.commands.trace import parse_layers, trace_table
+    from ee_bench.commands.trace import trace_table
+    from ee_bench.options import parse_layers
 
     prompts = prompt_ids(model)[:1]
     traces = [early_exit_generate(model, prompts, AlwaysGate(), 0.5, kv, (), 5, exit_layers=[1], min_prefix=4)[0]
@@ -145,20 +146,40 @@ def test_trace_table_lists_token_and_exit_layer_per_strategy(model):
 def test_measure_speedups_reports_consistent_ratios(model):
     from ee_bench.decoding.speedup import EESetting, measure_speedups, token_agreement
 
-    prompts = prompt_ids(model)
-    setting = EESetting("copy", AlwaysGate(), 0.5, exit_layers=(1,), min_prefix=2)
-    rep = measure_speedups(model, prompts, [setting], (), 6, repeats=1, references=[["a"], ["b"], ["c"]])[0]
+    prompts = prompt_ids(model)  # 3 prompts, 6 tokens each (no stop string)
+    always = EESetting("copy", AlwaysGate(), 0.5, exit_layers=(1,), min_prefix=2)
+    never = EESetting("copy", AlwaysGate(), 0.5, exit_layers=(1,), min_prefix=6)  # the prefix covers the budget
+    rep, full_depth = measure_speedups(model, prompts, [always, never], (), 6, repeats=1,
+                                       references=[["a"], ["b"], ["c"]])
     # tokens 0, 1 run 4 blocks, tokens 2..5 exit at block 1 (2 blocks): L / mean = 4 / (16/6)
     assert rep.implied_speedup == pytest.approx(4 / (16 / 6))
-    assert rep.per_sequence_speedup == pytest.approx(rep.full_wall_s / rep.ee_wall_s)
+    assert rep.ee_counts.tokens == 18 and rep.ee_counts.token_layers == 3 * (4 + 4 + 4 * 2)  # 48 blocks
+    assert rep.work_ratio == pytest.approx(48 / (18 * 4))
     assert rep.per_token_speedup == pytest.approx(rep.per_sequence_speedup)  # same token counts (18 / 18)
     assert set(rep.quality) == {"chrf", "bleu"}
-    assert rep.token_agreement == token_agreement([t.token_ids for t in rep.ee_traces], [t.token_ids for t in rep.full_traces])
+    assert rep.token_agreement >= 6 / 18  # tokens 0 and 1 of each output are decoded at full depth
+    # Nothing exits: the same blocks as full depth, so the same tokens and every ratio of layers is 1.
+    assert full_depth.ee_counts.token_layers == 72 and full_depth.ee_counts.gate_checks == 0
+    assert full_depth.token_agreement == 1.0
+    assert full_depth.implied_speedup == 1.0 and full_depth.work_ratio == 1.0
     assert token_agreement([[1, 2, 3]], [[1, 5, 3, 4]]) == 0.5  # 2 of 4 full-depth positions
 
 
+def test_speedup_ratios_hand_values():
+    from ee_bench.decoding.early_exit import DecodeCounts
+    from ee_bench.decoding.speedup import speedup_ratios
+
+    # full depth: 12 tokens in 2.0 s; early exit: 10 tokens in 0.5 s, 20 blocks run + 4 catch-up blocks, L = 4
+    r = speedup_ratios(2.0, 0.5, 12, DecodeCounts(tokens=10, token_layers=20, catchup_token_layers=4), 4)
+    assert r["per_sequence_speedup"] == pytest.approx(4.0)  # 2.0 / 0.5
+    assert r["per_token_speedup"] == pytest.approx(10 / 3)  # (10 / 0.5) / (12 / 2.0) = 20 / 6
+    assert r["implied_speedup"] == pytest.approx(2.0)  # 4 · 10 / 20
+    assert r["work_ratio"] == pytest.approx(0.6)  # (20 + 4) / (10 · 4)
+
+
 def test_samples_fields_carry_one_trace_per_strategy(model):
-    from ee_bench.decoding.samples import early_exit_fields, parse_kv_list
+    from ee_bench.decoding.samples import early_exit_fields
+    from ee_bench.options import parse_kv_list
 
     prompts = prompt_ids(model)[:2]
     fields = early_exit_fields(model, prompts, (), 6, AlwaysGate(), 0.5, ["copy", "recompute"], [1], 2)

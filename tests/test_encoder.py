@@ -8,10 +8,11 @@ import transformers as tf
 from encoder_fixtures import tiny_config, tiny_model, tiny_tokenizer, toy_rows
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.exits.encoder_exit import early_exit_classify, measure_speedup
-from ee_bench.exits.gates import GATES, gate_exit_layers
+from ee_bench.exits.encoder_exit import early_exit_classify, measure_encoder_speedup
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
-from ee_bench.runners.classification import run_classification
+from ee_bench.task_runners.classification import run_classification
 from ee_bench.tasks.spec import parse_task
 
 KINDS = ["bert", "roberta", "distilbert", "electra", "mpnet"]
@@ -117,7 +118,7 @@ def test_never_firing_gate_gives_model_logits():
 
 def test_measure_speedup_reports_implied_from_layers():
     w = _wrap(tiny_model("bert"))
-    m = measure_speedup(w, _batch("bert"), None, force_layer=0, repeats=2, warmup=1)
+    m = measure_encoder_speedup(w, _batch("bert"), None, force_layer=0, repeats=2, warmup=1)
     assert m.mean_layers_run == 1.0 and m.implied_speedup == 3.0
     assert m.full_forward_s > 0 and m.early_exit_s > 0
     assert m.measured_speedup == pytest.approx(m.full_forward_s / m.early_exit_s)
@@ -165,7 +166,7 @@ def test_runner_pairs_and_label_mismatch():
 
 
 def test_measure_classification_speedup_on_task_docs():
-    from ee_bench.runners.classification import measure_classification_speedup
+    from ee_bench.task_runners.classification import measure_classification_speedup
 
     w = _wrap(tiny_model("bert"))
     m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,

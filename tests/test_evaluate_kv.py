@@ -25,7 +25,11 @@ def test_kv_calibrate_writes_traces_speedup_and_sweep(tmp_path, capsys):
         assert rep["n_docs"] == 3 and rep["kv"] == kv
         assert rep["calibration"]["doc_ids"] == [3, 4]  # disjoint from the evaluated docs 0..2
         assert rep["calibration"]["complete"] is True
-        assert rep["per_sequence_speedup"] == rep["full_wall_s"] / rep["ee_wall_s"]
+        # full depth runs all 4 blocks of the tiny Llama for every token and checks no gate
+        assert rep["full_counts"]["token_layers"] == 4 * rep["full_tokens"] and rep["full_counts"]["gate_checks"] == 0
+        # each of the 3 documents' first token (prompt pass) runs 4 blocks; with --exit-layers 1,2 every
+        # later token runs 2, 3 or 4 blocks
+        assert 3 * 4 + 2 * (rep["ee_tokens"] - 3) <= rep["ee_counts"]["token_layers"] <= 4 * rep["ee_tokens"]
         sweep = json.loads((out / f"calibration_tiny_copy_{kv}.json").read_text())
         assert len(sweep["points"]) == 7  # the confidence grid
     rows = [json.loads(line) for line in next(out.rglob("samples_*.jsonl")).read_text().splitlines()]

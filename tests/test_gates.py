@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ee_bench.errors import EEBenchError, UnknownNameError
-from ee_bench.exits.gates import GATES, ThresholdError, gate_exit_layers, top1_streak
+from ee_bench.exits.decide import gate_exit_layers, top1_streak
+from ee_bench.exits.gates import GATES, ThresholdError
 from ee_bench.exits.scoring import score_gate
 from ee_bench.types import LayerStats
 

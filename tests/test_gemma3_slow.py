@@ -28,7 +28,7 @@ def gemma3():
 
 
 def test_gemma3_generation_and_analysis(gemma3):
-    from ee_bench.runners.generation import build_prompts
+    from ee_bench.task_runners.generation import build_prompts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 

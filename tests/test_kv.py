@@ -9,7 +9,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.exits.gates import Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVStrategy
-from ee_bench.registry import lazy_registries
+from ee_bench.commands.ls import lazy_registries
 from tests.ee_tiny import N_LAYERS, prompt_ids, tiny_llama
 
 EXIT = 1  # forced exit layer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ee_bench.decoding.early_exit import early_exit_generate
-from ee_bench.exits.gates import GATES, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import GATES
 from ee_bench.types import LayerStats
 from tests.ee_tiny import N_LAYERS, prompt_ids, tiny_llama
 

@@ -16,7 +16,8 @@ import torch
 
 from ee_bench.cli import main
 from ee_bench.errors import UnknownNameError
-from ee_bench.exits.gates import GATES, Gate, GateObservation, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import GATES, Gate, GateObservation
 from ee_bench.metrics.base import Metric, MetricInputs
 from ee_bench.registry import PluginLoadError, Registry
 from ee_bench.tasks.index import TaskIndex

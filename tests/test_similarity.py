@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import entropy as scipy_kl
 
-from ee_bench.analysis.similarity import (
+from ee_bench.layer_similarity import (
     cosine_similarity,
     format_table,
     js_divergence,

@@ -27,7 +27,7 @@ def smollm2():
 
 def test_smollm2_demo_generation_and_analysis(smollm2):
     from ee_bench.exits.oracle import first_match_layer, saturation_layer
-    from ee_bench.runners.generation import build_prompts
+    from ee_bench.task_runners.generation import build_prompts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 

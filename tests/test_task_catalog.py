@@ -68,7 +68,7 @@ def test_task_loads_renders_and_resolves_metrics(name):
         assert prompt.startswith("### Instruction:\n") and prompt.endswith(("### Response:\n", "### Answer:\n"))
         assert target.strip()
     else:
-        from ee_bench.runners.multiple_choice import gold_label
+        from ee_bench.task_runners.multiple_choice import gold_label
 
         assert 0 <= gold_label(spec, doc) < len(spec.doc_to_choice)
         assert prompt.endswith("Answer:")

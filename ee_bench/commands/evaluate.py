@@ -1,9 +1,10 @@
-"""``ee-bench --model M --tasks T[,T2] --gate G``: the main evaluation.
+"""``ee-bench --model M --tasks T[,T2] --gate G``: the main evaluation (parse, call, print).
 
 Order of work, so that bad input fails before anything heavy runs and nothing half-written is left:
 parse and validate every option, resolve tasks, the model card, the gate and its thresholds, load every
-task's documents; then load the model; then, task by task, run, analyse, score and write that task's
-results atomically (an interrupted run keeps the tasks that finished).
+task's documents; then load the model; then, task by task, call
+:func:`ee_bench.evaluation.evaluate_task` and write that task's results atomically
+(:func:`ee_bench.results.write_task_result`; an interrupted run keeps the tasks that finished).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import argparse
 import logging
 import random
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    from ee_bench.decoding.evaluate_hook import add_arguments as add_early_exit_arguments
+    from ee_bench.options import add_early_exit_arguments
 
     add_early_exit_arguments(p)
     return p
@@ -77,6 +77,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace):
     """Resolve everything that can fail on bad input, before loading the model."""
+    from ee_bench.evaluation import gate_thresholds
     from ee_bench.exits.gates import GATES
     from ee_bench.metrics.base import METRICS
     from ee_bench.models.cards import resolve_card
@@ -91,11 +92,7 @@ def _prepare(args: argparse.Namespace):
 
         os.environ[COMET_MODEL_ENV] = args.comet_model
     gate = GATES.get(args.gate)()
-    thresholds = [gate.check_threshold(args.threshold)] if args.threshold is not None else \
-        [gate.check_threshold(t) for t in gate.grid]
-    chosen = thresholds[0] if args.threshold is not None else gate.check_threshold(gate.default_threshold)
-    if chosen not in thresholds:
-        thresholds.append(chosen)
+    thresholds, chosen = gate_thresholds(gate, args.threshold)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
@@ -106,65 +103,35 @@ def _prepare(args: argparse.Namespace):
     card = resolve_card(args.model, args.model_args)
     data = {}
     for spec in specs:
-        docs = load_docs(spec, args.data_dir)
-        total = len(docs)
-        if not total:
+        data[spec.task] = load_docs(spec, args.data_dir)
+        if not data[spec.task]:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
-        data[spec.task] = (docs[: args.limit] if args.limit else docs, total)
         from ee_bench.preflight import check_first_document  # sec: templates render before the model loads
 
-        check_first_document(spec, docs[0])
+        check_first_document(spec, data[spec.task][0])
     return gate, thresholds, chosen, specs, card, data
-
-
-def score_metrics(spec, records, docs) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """Compute the task's metric_list on the records (sources and target language from the docs).
-
-    Returns:
-        (metric name → value or None, metric name → direction/unit/aggregation and the metric's details).
-    """
-    from ee_bench.metrics.base import METRICS, MetricInputs
-
-    sources = [d.get("src") for d in docs]
-    inputs = MetricInputs(
-        predictions=[r.prediction for r in records],
-        references=[r.references for r in records],
-        sources=sources if all(isinstance(s, str) for s in sources) else None,
-        target_lang=docs[0].get("tgt_lang") if docs else None,
-    )
-    values, details = {}, {}
-    for entry in spec.metric_list:
-        options = {k: v for k, v in entry.items() if k != "metric"}
-        cls = METRICS.get(entry["metric"])
-        res = cls(**options).compute(inputs)
-        values[entry["metric"]] = res.value
-        details[entry["metric"]] = {**cls.describe(), **res.details}
-    return values, details
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     command = "ee-bench " + shlex.join(argv)
     gate, thresholds, chosen, specs, card, data = _prepare(args)
-    from ee_bench.decoding.evaluate_hook import check_arguments, run_early_exit
+    from ee_bench.options import early_exit_options
 
-    kvs = check_arguments(args)
-    if kvs:
+    ee_options = early_exit_options(args)
+    if ee_options:
         other = [f"{s.task} ({s.output_type})" for s in specs if s.output_type != "generate_until"]
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")
 
     import torch
-    from tqdm import tqdm
-
-    from ee_bench.exits.analysis import analyse_exits
-    from ee_bench.leaderboard import format_rows, write_leaderboard
-    from ee_bench.models.cards import load_model
-    from ee_bench.results import git_sha, package_versions, result_paths, write_json, write_jsonl
-    from ee_bench.runners import get_runner
 
     from ee_bench.distributed import DistContext
+    from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
+    from ee_bench.leaderboard import format_rows, write_leaderboard
+    from ee_bench.models.cards import load_model
+    from ee_bench.results import git_sha, package_versions, result_dict, sample_rows, write_task_result
 
     dist = DistContext.from_env()
     if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars
@@ -174,73 +141,26 @@ def main(argv: list[str]) -> int:
         transformers.utils.logging.disable_progress_bar()
         datasets.disable_progress_bars()
     provenance = {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions()}
+    config = dict(vars(args))
+    if ee_options:  # the parsed --exit-layers, as recorded since the early-exit options exist
+        config["exit_layers_list"] = None if ee_options.exit_layers is None else list(ee_options.exit_layers)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
     load_s = time.perf_counter() - t0
-    if args.threshold is not None:
-        gate.check_threshold(args.threshold, model.n_layers)
-    thresholds = [t for t in thresholds if _fits(gate, t, model.n_layers)]
+    thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
+    options = EvalOptions(limit=args.limit, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
+                          output_dir=Path(args.output_path) if args.output_path else None, dist=dist)
     written = []
     for spec in specs:
-        docs, total = data[spec.task]
-        runner = get_runner(getattr(model, "kind", "causal"), spec.output_type)
-        mine = dist.shard(len(docs))
-        t_task = time.perf_counter()
-        with tqdm(total=len(mine), desc=f"{spec.task}", disable=not (args.progress and dist.is_main),
-                  file=sys.stderr) as bar:
-            records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=args.batch_size,
-                             keep_hidden=gate.needs_hidden, progress=bar)
-        records = dist.gather(records)
-        run_s = time.perf_counter() - t_task
-        if not dist.is_main:
+        task_result = evaluate_task(model, spec, data[spec.task], gate, thresholds, chosen, options,
+                                    threshold_swept=args.threshold is None)
+        if task_result is None:  # not the main process
             continue
-        records = sorted(records, key=lambda r: r.doc_id)
-        t_an = time.perf_counter()
-        report = analyse_exits(records, gate, thresholds, chosen)
-        metrics, metric_details = score_metrics(spec, records, docs)
-        analysis_s = time.perf_counter() - t_an
-        t_ee = time.perf_counter()
-        ee_extras = measured = None
-        if kvs and spec.output_type == "generate_until":
-            ee_extras, measured = run_early_exit(args, kvs, model, spec, records, gate, chosen, args.data_dir,
-                                                 Path(args.output_path) if args.output_path else None)
-        elif getattr(model, "kind", "causal") == "encoder":  # real layer-by-layer exit on one batch, timed
-            from ee_bench.runners.classification import measure_classification_speedup
-
-            timing = measure_classification_speedup(model, spec, docs, gate, chosen, batch_size=min(32, len(docs)))
-            measured = {"layerwise": timing.to_dict()}
-        early_exit_s = time.perf_counter() - t_ee
-        n_tokens = sum(r.stats.n_tokens for r in records)
-        result = {
-            "schema": "ee-bench/results/v1",
-            "model": card.name, "task": spec.task, "gate": args.gate,
-            "threshold": chosen, "threshold_swept": args.threshold is None,
-            "metrics": metrics, "metric_details": metric_details,
-            **report.to_dict(),
-            "measured_speedup": measured,
-            "n_docs": {"total": total, "evaluated": len(docs)},
-            "n_output_tokens": n_tokens,
-            "model_info": model.describe(),
-            "task_info": {"version": spec.version, "spec_hash": spec.spec_hash, "source_file": spec.source_file,
-                          "output_type": spec.output_type, "until": list(spec.until), "max_gen_toks": spec.max_gen_toks},
-            "config": {k: v for k, v in vars(args).items()},
-            "provenance": {**provenance, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-            "world_size": dist.world_size,
-            "timings": {"model_load_s": load_s, "run_s": run_s, "analysis_and_metrics_s": analysis_s,
-                        "early_exit_and_speedup_s": early_exit_s,
-                        "output_tokens_per_s": n_tokens / run_s if run_s > 0 else None},
-        }
-        samples = [_sample_row(r, layers) for r, layers in zip(records, report.per_doc)]
-        for row, extra in zip(samples, ee_extras or []):
-            row.update(extra)
+        result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)
         if args.output_path:
-            res_path, sam_path = result_paths(args.output_path, card.name, spec.task, args.gate)
-            write_jsonl(sam_path, samples)
-            result["samples_file"] = sam_path.name
-            write_json(res_path, result)
-            written.append(res_path)
+            written.append(write_task_result(args.output_path, result, sample_rows(task_result)))
             board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
         _print_summary(result)
         print(format_rows([(result, None)]))
@@ -249,26 +169,6 @@ def main(argv: list[str]) -> int:
         print(f"results: {', '.join(str(p) for p in written)}")
         print(f"leaderboard: {board}")
     return 0
-
-
-def _fits(gate, threshold: float, n_layers: int) -> bool:
-    try:
-        gate.check_threshold(threshold, n_layers)
-        return True
-    except EEBenchError:
-        return False
-
-
-def _sample_row(r, layers: dict[str, list[int]]) -> dict[str, Any]:
-    row = {
-        "doc_id": r.doc_id, "prompt": r.prompt, "prompt_token_ids": r.prompt_token_ids,
-        "output_text": r.output_text, "output_token_ids": r.output_token_ids,
-        "prediction": r.prediction, "references": r.references, **layers,
-        "top1_prob": [[round(float(x), 6) for x in row] for row in r.stats.top1_prob.T.tolist()],
-    }
-    if r.extra:
-        row["extra"] = r.extra
-    return row
 
 
 def _print_summary(result: dict[str, Any]) -> None:

@@ -135,7 +135,7 @@ def main(argv: list[str]) -> int:
     rows = load_rows(args, spec)
     rows = rows[_slice(args.rows, len(rows))]
     if spec is not None and spec.doc_to_target:
-        from ee_bench.runners.classification import gold_label
+        from ee_bench.task_runners.classification import gold_label
 
         rows = [{**r, "label": gold_label(spec, r)} for r in rows]
 

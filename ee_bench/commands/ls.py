@@ -1,13 +1,37 @@
-"""``ee-bench ls tasks|models|gates|metrics|kv``: list what is available, and where it comes from."""
+"""``ee-bench ls tasks|models|gates|metrics|kv|task-runners``: list what is available, and where it comes from."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from collections.abc import Callable
+
 from tabulate import tabulate
 
-KINDS = ("tasks", "models", "gates", "metrics", "kv")
+from ee_bench.registry import Registry
+
+KINDS = ("tasks", "models", "gates", "metrics", "kv", "task-runners")
+
+# The plug-in registries by CLI name, each imported on demand (keeps ``--help`` fast). Only this
+# command needs to know them all; no registry module knows the others.
+_REGISTRIES: dict[str, tuple[str, str]] = {
+    "models": ("ee_bench.models.base", "MODELS"),
+    "gates": ("ee_bench.exits.gates", "GATES"),
+    "metrics": ("ee_bench.metrics.base", "METRICS"),
+    "kv": ("ee_bench.exits.kv", "KV_STRATEGIES"),
+    "task-runners": ("ee_bench.task_runners", "TASK_RUNNERS"),
+}
+
+
+def lazy_registries() -> dict[str, Callable[[], Registry]]:
+    """The plug-in registries by CLI name, each imported when called."""
+    import importlib
+
+    def loader(module: str, attr: str) -> Callable[[], Registry]:
+        return lambda: getattr(importlib.import_module(module), attr)
+
+    return {kind: loader(*target) for kind, target in _REGISTRIES.items()}
 
 
 def main(argv: list[str]) -> int:
@@ -35,7 +59,7 @@ def main(argv: list[str]) -> int:
         rows += [(n, "wrapper", n, "", MODELS.origin(n)) for n in MODELS.names()]
         print(tabulate(rows, headers=["name", "kind", "wrapper", "checkpoint", "description / origin"], tablefmt="simple"))
         return 0
-    from ee_bench.registry import PluginLoadError, lazy_registries
+    from ee_bench.registry import PluginLoadError
 
     reg = lazy_registries()[args.kind]()
     rows = []

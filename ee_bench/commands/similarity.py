@@ -7,7 +7,7 @@ Example (backbone vs joint, as in the paper's Fig. 3–4)::
 
 Prints a table (one row per layer; ``A → B`` cells with two models) and writes
 ``similarity.png`` and ``similarity.json`` to ``--output_dir``. Measures: see
-:mod:`ee_bench.analysis.similarity`.
+:mod:`ee_bench.layer_similarity`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
             raise EEBenchError(f"--data_file rows have no field {exc}; fix --fields") from None
     if not args.task:
         raise EEBenchError("give --task NAME (with --data-dir for local data) or --data_file FILE --fields F")
-    from ee_bench.runners.classification import doc_texts
+    from ee_bench.task_runners.classification import doc_texts
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
 
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
         raise EEBenchError("no documents to analyse")
     import transformers
 
-    from ee_bench.analysis.similarity import format_table, plot_profiles, profile_model
+    from ee_bench.layer_similarity import format_table, plot_profiles, profile_model
     from ee_bench.models.cards import load_model, resolve_card
 
     transformers.logging.set_verbosity_error()

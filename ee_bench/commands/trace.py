@@ -35,20 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_layers(text: str | None) -> list[int] | None:
-    """``"8,12,16"`` → [8, 12, 16]; None stays None.
-
-    Raises:
-        EEBenchError: for a non-integer entry.
-    """
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise EEBenchError(f"--exit-layers {text!r} must be comma-separated integers, e.g. 8,12,16") from None
-
-
 def _show(tokenizer, tid: int) -> str:
     """A token as a quoted Python literal, so spaces and newlines stay visible (``' W'``, ``'\\n'``)."""
     return repr(tokenizer.decode([tid]))
@@ -72,6 +58,7 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.exits.gates import GATES
+    from ee_bench.options import parse_layers
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.tasks.index import TaskIndex

@@ -70,7 +70,7 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
             if spec.doc_to_target:
                 target = render(spec.doc_to_target, doc, source=spec.source_file)
                 if spec.output_type == "multiple_choice":
-                    from ee_bench.runners.multiple_choice import gold_label
+                    from ee_bench.task_runners.multiple_choice import gold_label
 
                     gold_label(spec, doc)
                 elif not target.strip():

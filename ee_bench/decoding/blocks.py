@@ -1,14 +1,15 @@
 """Running a decoder's blocks one at a time, on any subset of rows and positions.
 
-:class:`BlockRunner` reuses the model's own pieces — its embedding, each ``*DecoderLayer.forward``
+:class:`BlockExecutor` reuses the model's own pieces — its embedding, each ``*DecoderLayer.forward``
 (input norm, attention through the configured ``attn_implementation``, MLP), its rotary embedding
 (``model.model.rotary_emb``) and its ``apply_rotary_pos_emb`` — and replaces only the cache
 (:class:`~ee_bench.decoding.kv_store.KVStore`) and the mask (built here like
 ``transformers.masking_utils.create_causal_mask``: causal + left padding, as a 4-D mask).
 
-Supported architectures (:data:`SUPPORTED_MODEL_TYPES`): llama (SmolLM2, Llama 2/3), mistral and
-qwen2 — pre-norm blocks with ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no
-embedding scale and no per-head key norm. Sliding-window attention is refused when the sequence would
+Supported architectures: those marked ``blockwise`` in the causal family's one table
+(:data:`~ee_bench.models.arch.DECODER_ARCHS`: llama (SmolLM2, Llama 2/3), mistral and qwen2) — pre-norm
+blocks with ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no embedding scale and
+no per-head key norm. Sliding-window attention is refused when the sequence would
 exceed the window. Anything else raises :class:`~ee_bench.errors.ModelStructureError`.
 
 Shape notation: B = batch rows, b = rows in one call, q = query slots per row, H = hidden size,
@@ -24,12 +25,12 @@ from torch import Tensor
 
 from ee_bench.decoding.kv_store import KVStore, SlotIndex
 from ee_bench.errors import ModelStructureError
+from ee_bench.models.arch import DECODER_ARCHS, blockwise_model_types, get_path
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
 
-class BlockRunner:
+class BlockExecutor:
     """Block-by-block execution of one loaded causal LM.
 
     Args:
@@ -42,10 +43,11 @@ class BlockRunner:
 
     def __init__(self, wrapper):
         cfg = wrapper.model.config
-        if cfg.model_type not in SUPPORTED_MODEL_TYPES:
+        arch = DECODER_ARCHS.get(cfg.model_type)
+        if arch is None or not arch.blockwise:
             raise ModelStructureError(
                 f"Early-exit decoding runs blocks one at a time and supports model_type "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)}; {wrapper.name} is {cfg.model_type!r}. The oracle "
+                f"{', '.join(blockwise_model_types())}; {wrapper.name} is {cfg.model_type!r}. The oracle "
                 f"analysis (ee-bench run without --kv) still works for it."
             )
         impl = getattr(cfg, "_attn_implementation", None) or "eager"
@@ -61,7 +63,7 @@ class BlockRunner:
         self.embed = wrapper.parts.embed
         self.unembed = wrapper.unembed
         self.n_layers = len(self.layers)
-        self.rotary = wrapper.model.model.rotary_emb
+        self.rotary = get_path(wrapper.model, arch.rotary)
         module = sys.modules[type(self.layers[0]).__module__]
         self._rotate_half = module.rotate_half
         attn = self.layers[0].self_attn

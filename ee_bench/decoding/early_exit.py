@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.decoding.blocks import BlockRunner
+from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.decide import exits_here, observe_layer
 from ee_bench.exits.gates import GATES, Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext, KVStrategy
 
@@ -177,7 +178,7 @@ class EarlyExitDecoder:
 
     def __init__(self, model):
         self.model = model
-        self.runner = BlockRunner(model)
+        self.runner = BlockExecutor(model)
         self.n_layers = self.runner.n_layers
 
     @torch.no_grad()
@@ -232,7 +233,7 @@ class EarlyExitDecoder:
         timer = SectionTimer(model.device)
         if max_gen_toks == 0:
             return DecodeResult(tuple(ExitTrace(kv, L, (), "", ()) for _ in prompts), timer.split(), DecodeCounts())
-        ids, attn = model._left_pad(prompts)
+        ids, attn = model.left_pad(prompts)
         B, P = ids.shape
         runner.check_length(P + max_gen_toks)
         st = _Batch(runner.new_store(B, P + max_gen_toks), attn, max_gen_toks, timer)
@@ -283,7 +284,7 @@ class EarlyExitDecoder:
         fl = _Flight(torch.tensor(alive, device=dev), torch.full((b, 1), col, device=dev),
                      torch.ones((b, 1), dtype=torch.bool, device=dev), runner.embed(tok).unsqueeze(1), col + 1,
                      b == len(st.gen))
-        top1 = streak = None
+        obs = None
         for layer in range(L):
             if strategy.adds_queries:
                 with timer.section("kv"):
@@ -301,8 +302,8 @@ class EarlyExitDecoder:
                 continue
             with timer.section("gate"):
                 h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
-                obs, top1, streak = self._observe(gate, layer, h, prev_hidden, top1, streak)
-                fire = gate.fires(obs, threshold).to(torch.bool)
+                obs = self._observe(gate, layer, h, prev_hidden, obs)
+                fire = exits_here(gate, obs, threshold)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += n_run
             counts["head_rows"] += n_run if gate.needs_head else 0
@@ -310,7 +311,7 @@ class EarlyExitDecoder:
                 continue
             fired = fire.nonzero().squeeze(1)
             if gate.needs_head:
-                toks = top1[fired]
+                toks = obs.top1[fired]
             else:
                 with timer.section("emit"):
                     toks = runner.unembed(h[fired]).argmax(dim=-1)
@@ -323,7 +324,7 @@ class EarlyExitDecoder:
                     fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
             keep = ~fire
             fl = fl.subset(keep)
-            top1, streak = top1[keep] if top1 is not None else None, streak[keep] if streak is not None else None
+            obs = obs.select(keep)
             if not bool(keep.any()):
                 return
         with timer.section("emit"):  # rows that reached the last block
@@ -347,18 +348,14 @@ class EarlyExitDecoder:
         return False
 
     def _observe(self, gate: Gate, layer: int, h: Tensor, prev_hidden: Tensor | None,
-                 prev_top1: Tensor | None, streak: Tensor | None) -> tuple[GateObservation, Tensor | None, Tensor | None]:
-        """Gate observation at ``layer`` for (b, H) states; the streak counts consecutive checks."""
+                 previous: GateObservation | None) -> GateObservation:
+        """Gate observation at ``layer`` for (b, H) states (:func:`~ee_bench.exits.decide.observe_layer`);
+        the streak counts consecutive checks."""
         top1 = prob = ent = None
         if gate.needs_head:
             top1, prob, ent = self.runner.unembed.reduce(h)
-            if prev_top1 is None:
-                streak = torch.zeros_like(top1)
-            else:
-                streak = torch.where(top1 == prev_top1, streak + 1, torch.zeros_like(streak))
-        obs = GateObservation(layer=layer, n_layers=self.n_layers, top1=top1, top1_prob=prob, entropy=ent,
-                              streak=streak, hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
-        return obs, top1, streak
+        return observe_layer(layer, self.n_layers, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
+                             hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
 
     def _join(self, fl: _Flight, strategy: KVStrategy, layer: int) -> _Flight:
         """Add the strategy's catch-up slots for block ``layer``; slots are left-padded, sorted by column."""

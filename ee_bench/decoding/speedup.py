@@ -84,6 +84,28 @@ def token_agreement(ee: Sequence[Sequence[int]], full: Sequence[Sequence[int]]) 
     return same / total
 
 
+def speedup_ratios(full_wall_s: float, ee_wall_s: float, full_tokens: int, ee: DecodeCounts,
+                   n_layers: int) -> dict[str, float]:
+    """The four speed-up figures of a :class:`SpeedupReport` (paper §6).
+
+    Args:
+        full_wall_s, ee_wall_s: wall time of the full-depth and the early-exit decoding (seconds, > 0).
+        full_tokens: tokens generated at full depth. ee: the early-exit run's work counts. n_layers: L.
+
+    Returns:
+        ``per_sequence_speedup`` = full_wall_s / ee_wall_s; ``per_token_speedup`` = (ee tokens /
+        ee_wall_s) / (full_tokens / full_wall_s); ``implied_speedup`` = L × ee tokens / blocks run by
+        the tokens; ``work_ratio`` = (blocks run + deferred catch-up blocks) / (ee tokens × L).
+    """
+    fw, ew, c, L = full_wall_s, ee_wall_s, ee, n_layers
+    return {
+        "per_sequence_speedup": fw / ew,
+        "per_token_speedup": (c.tokens / ew) / (full_tokens / fw),
+        "implied_speedup": L * c.tokens / c.token_layers,
+        "work_ratio": (c.token_layers + c.catchup_token_layers) / (c.tokens * L),
+    }
+
+
 def quality(texts: Sequence[str], references: Sequence[Sequence[str]], metrics: Iterable[str],
             target_lang: str | None) -> dict[str, float | None]:
     """Corpus scores of ``texts`` by registered metric name (sacrebleu BLEU/chrF, ...)."""
@@ -148,7 +170,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
             :meth:`EarlyExitDecoder.decode`.
     """
     if repeats < 1 or not prompts or not settings:
-        raise EEBenchError(f"measure_speedup needs repeats >= 1, prompts and settings (got {repeats}, "
+        raise EEBenchError(f"measure_speedups needs repeats >= 1, prompts and settings (got {repeats}, "
                            f"{len(prompts)} prompts, {len(settings)} settings)")
     dec = decoder or EarlyExitDecoder(model)
     L = dec.n_layers
@@ -191,32 +213,10 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         reports.append(SpeedupReport(
             kv=s.kv, gate=registered_gate_name(s.gate), threshold=s.threshold,
             n_docs=len(prompts), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
-            full_tokens=f.counts.tokens, ee_tokens=c.tokens,
-            per_sequence_speedup=fw / ew,
-            per_token_speedup=(c.tokens / ew) / (f.counts.tokens / fw),
-            implied_speedup=L * c.tokens / c.token_layers,
-            work_ratio=(c.token_layers + c.catchup_token_layers) / (c.tokens * L),
+            full_tokens=f.counts.tokens, ee_tokens=c.tokens, **speedup_ratios(fw, ew, f.counts.tokens, c, L),
             full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
             token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
             ee_traces=e.traces, full_traces=f.traces,
         ))
     return reports
 
-
-def measure_speedup(model, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str,
-                    until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
-                    min_prefix: int = 0, repeats: int = 3, batch_size: int = 1,
-                    references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
-                    target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> SpeedupReport:
-    """One early-exit setting against full depth; see :func:`measure_speedups` (same timing rules).
-
-    Args:
-        gate, threshold, kv, exit_layers, min_prefix: the setting (as :meth:`EarlyExitDecoder.decode`);
-        the other arguments as :func:`measure_speedups`.
-
-    Returns:
-        :class:`SpeedupReport`.
-    """
-    setting = EESetting(kv, gate, threshold, None if exit_layers is None else tuple(exit_layers), min_prefix)
-    return measure_speedups(model, prompts, [setting], until, max_gen_toks, repeats, batch_size, references,
-                            metrics, target_lang, decoder)[0]

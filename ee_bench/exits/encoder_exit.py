@@ -3,10 +3,10 @@
 :func:`early_exit_classify` runs the encoder blocks one at a time. After block ℓ it decodes every
 still-running example through the model's own pooler and classifier, asks the gate, and removes the
 examples that exit, so the batch shrinks as examples leave; the last block always exits.
-The gate sees exactly what the offline analysis (:func:`~ee_bench.exits.gates.gate_exit_layers`)
+The gate sees exactly what the offline analysis (:func:`~ee_bench.exits.decide.gate_exit_layers`)
 sees, so both give the same exit layers.
 
-:func:`measure_speedup` times that loop against the model's own full forward on the same batch
+:func:`measure_encoder_speedup` times that loop against the model's own full forward on the same batch
 (warm-up runs, then the median of repeated ``time.perf_counter`` timings, with
 ``torch.cuda.synchronize`` on GPU) and reports it next to the *implied* speed-up
 ``L / mean layers run``, which counts layers only.
@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.exits.gates import Gate, GateObservation
+from ee_bench.exits.decide import exits_here, observe_layer
+from ee_bench.exits.gates import Gate
 from ee_bench.models.unembed import reduce_logits
 
 
@@ -82,8 +83,7 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
     h = model.embed(batch)  # (B, T, H)
     prev_cls = h[:, 0]
     context = model.layer_context(h, mask)
-    prev_top1 = None
-    streak = torch.zeros(B, dtype=torch.int64, device=model.device)
+    obs = None
     for layer in range(L):
         h = model.run_layer(layer, h, context)  # (B', T, H)
         cls = h[:, 0]  # (B', H)
@@ -94,12 +94,9 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
             fire = torch.full((len(active),), layer == force_layer, dtype=torch.bool, device=model.device)
         else:
             top1, prob, ent = reduce_logits(logits)
-            if prev_top1 is not None:
-                streak = torch.where(top1 == prev_top1, streak + 1, torch.zeros_like(streak))
-            obs = GateObservation(layer=layer, n_layers=L, top1=top1, top1_prob=prob, entropy=ent,
-                                  streak=streak, hidden=cls.float(), prev_hidden=prev_cls.float())
-            fire = gate.fires(obs, threshold).to(torch.bool)
-            prev_top1 = top1
+            obs = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=obs,
+                                hidden=cls.float(), prev_hidden=prev_cls.float())
+            fire = exits_here(gate, obs, threshold)
         if fire.any():
             out_logits[active[fire]] = logits[fire]
             exit_layer[active[fire]] = layer
@@ -107,8 +104,8 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
         if not keep.any():
             break
         if not keep.all():  # shrink the batch to the examples still running
-            h, active, mask, streak = h[keep], active[keep], mask[keep], streak[keep]
-            prev_top1 = None if prev_top1 is None else prev_top1[keep]
+            h, active, mask = h[keep], active[keep], mask[keep]
+            obs = None if obs is None else obs.select(keep)
             cls = cls[keep]
             context = model.layer_context(h, mask)
         prev_cls = cls
@@ -154,7 +151,7 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure_speedup(model, batch, gate: Gate | None, threshold: float | None = None, *,
+def measure_encoder_speedup(model, batch, gate: Gate | None, threshold: float | None = None, *,
                     force_layer: int | None = None, repeats: int = 5, warmup: int = 1) -> SpeedupMeasurement:
     """Time early exit against the model's full forward on the same batch.
 

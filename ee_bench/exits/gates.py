@@ -1,8 +1,8 @@
 """Gates: rules that decide at which layer a token exits (paper §3.2).
 
 A gate sees one exit layer at a time (:class:`GateObservation`) and says, per token, whether to
-exit there. The same definition serves the offline analysis (:func:`gate_exit_layers`, on the
-oracle pass's :class:`~ee_bench.types.LayerStats`) and the real early-exit decoding loop.
+exit there. Observations are built and walked to the first exit in one place,
+:mod:`ee_bench.exits.decide`, for the offline analysis and every real early-exit loop alike.
 
 Built-in gates (τ is the threshold):
 
@@ -21,12 +21,10 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
 from ee_bench.registry import Registry
-from ee_bench.types import LayerStats
 
 
 class ThresholdError(EEBenchError):
@@ -60,6 +58,14 @@ class GateObservation:
     streak: Tensor | None = None
     hidden: Tensor | None = None
     prev_hidden: Tensor | None = None
+
+    def select(self, keep: Tensor) -> GateObservation:
+        """The observation of a subset of the tokens (``keep``: (B,) bool or (B',) int64)."""
+        def pick(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[keep]
+
+        return GateObservation(self.layer, self.n_layers, pick(self.top1), pick(self.top1_prob), pick(self.entropy),
+                               pick(self.streak), pick(self.hidden), pick(self.prev_hidden))
 
 
 class Gate(ABC):
@@ -185,64 +191,3 @@ def gate_name(gate: Gate | str) -> str:
     if isinstance(gate, str):
         return gate
     return vars(type(gate)).get("registry_name", type(gate).__name__)  # not inherited by subclasses
-
-
-def top1_streak(top1: Tensor) -> Tensor:
-    """Consecutive-unchanged counts of the top-1 along layers.
-
-    Args:
-        top1: (L, N) int64.
-
-    Returns:
-        (L, N) int64; row 0 is 0, row ℓ is row ℓ−1 + 1 where top1 did not change, else 0.
-    """
-    streak = torch.zeros_like(top1)
-    for layer in range(1, top1.shape[0]):
-        same = top1[layer] == top1[layer - 1]
-        streak[layer] = torch.where(same, streak[layer - 1] + 1, torch.zeros_like(streak[layer]))
-    return streak
-
-
-def gate_exit_layers(
-    gate: Gate,
-    stats: LayerStats,
-    threshold: float,
-    hidden: Tensor | None = None,
-    embeddings: Tensor | None = None,
-) -> Tensor:
-    """Offline exit layer of every token under ``gate`` at ``threshold``.
-
-    Args:
-        gate: the gate.
-        stats: (L, N) per-layer statistics from the oracle pass.
-        threshold: τ (validated by the caller with :meth:`Gate.check_threshold`).
-        hidden: (L, N, H) hidden states after each block, for gates with ``needs_hidden``.
-        embeddings: (N, H) block-0 inputs, for gates with ``needs_hidden``.
-
-    Returns:
-        (N,) int64 0-based exit layers; L−1 for tokens where the gate never fires.
-
-    Raises:
-        ValueError: if the gate needs hidden states and none were given.
-    """
-    if gate.needs_hidden and (hidden is None or embeddings is None):
-        raise ValueError(f"gate {type(gate).__name__} needs hidden states; run the analysis with them")
-    L, N = stats.n_layers, stats.n_tokens
-    streak = top1_streak(stats.top1)
-    exit_layer = torch.full((N,), L - 1, dtype=torch.int64)
-    done = torch.zeros(N, dtype=torch.bool)
-    for layer in range(L - 1):  # the final layer always "fires"
-        obs = GateObservation(
-            layer=layer,
-            n_layers=L,
-            top1=stats.top1[layer],
-            top1_prob=stats.top1_prob[layer],
-            entropy=stats.entropy[layer],
-            streak=streak[layer],
-            hidden=None if hidden is None else hidden[layer],
-            prev_hidden=None if hidden is None else (embeddings if layer == 0 else hidden[layer - 1]),
-        )
-        fire = gate.fires(obs, threshold).to(torch.bool) & ~done
-        exit_layer[fire] = layer
-        done |= fire
-    return exit_layer

@@ -31,7 +31,7 @@ class KVContext:
     """What a strategy may touch during one decoding call.
 
     Attributes:
-        runner: the :class:`~ee_bench.decoding.blocks.BlockRunner` (blocks, projections, rotary).
+        runner: the :class:`~ee_bench.decoding.blocks.BlockExecutor` (blocks, projections, rotary).
         store: the :class:`~ee_bench.decoding.kv_store.KVStore` being filled.
         n_pad: (B,) int64 left-padding columns per row (rotary position = column − n_pad).
     """

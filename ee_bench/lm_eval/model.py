@@ -11,7 +11,7 @@ truncation, chat templates, stop-sequence handling and request ordering) with tw
   run through every block once (teacher-forced, exact keys/values, as in the paper's §4 analysis);
   at each position p that predicts a continuation token, the gate is evaluated layer by layer on that
   position's statistics (top-1 probability, entropy, top-1 streak, hidden states — exactly
-  :func:`~ee_bench.exits.gates.gate_exit_layers`), giving an exit layer e_p (L−1 if it never fires);
+  :func:`~ee_bench.exits.decide.gate_exit_layers`), giving an exit layer e_p (L−1 if it never fires);
   the token's log-probability is ``log_softmax(head(final_norm(h_p^{e_p})))[token]`` and "greedy"
   means every token is the argmax of its exit layer's distribution. Where e_p = L−1 the model's own
   logits are used, so a gate that never fires gives exactly the ``hf`` model's numbers.
@@ -47,11 +47,12 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.gates import GATES, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
+from ee_bench.models.contracts import CausalExitModel
 from ee_bench.models.unembed import reduce_logits
-from ee_bench.types import LayerStats
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ class EarlyExitLM(HFLM):
             raise EEBenchError(f"ee-hf threshold {threshold!r} is not a number; give e.g. threshold=0.9.") from None
         card = card_for(str(pretrained))
         wrapper = load_model(card, device=device, dtype=dtype)
-        if getattr(wrapper, "kind", "causal") != "causal" or not hasattr(wrapper, "unembed"):
-            raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {getattr(wrapper, 'kind', '?')} model.")
+        if not isinstance(wrapper, CausalExitModel):
+            raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {wrapper.kind} model. "
+                               f"Pass a decoder model card (ee-bench ls models).")
         self.wrapper = wrapper
         self.gate_name, self.gate = str(gate), gate_obj
         self.threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold),
@@ -153,12 +155,9 @@ class EarlyExitLM(HFLM):
         with self.wrapper.capture_blocks((rows.to(self.device), positions.to(self.device)), keep_hidden=True) as store:
             logits = self.model(input_ids).logits  # (1, T, V), the same call as HFLM._model_call
         final = logits[0, positions.to(logits.device)]  # (n, V)
-        per_layer = [store["stats"][i] for i in range(L - 1)] + [reduce_logits(final)]
-        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, n)
-        hidden = torch.stack([store["hidden"][i] for i in range(L)]).cpu()  # (L, n, H) float32
-        embeddings = store["embeddings"].cpu()  # (n, H)
-        exits = gate_exit_layers(self.gate, LayerStats(top1, prob.float(), ent.float()), self.threshold,
-                                 hidden, embeddings)  # (n,)
+        an = self.wrapper.captured_layers(store, reduce_logits(final))  # (L, n) stats, (L, n, H) hidden
+        hidden = an.hidden
+        exits = gate_exit_layers(self.gate, an.stats, self.threshold, hidden, an.embeddings)  # (n,)
         early = (exits < L - 1).nonzero().squeeze(1)
         if early.numel():
             h = hidden[exits[early], early].to(device=self.device, dtype=final.dtype)  # (k, H)

@@ -1,14 +1,17 @@
-"""Where each architecture keeps its blocks, final norm and output head.
+"""Where each causal architecture keeps its blocks, final norm and output head: the one table of the
+causal family.
 
 One table keyed by ``config.model_type`` (no ``isinstance`` ladder). Paths are dotted attribute
-paths from the ``*ForCausalLM`` object. ``hidden_states[-1]`` of these models has already gone
+paths from the ``*ForCausalLM`` object. ``blockwise`` marks the architectures whose blocks the
+early-exit decoding loop can run one at a time (:class:`~ee_bench.decoding.blocks.BlockExecutor`).
+A plug-in adds an architecture with :func:`register_decoder_arch` (no edit of this file). ``hidden_states[-1]`` of these models has already gone
 through the final norm, which is why ee-bench decodes block outputs itself (see
 :mod:`ee_bench.models.unembed`) and takes the last layer from the model's own logits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -17,21 +20,32 @@ from ee_bench.errors import ModelStructureError
 
 @dataclass(frozen=True)
 class DecoderArch:
-    """Dotted paths to the parts of a causal LM."""
+    """Dotted paths to the parts of a causal LM.
+
+    Attributes:
+        layers, final_norm, head, embed: paths of the block list, final norm, LM head, embeddings.
+        rotary: path of the rotary embedding module (None: no rotary positions).
+        blockwise: the early-exit loop can run these blocks one at a time (pre-norm blocks with
+            ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no embedding scale,
+            no per-head key norm).
+    """
 
     layers: str
     final_norm: str
     head: str
     embed: str
+    rotary: str | None = None
+    blockwise: bool = False
 
 
-_LLAMA_LIKE = DecoderArch("model.layers", "model.norm", "lm_head", "model.embed_tokens")
+_LLAMA_LIKE = DecoderArch("model.layers", "model.norm", "lm_head", "model.embed_tokens", "model.rotary_emb")
+_BLOCKWISE = replace(_LLAMA_LIKE, blockwise=True)
 
 DECODER_ARCHS: dict[str, DecoderArch] = {
-    "llama": _LLAMA_LIKE,
-    "mistral": _LLAMA_LIKE,
+    "llama": _BLOCKWISE,  # SmolLM2, Llama 2/3
+    "mistral": _BLOCKWISE,
     "mixtral": _LLAMA_LIKE,
-    "qwen2": _LLAMA_LIKE,
+    "qwen2": _BLOCKWISE,
     "qwen3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
     "gemma2": _LLAMA_LIKE,
@@ -47,6 +61,22 @@ DECODER_ARCHS: dict[str, DecoderArch] = {
     "gpt_neox": DecoderArch("gpt_neox.layers", "gpt_neox.final_layer_norm", "embed_out", "gpt_neox.embed_in"),
     "opt": DecoderArch("model.decoder.layers", "model.decoder.final_layer_norm", "lm_head", "model.decoder.embed_tokens"),
 }
+
+
+def register_decoder_arch(model_type: str, arch: DecoderArch) -> None:
+    """Teach ee-bench where a new causal architecture keeps its parts (for plug-in model packages).
+
+    Raises:
+        ValueError: if ``model_type`` is already in the table.
+    """
+    if model_type in DECODER_ARCHS:
+        raise ValueError(f"model_type {model_type!r} is already in DECODER_ARCHS ({DECODER_ARCHS[model_type]})")
+    DECODER_ARCHS[model_type] = arch
+
+
+def blockwise_model_types() -> list[str]:
+    """The model types the early-exit decoding loop supports, in table order."""
+    return [t for t, a in DECODER_ARCHS.items() if a.blockwise]
 
 
 def get_path(root: nn.Module, path: str) -> nn.Module:
@@ -79,7 +109,7 @@ def locate_decoder_parts(model: nn.Module) -> DecoderParts:
     if arch is None:
         raise ModelStructureError(
             f"Cannot locate the layers and final norm of model_type {model_type!r}. Supported "
-            f"architectures: {supported}. Add an entry to ee_bench.models.arch.DECODER_ARCHS."
+            f"architectures: {supported}. A plug-in adds one with ee_bench.models.arch.register_decoder_arch."
         )
     try:
         parts = DecoderParts(*(get_path(model, p) for p in (arch.layers, arch.final_norm, arch.head, arch.embed)))

@@ -1,46 +1,20 @@
-"""The model-wrapper contract and its registry.
+"""The model-wrapper registry, and device/dtype resolution.
 
 A wrapper loads a real checkpoint and exposes intermediate-layer decoding through the model's own
-final norm and output head (no extra heads, no training). Wrappers are registered by name and
-referenced from model cards (``models/*.yaml``).
+final norm and output head (no extra heads, no training). It follows one of the contracts of
+:mod:`ee_bench.models.contracts`, is registered here by name and referenced from model cards
+(``models/*.yaml``).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any
-
 import torch
 
 from ee_bench.errors import EEBenchError
+from ee_bench.models.contracts import ExitModel
 from ee_bench.registry import Registry
 
-
-class ExitModel(ABC):
-    """Contract for a model wrapper.
-
-    Attributes:
-        n_layers: L, the number of exits (one per block); layers are 0-based.
-        device: where the model runs.
-        name: the card or checkpoint name used in results.
-    """
-
-    n_layers: int
-    device: torch.device
-    name: str
-
-    @classmethod
-    @abstractmethod
-    def from_card(cls, card: "ModelCard", device: str | None = None, dtype: str | None = None) -> ExitModel:  # noqa: F821
-        """Load the checkpoint a card names.
-
-        Raises:
-            EEBenchError: if the checkpoint cannot be found, or its layers cannot be reached.
-        """
-
-    def describe(self) -> dict[str, Any]:
-        """Facts recorded in results (architecture, layers, dtype, device)."""
-        return {"name": self.name, "n_layers": self.n_layers, "device": str(self.device)}
+__all__ = ["DTYPES", "MODELS", "ExitModel", "pick_device", "pick_dtype"]
 
 
 MODELS: Registry[type[ExitModel]] = Registry("model wrapper", base=ExitModel, entry_point_group="ee_bench.models")

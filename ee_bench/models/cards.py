@@ -209,7 +209,7 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
 
 
 def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):
-    """Instantiate the card's registered wrapper (see :class:`~ee_bench.models.base.ExitModel`)."""
+    """Instantiate the card's registered wrapper (see :mod:`ee_bench.models.contracts`)."""
     from ee_bench.models.base import MODELS
 
     return MODELS.get(card.model).from_card(card, device=device, dtype=dtype)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
+from ee_bench.models.unembed import reduce_logits, softcap
 from ee_bench.types import LayerStats
 
 # Continuations are tokenised after this anchor and the anchor's tokens removed, so a word gets the
@@ -64,29 +65,12 @@ def continuation_ids(tokenizer, continuation: str) -> list[int]:
     return list(ids)
 
 
-def restricted_stats(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """argmax, its probability and the entropy (nats) of softmax over the last dim.
-
-    Args:
-        logits: (..., C) restricted logits, any float dtype (computed in float32).
-
-    Returns:
-        top1 (...,) int64 choice index; top1_prob (...,) float32; entropy (...,) float32.
-    """
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    top_logp, top1 = logp.max(dim=-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1)
-    return top1, top_logp.exp(), entropy.clamp_min(0.0)
-
-
 def _restricted_head(model, hidden: Tensor, first_ids: Tensor) -> Tensor:
     """(N, H) block outputs → (N, C) logits through the final norm and the head rows ``first_ids``."""
     head = model.parts.head
     x = model.parts.final_norm(hidden.to(head.weight.dtype))
     bias = head.bias[first_ids] if getattr(head, "bias", None) is not None else None
-    z = torch.nn.functional.linear(x, head.weight[first_ids], bias)
-    cap = model.unembed.softcap
-    return torch.tanh(z / cap) * cap if cap else z
+    return softcap(torch.nn.functional.linear(x, head.weight[first_ids], bias), model.unembed.softcap)
 
 
 @torch.no_grad()
@@ -120,7 +104,7 @@ def score_choices(model, prompts: list[list[int]], choices: list[str], keep_hidd
                            f"distinct first tokens: choose other label words in doc_to_choice")
     B, C = len(prompts), len(choices)
     rows = [p + c for p in prompts for c in cont]  # B*C rows, row b*C + c
-    ids, mask = model._left_pad(rows)  # (B*C, W)
+    ids, mask = model.left_pad(rows)  # (B*C, W)
     width = ids.shape[1]
     position_ids = (mask.cumsum(-1) - 1).clamp_min(0)  # positions as if unpadded
     keep = max(len(c) for c in cont) + 1  # logits only for the last `keep` positions
@@ -144,10 +128,10 @@ def score_choices(model, prompts: list[list[int]], choices: list[str], keep_hidd
     z = [_restricted_head(model, hidden[i], first_ids) for i in range(model.n_layers - 1)]  # (L-1) × (B, C)
     final_pos = width - len(cont[0]) - 1 - offset
     z.append(out.logits[sel_rows, final_pos][:, first_ids])  # (B, C): the model's own logits
-    top1, prob, ent = restricted_stats(torch.stack(z))  # each (L, B)
+    all_stats = LayerStats.stack([reduce_logits(zl) for zl in z])  # (L, B), softmax over the C choices
     results = []
     for b in range(B):
-        stats = LayerStats(top1[:, b : b + 1].cpu(), prob[:, b : b + 1].cpu(), ent[:, b : b + 1].cpu())  # (L, 1)
+        stats = all_stats.select(slice(b, b + 1))  # (L, 1)
         results.append(ChoiceScore(
             pred_index=int(loglik[b].argmax()), stats=stats, loglik=loglik[b].tolist(),
             hidden=hidden[:, b : b + 1].cpu() if keep_hidden else None,

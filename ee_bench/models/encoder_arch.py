@@ -99,6 +99,20 @@ class EncoderParts:
         return HEADS[self.arch.head](self.model, self.pooler, cls)
 
 
+def register_encoder_arch(model_type: str, arch: EncoderArch) -> None:
+    """Teach ee-bench where a new encoder architecture keeps its parts (for plug-in model packages);
+    ``arch.head`` must be a key of :data:`HEADS`.
+
+    Raises:
+        ValueError: if ``model_type`` is already in the table or the head kind is unknown.
+    """
+    if model_type in ENCODER_ARCHS:
+        raise ValueError(f"encoder model_type {model_type!r} is already in ENCODER_ARCHS")
+    if arch.head not in HEADS:
+        raise ValueError(f"unknown head kind {arch.head!r}; use one of {sorted(HEADS)}")
+    ENCODER_ARCHS[model_type] = arch
+
+
 def supported_encoders() -> list[str]:
     return sorted(ENCODER_ARCHS)
 
@@ -116,8 +130,8 @@ def locate_encoder_parts(model: nn.Module) -> EncoderParts:
     if arch is None:
         raise ModelStructureError(
             f"Cannot locate the layers and classifier of encoder model_type {model_type!r}. Supported "
-            f"encoder types: {supported} (MiniLM checkpoints are bert). Add an entry to "
-            f"ee_bench.models.encoder_arch.ENCODER_ARCHS."
+            f"encoder types: {supported} (MiniLM checkpoints are bert). A plug-in adds one with "
+            f"ee_bench.models.encoder_arch.register_encoder_arch."
         )
     try:
         embeddings = get_path(model, arch.embeddings)

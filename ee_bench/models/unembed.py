@@ -30,6 +30,16 @@ _MAX_TILE_ROWS = 256  # rows per tile; the head's weight is read once per group 
 _MIN_TILE_COLS = 1024  # narrower vocabulary slices make too many small matrix products
 
 
+def softcap(z: Tensor, cap: float | None, *, inplace: bool = False) -> Tensor:
+    """Logit soft-capping ``tanh(z / cap) · cap`` (Gemma 2's ``final_logit_softcapping``); z unchanged
+    for a falsy ``cap``. ``inplace`` overwrites ``z`` (same float operations, same result)."""
+    if not cap:
+        return z
+    if inplace:
+        return z.div_(cap).tanh_().mul_(cap)
+    return torch.tanh(z / cap) * cap
+
+
 def _tile_moments(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Row max, argmax, S and T (see the module docstring) of one tile; overwrites ``z``.
 
@@ -132,16 +142,7 @@ class Unembed(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         """Logits of block outputs. hidden: (..., H) → (..., V)."""
-        logits = self.head(self.final_norm(hidden))
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
-
-    def _cap_(self, z: Tensor) -> Tensor:
-        """The softcap of :meth:`forward`, in place on a float32 tile."""
-        if self.softcap:
-            z.div_(self.softcap).tanh_().mul_(self.softcap)
-        return z
+        return softcap(self.head(self.final_norm(hidden)), self.softcap)
 
     def _plain_linear(self) -> bool:
         """Whether the head is an ordinary ``nn.Linear`` whose weight can be sliced by vocabulary."""
@@ -181,7 +182,7 @@ class Unembed(nn.Module):
             for c in range(0, vocab, cols):
                 z = F.linear(xr, weight[c : c + cols], None if bias is None else bias[c : c + cols])  # (R, C)
                 z = z if z.dtype == torch.float32 else z.float()
-                acc.add(*_tile_moments(self._cap_(z)), offset=c)
+                acc.add(*_tile_moments(softcap(z, self.softcap, inplace=True)), offset=c)
             parts.append(acc.result())
         out = parts[0] if len(parts) == 1 else tuple(torch.cat(xs) for xs in zip(*parts))
         return tuple(p.to(hidden.device) for p in out)  # type: ignore[return-value]

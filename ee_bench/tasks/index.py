@@ -68,11 +68,6 @@ def plugin_task_sources() -> list[TaskPluginSource]:
     return out
 
 
-def plugin_task_dirs() -> list[tuple[Path, str]]:
-    """(folder, origin) of every importable task plug-in (see :func:`plugin_task_sources`)."""
-    return [(s.folder, s.origin) for s in plugin_task_sources() if s.folder is not None]
-
-
 def _names_in(path: Path) -> tuple[str | None, bool]:
     """(name, is_group) declared by a file, without full validation."""
     data = read_yaml(path)

@@ -66,6 +66,16 @@ def inside(root: Path, path: Path, what: str = "offline path") -> Path:
     return real
 
 
+def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
+    """The ISO code of the language a task's outputs are in, for metrics that tokenise by language
+    (BLEU's ``zh``/``ja`` tokenisers): the documents' ``tgt_lang``, else the second half of a
+    ``dataset_name`` such as ``de-en``, else None. The one place this is worked out."""
+    if docs and docs[0].get("tgt_lang"):
+        return str(docs[0]["tgt_lang"])
+    pair = spec.dataset_name or ""
+    return pair.split("-")[1] if "-" in pair else None
+
+
 def _read_lines(path: Path) -> list[str]:
     """Segments of a one-segment-a-line file. Only "\n" splits (not str.splitlines, which would also
     split on U+2028 and friends); placeholders such as #PRS_ORG# pass through untouched."""

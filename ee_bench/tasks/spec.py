@@ -55,6 +55,15 @@ TASK_KEYS = {
 }
 OUTPUT_TYPES = ("generate_until", "multiple_choice")
 GENERATION_KEYS = {"until", "max_gen_toks"}
+
+
+def known_output_types() -> list[str]:
+    """The built-in output types, then those a plug-in task runner adds (names ``"<kind>/<output_type>"``
+    in :data:`~ee_bench.task_runners.TASK_RUNNERS`)."""
+    from ee_bench.task_runners import TASK_RUNNERS
+
+    extra = sorted({n.split("/", 1)[1] for n in TASK_RUNNERS.names() if "/" in n} - set(OUTPUT_TYPES))
+    return [*OUTPUT_TYPES, *extra]
 METADATA_KEYS = {"version", "description"}
 
 
@@ -181,8 +190,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
     if not isinstance(data.get("task"), str):
         problems.append("'task' (the task name, a string) is required")
     output_type = data.get("output_type", "generate_until")
-    if output_type not in OUTPUT_TYPES:
-        problems.append(f"'output_type' must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+    known = known_output_types()
+    if output_type not in known:
+        problems.append(f"'output_type' must be one of {', '.join(known)}, got {output_type!r}")
     for key in ("doc_to_text",):
         if not isinstance(data.get(key), str):
             problems.append(f"'{key}' (a Jinja template string) is required")

@@ -1,4 +1,6 @@
-"""Oracle and gate analysis of a whole task run (paper §4 and §3.2), from its DocRecords."""
+"""Exit summary of a whole task run (paper §4 and §3.2), from its DocRecords: each output token's oracle
+exit layers (first-match, saturation) and the gate's exit layer at every threshold, scored against the
+oracle. (Renamed from ``exits/analysis.py``: "analysis" also named the layer-similarity study.)"""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ee_bench.exits.gates import Gate, gate_exit_layers
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.gates import Gate
 from ee_bench.exits.oracle import ExitSummary, first_match_layer, saturation_layer, summarize_layers
 from ee_bench.exits.scoring import GateScore, score_gate
 from ee_bench.types import DocRecord, LayerStats
@@ -38,7 +41,7 @@ class ExitReport:
         }
 
 
-def analyse_exits(records: list[DocRecord], gate: Gate, thresholds: list[float], chosen: float) -> ExitReport:
+def summarise_exits(records: list[DocRecord], gate: Gate, thresholds: list[float], chosen: float) -> ExitReport:
     """Oracle layers and gate scores over every output token of every record.
 
     Args:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ee_bench.errors import ConfigError
 from ee_bench.models.choice import continuation_ids, score_choices
-from ee_bench.runners.generation import build_prompts
+from ee_bench.task_runners.generation import build_prompts
 from ee_bench.tasks.spec import TaskSpec
 from ee_bench.tasks.templates import render
 from ee_bench.types import DocRecord

@@ -112,7 +112,7 @@ def measure_classification_speedup(model, spec: TaskSpec, docs: list[dict[str, A
                                    batch_size: int = 32, repeats: int = 5, warmup: int = 1):
     """Measured early-exit speed-up of an encoder on the first ``batch_size`` documents of a task.
 
-    Real layer-by-layer early exit (:func:`~ee_bench.exits.encoder_exit.measure_speedup`) against the
+    Real layer-by-layer early exit (:func:`~ee_bench.exits.encoder_exit.measure_encoder_speedup`) against the
     model's full forward on the same batch; the result carries the implied speed-up next to it.
 
     Returns:
@@ -121,9 +121,9 @@ def measure_classification_speedup(model, spec: TaskSpec, docs: list[dict[str, A
     Raises:
         EEBenchError: if the task has no ``encoder_fields``; ValueError if ``docs`` is empty.
     """
-    from ee_bench.exits.encoder_exit import measure_speedup
+    from ee_bench.exits.encoder_exit import measure_encoder_speedup
 
     if not docs:
         raise ValueError("no documents to time")
     batch = model.encode([doc_texts(spec, d) for d in docs[:batch_size]])
-    return measure_speedup(model, batch, gate, threshold, repeats=repeats, warmup=warmup)
+    return measure_encoder_speedup(model, batch, gate, threshold, repeats=repeats, warmup=warmup)

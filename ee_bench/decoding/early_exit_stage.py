@@ -1,0 +1,148 @@
+"""The early-exit stage of an evaluation: real token-level exits, measured speed-up (paper §6, Fig. 2).
+
+:func:`run_early_exit_stage` runs, for one generation task, after the oracle pass
+(:func:`ee_bench.evaluation.evaluate_task` calls it when :class:`EarlyExitOptions` are given):
+
+1. with ``calibrate``: the threshold sweep on documents disjoint from the evaluated ones (paper
+   Fig. 2 protocol), written to ``calibration_<task>_<kv>.json`` after every point, choosing τ;
+2. the measured speed-up against full depth on the evaluated documents, per KV strategy
+   (``measured_speedup`` in the results JSON), whose early-exit runs also give the exit traces
+   (output text, ids and exit layer per token) of each document's samples row
+   (:func:`early_exit_sample`, the one builder of that row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import EEBenchError
+
+
+@dataclass(frozen=True)
+class EarlyExitOptions:
+    """How to decode with real early exit (``ee-bench --kv …``; generation tasks).
+
+    Attributes:
+        kvs: KV strategy names (registered in :data:`~ee_bench.exits.kv.KV_STRATEGIES`).
+        exit_layers: 0-based layers where a token may exit; None = every layer below L−1.
+        min_prefix: the first N generated tokens never exit (paper: 4).
+        calibrate: choose τ by a sweep on documents disjoint from the evaluated ones.
+        calibration_docs: documents in that sweep. min_quality_ratio: keep the most aggressive τ
+            whose chrF is ≥ this × full depth. speedup_repeats: timed repeats per mode (median).
+
+    Raises:
+        EEBenchError: for an empty ``kvs`` or a value out of range (the message names the fix).
+    """
+
+    kvs: tuple[str, ...]
+    exit_layers: tuple[int, ...] | None = None
+    min_prefix: int = 4
+    calibrate: bool = False
+    calibration_docs: int = 20
+    min_quality_ratio: float = 0.98
+    speedup_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.kvs:
+            raise EEBenchError("--kv is empty; give one or more KV strategies, e.g. --kv copy,recompute (ee-bench ls kv).")
+        if self.min_prefix < 0:
+            raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
+        if not 0.0 < self.min_quality_ratio <= 1.0:
+            raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
+        if self.speedup_repeats < 1 or self.calibration_docs < 1:
+            raise EEBenchError("--speedup-repeats and --calibration-docs must be positive integers.")
+
+
+@dataclass(frozen=True)
+class EarlyExitStageResult:
+    """What the stage adds to a task's results.
+
+    Attributes:
+        samples: one ``{"early_exit": …}`` dict per evaluated record (:func:`early_exit_sample`).
+        measured_speedup: KV strategy → its speed-up report (``measured_speedup`` in the results JSON).
+    """
+
+    samples: tuple[dict[str, Any], ...]
+    measured_speedup: dict[str, Any]
+
+
+def early_exit_sample(gate, thresholds: Mapping[str, float | None], min_prefix: int,
+                      exit_layers: Sequence[int] | None, traces: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``early_exit`` field of one document's samples row.
+
+    Args:
+        gate: the gate (or its name). thresholds: KV strategy → τ used. min_prefix, exit_layers: the
+            options. traces: KV strategy → that document's :class:`~ee_bench.decoding.early_exit.ExitTrace`.
+
+    Returns:
+        ``{"early_exit": {"gate", "thresholds", "min_prefix", "exit_layers_allowed", "traces": {kv: {"kv",
+        "n_layers", "token_ids", "text", "exit_layers", "mean_layers_run"}}}}`` (exit layers 0-based,
+        L−1 = full depth).
+    """
+    from ee_bench.exits.gates import gate_name
+
+    return {"early_exit": {
+        "gate": gate_name(gate), "thresholds": dict(thresholds), "min_prefix": min_prefix,
+        "exit_layers_allowed": None if exit_layers is None else list(exit_layers),
+        "traces": {kv: {**t.to_dict(), "mean_layers_run": t.mean_layers_run} for kv, t in traces.items()},
+    }}
+
+
+def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, threshold: float,
+                         options: EarlyExitOptions, *, target_lang: str | None, batch_size: int = 1,
+                         out_dir: Path | None = None) -> EarlyExitStageResult:
+    """Calibrate (optionally), decode with early exit and measure the speed-up for one task.
+
+    Args:
+        model: a causal wrapper (:class:`~ee_bench.models.contracts.CausalExitModel`).
+        spec: the task (generation). docs: every document of its split (calibration draws from those
+            not evaluated). records: the evaluated DocRecords, sorted by doc_id.
+        gate, threshold: the gate and the τ to use without ``calibrate``.
+        options: :class:`EarlyExitOptions`. target_lang: for chrF/BLEU. batch_size: calibration batch.
+        out_dir: where the calibration sweep files go (None: not written).
+
+    Returns:
+        :class:`EarlyExitStageResult`.
+
+    Raises:
+        EEBenchError: if the task is not a generation task, or too few documents remain to calibrate.
+    """
+    from ee_bench.decoding.calibration import calibrate, calibration_ids
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+    from ee_bench.decoding.speedup import EESetting, measure_speedups
+    from ee_bench.task_runners.generation import build_prompts, references_of
+
+    if spec.output_type != "generate_until":
+        raise EEBenchError(f"--kv decodes generation tasks; {spec.task} is {spec.output_type}. Drop --kv for it.")
+    kvs, layers = list(options.kvs), None if options.exit_layers is None else list(options.exit_layers)
+    dec = EarlyExitDecoder(model)
+    prompts = [r.prompt_token_ids for r in records]
+    refs = [r.references for r in records]
+    taus = {kv: threshold for kv in kvs}
+    calibrations = {}
+    if options.calibrate:
+        cal_ids = calibration_ids(len(docs), [r.doc_id for r in records], options.calibration_docs)
+        cal_docs = [docs[i] for i in cal_ids]
+        cal_prompts = [ids for _, ids in build_prompts(model, spec, cal_docs)]
+        cal_refs = [references_of(spec, d) for d in cal_docs]
+        for kv in kvs:
+            path = None if out_dir is None else out_dir / f"calibration_{spec.task}_{kv}.json"
+            cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
+                            options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
+                            batch_size=batch_size, out_path=path)
+            calibrations[kv] = cal.to_dict()
+            if cal.chosen is not None:
+                taus[kv] = cal.chosen
+    settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix)
+                for kv in kvs]
+    reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
+                               repeats=options.speedup_repeats, batch_size=1, references=refs,
+                               target_lang=target_lang, decoder=dec)
+    measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv)} for kv, rep in zip(kvs, reports)}
+    samples = tuple(early_exit_sample(gate, taus, options.min_prefix, layers,
+                                      {kv: rep.ee_traces[i] for kv, rep in zip(kvs, reports)})
+                    for i in range(len(records)))
+    return EarlyExitStageResult(samples, measured)

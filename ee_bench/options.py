@@ -1,0 +1,82 @@
+"""Command-line option parsing shared by the commands and the engine (no command imports needed).
+
+- :func:`parse_layers`: ``--exit-layers 8,12`` → [8, 12];
+- :func:`parse_kv_list`: ``--kv copy,recompute`` → names checked against the KV registry;
+- :func:`add_early_exit_arguments` / :func:`early_exit_options`: the early-exit decoding options of
+  the main evaluation, turned into :class:`~ee_bench.decoding.early_exit_stage.EarlyExitOptions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ee_bench.errors import EEBenchError
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"8,12,16"`` → [8, 12, 16]; None stays None.
+
+    Raises:
+        EEBenchError: for a non-integer entry.
+    """
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EEBenchError(f"--exit-layers {text!r} must be comma-separated integers, e.g. 8,12,16") from None
+
+
+def parse_kv_list(text: str) -> list[str]:
+    """``"copy,recompute"`` → ["copy", "recompute"], every name checked against the registry.
+
+    Raises:
+        EEBenchError: for an empty list; UnknownNameError for an unknown strategy (with suggestions).
+    """
+    from ee_bench.exits.kv import KV_STRATEGIES
+
+    names = [k.strip() for k in text.split(",") if k.strip()]
+    if not names:
+        raise EEBenchError("--kv is empty; give one or more KV strategies, e.g. --kv copy,recompute (ee-bench ls kv).")
+    for n in names:
+        KV_STRATEGIES.get(n)
+    return names
+
+
+def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--kv``, ``--exit-layers``, ``--min-prefix``, ``--calibrate``, ``--calibration-docs``,
+    ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
+    g = p.add_argument_group("early-exit decoding (real token-level exits; generation tasks)")
+    g.add_argument("--kv", default=None, help="comma-separated KV strategies (ee-bench ls kv); enables early-exit decoding")
+    g.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
+                   help="comma-separated 0-based layers where tokens may exit (default: every layer)")
+    g.add_argument("--min-prefix", "--min_prefix", dest="min_prefix", type=int, default=4,
+                   help="the first N generated tokens never exit (paper: 4)")
+    g.add_argument("--calibrate", action="store_true",
+                   help="choose the threshold by a sweep on documents disjoint from the evaluated ones")
+    g.add_argument("--calibration-docs", dest="calibration_docs", type=int, default=20,
+                   help="documents in the calibration subset (default 20)")
+    g.add_argument("--min-quality-ratio", dest="min_quality_ratio", type=float, default=0.98,
+                   help="calibration keeps the most aggressive threshold with quality >= this x full model")
+    g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=3,
+                   help="timed repeats per mode for the measured speed-up (median)")
+
+
+def early_exit_options(args: argparse.Namespace):
+    """The parsed early-exit options, validated before anything loads (None without ``--kv``).
+
+    Returns:
+        :class:`~ee_bench.decoding.early_exit_stage.EarlyExitOptions`, or None.
+
+    Raises:
+        EEBenchError: for bad values (message names the fix); UnknownNameError for unknown strategies.
+    """
+    from ee_bench.decoding.early_exit_stage import EarlyExitOptions
+
+    if args.kv is None:
+        if args.calibrate or args.exit_layers is not None:
+            raise EEBenchError("--calibrate and --exit-layers apply to early-exit decoding; add --kv copy (or recompute, deferred).")
+        return None
+    layers = parse_layers(args.exit_layers)
+    return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
+                            args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats)
