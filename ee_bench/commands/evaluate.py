@@ -75,6 +75,10 @@ def _check_args(args: argparse.Namespace) -> None:
         preflight.check_output_folder(args.output_path)
     if args.device is not None:
         preflight.check_device(args.device)
+    if args.comet_model:
+        from ee_bench.metrics.comet import check_comet_model
+
+        check_comet_model(args.comet_model)
 
 
 def _prepare(args: argparse.Namespace):
