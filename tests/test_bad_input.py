@@ -124,6 +124,10 @@ CASES = [
     C("quality-ratio", lambda e: e.run("--kv", "copy", "--min-quality-ratio", "1.5"), "--min-quality-ratio must be in (0, 1]"),
     C("checkpoint-folder-empty", lambda e: ["--model", str(e.root / "empty_ckpt"), *e.run()[2:]] if (e.root / "empty_ckpt").mkdir() is None else [],
       "empty_ckpt"),
+    C("comet-model-missing", lambda e: e.run("--comet-model", str(e.root / "no_comet")),
+      "--comet-model", "does not exist", "Unbabel/wmt22-comet-da"),
+    C("comet-model-empty-folder", lambda e: (e.root / "c").mkdir() or e.run("--comet-model", str(e.root / "c")),
+      "without checkpoints/model.ckpt", "Unbabel/wmt22-comet-da"),
     C("unknown-subcommand", lambda e: ["frobnicate"], "Unknown subcommand 'frobnicate'"),
     # ---- data folder and output folder
     C("data-dir-missing", lambda e: e.run("--data-dir", str(e.root / "nope")), "nope does not exist"),
