@@ -78,9 +78,12 @@ def check_device(device: str) -> None:
         raise EEBenchError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
     if dev.type == "cpu":
         return
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise EEBenchError(f"--device {device} was asked for, but this machine has no usable MPS (Apple Metal) "
+                           f"device; use --device cpu or omit --device")
     try:
         torch.empty(1, device=dev)
     except (RuntimeError, AssertionError, AttributeError) as exc:
-        reason = str(exc).strip().split("\n")[0][:160]
+        reason = str(exc).strip().split("\n")[0].split(". ")[0][:160]
         raise EEBenchError(f"--device {device} was asked for, but this machine cannot use it ({reason}); "
                            f"use --device cpu or omit --device") from None

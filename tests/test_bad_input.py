@@ -115,7 +115,7 @@ CASES = [
     C("dtype-unknown", lambda e: e.run("--dtype", "float99"), "unknown --dtype 'float99'"),
     C("model-args-dtype", lambda e: e.run("--model_args", "dtype=float99"), "unknown dtype 'float99'"),
     C("model-args-no-equals", lambda e: e.run("--model_args", "pretrained"), "is not key=value"),
-    C("device-mps", lambda e: e.run("--device", "mps"), "--device mps", "use --device cpu"),
+    C("device-mps", lambda e: e.run("--device", "mps"), "--device mps", "no usable MPS", "use --device cpu"),
     C("device-garbage", lambda e: e.run("--device", "banana"), "--device 'banana' is not a device"),
     C("kv-unknown", lambda e: e.run("--kv", "copyy"), "Unknown kv strategy 'copyy'", "Did you mean: copy"),
     C("kv-options-without-kv", lambda e: e.run("--calibrate"), "--calibrate and --exit-layers apply to early-exit decoding"),
@@ -123,7 +123,7 @@ CASES = [
     C("exit-layers-garbage", lambda e: e.run("--kv", "copy", "--exit-layers", "a,b"), "--exit-layers 'a,b' must be comma-separated integers"),
     C("quality-ratio", lambda e: e.run("--kv", "copy", "--min-quality-ratio", "1.5"), "--min-quality-ratio must be in (0, 1]"),
     C("checkpoint-folder-empty", lambda e: ["--model", str(e.root / "empty_ckpt"), *e.run()[2:]] if (e.root / "empty_ckpt").mkdir() is None else [],
-      "empty_ckpt"),
+      "empty_ckpt is a folder without a checkpoint (no config.json"),
     C("comet-model-missing", lambda e: e.run("--comet-model", str(e.root / "no_comet")),
       "--comet-model", "does not exist", "Unbabel/wmt22-comet-da"),
     C("comet-model-empty-folder", lambda e: (e.root / "c").mkdir() or e.run("--comet-model", str(e.root / "c")),
@@ -165,7 +165,7 @@ CASES = [
     C("wmt-source-not-utf8", lambda e: e.file("data/wmt/sources/t.de-en.src.de", b"Hallo \xfe\n")
       and e.file("data/wmt/references/t.de-en.ref.A.en", "Hello\n")
       and e.task("t_w", data="dataset_path: json\ndataset_name: de-en\noffline: {format: wmt_txt, path: wmt, testset: t}")
-      and e.run("--data-dir", str(e.data), task="t_w"), "is not valid UTF-8", "Re-encode"),
+      and e.run("--data-dir", str(e.data), task="t_w"), "t.de-en.src.de is not valid UTF-8", "Re-encode"),
     C("wmt-source-is-folder", lambda e: ((e.data / "wmt/sources/t.de-en.src.de").mkdir(parents=True) or True)
       and e.file("data/wmt/references/t.de-en.ref.A.en", "Hello\n")
       and e.task("t_wd", data="dataset_path: json\ndataset_name: de-en\noffline: {format: wmt_txt, path: wmt, testset: t}")

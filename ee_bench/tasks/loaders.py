@@ -79,7 +79,11 @@ def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
 def _read_lines(path: Path) -> list[str]:
     """Segments of a one-segment-a-line file. Only "\n" splits (not str.splitlines, which would also
     split on U+2028 and friends); placeholders such as #PRS_ORG# pass through untouched."""
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"{path} is not valid UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                           f"{exc.start}). Re-encode the file as UTF-8.") from None
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
