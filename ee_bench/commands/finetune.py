@@ -24,7 +24,6 @@ task's hub dataset is loaded with split ``--split`` (default ``train``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
@@ -83,15 +82,16 @@ def _check_numbers(args: argparse.Namespace) -> None:
     import math
 
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise EEBenchError(f"--lr must be a positive finite number (e.g. 2e-5), got {args.lr}.")
+        raise EEBenchError(f"--lr must be a positive finite number (a learning rate, e.g. 5e-5), got {args.lr}.")
     if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
-        raise EEBenchError(f"--epochs must be a positive number, got {args.epochs}.")
+        raise EEBenchError(f"--epochs must be a positive number, got {args.epochs}; e.g. --epochs 3 "
+                           f"(a run that trains nothing would save an untrained checkpoint).")
     if args.batch_size is not None and args.batch_size < 1:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
     if args.max_steps is not None and args.max_steps < 1:
         raise EEBenchError(f"--max-steps must be a positive integer, got {args.max_steps}; omit it to train --epochs.")
     if args.max_length is not None and args.max_length < 2:
-        raise EEBenchError(f"--max_length must be at least 2 tokens, got {args.max_length}.")
+        raise EEBenchError(f"--max_length must be a positive number of tokens, at least 2, got {args.max_length}.")
 
 
 def _slice(text: str | None, n: int) -> slice:
@@ -111,11 +111,16 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
         EEBenchError: if neither source is available.
     """
     if args.train_file:
+        from ee_bench.tasks.loaders import read_jsonl_file
+
         path = Path(args.train_file)
-        if not path.is_file():
-            raise EEBenchError(f"--train_file {path} does not exist")
-        with path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        if not path.exists():
+            raise EEBenchError(f"--train_file {path} does not exist; give a local JSONL file (one row a line, "
+                               f"with the text fields and 'label').")
+        rows = read_jsonl_file(path, "--train_file")
+        if not rows:
+            raise EEBenchError(f"--train_file {path} holds no rows; give a JSONL file with at least one training row.")
+        return rows
     if spec is None or not spec.dataset_path:
         raise EEBenchError("give --train_file, or a --task whose YAML names a hub dataset")
     import datasets
@@ -130,10 +135,32 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse numeric options that cannot train (:func:`_check_numbers`), a model folder without a checkpoint,
+    and an output folder that cannot be written, before any data or model is read (both model kinds).
+
+    Raises:
+        EEBenchError: naming the option and the fix.
+    """
+    from ee_bench.preflight import check_output_folder
+
+    _check_numbers(args)
+    if args.num_labels is not None and args.num_labels < 2:
+        raise EEBenchError(f"--num_labels must be at least 2, got {args.num_labels}.")
+    if args.seed < 0:
+        raise EEBenchError(f"--seed must be a non-negative integer, got {args.seed}.")
+    folder = Path(args.model)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise EEBenchError(f"--model {folder} is a folder without a checkpoint (no config.json). Give a folder "
+                           f"written by save_pretrained or `ee-bench finetune`, a hub id, or all-minilm-l6-v2.")
+    check_output_folder(args.output_dir, "--output_dir")
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.training.detect import detect_task_type
 
+    check_args(args)  # both kinds: numbers, an empty model folder, the output folder
     kind = args.task_type or detect_task_type(args.model, args.model_args, causal_hint=bool(args.train_task))
     if kind == "causal":
         from ee_bench.commands.finetune_causal import run_causal
@@ -144,7 +171,6 @@ def main(argv: list[str]) -> int:
     if causal_only:
         raise EEBenchError(f"{', '.join(causal_only)} apply to causal LMs, and --model {args.model} is an encoder "
                            f"classifier; drop them, or add --task-type causal for a causal LM")
-    _check_numbers(args)
     args.epochs = 3.0 if args.epochs is None else args.epochs
     args.lr = 5e-5 if args.lr is None else args.lr
     args.batch_size = 16 if args.batch_size is None else args.batch_size

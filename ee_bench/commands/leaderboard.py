@@ -20,7 +20,15 @@ def main(argv: list[str]) -> int:
     dirs = [Path(d) for d in (args.results or ["leaderboard"])]
     for d in dirs:
         if not d.is_dir():
-            raise EEBenchError(f"results folder {d} does not exist; run from the repository root or pass --results DIR")
+            what = "is a file, not a folder" if d.exists() else "does not exist"
+            raise EEBenchError(f"results folder {d} {what}; run from the repository root (which holds leaderboard/) "
+                               f"or pass --results DIR")
+    out_path = Path(args.output)
+    if out_path.is_dir():
+        raise EEBenchError(f"--output {out_path} is a folder; give the markdown file to write, e.g. {out_path / 'README.md'}")
+    from ee_bench.preflight import check_output_folder
+
+    check_output_folder(out_path.parent if str(out_path.parent) else ".", option=f"--output {out_path}: its folder")
     from ee_bench.leaderboard import collect, write_leaderboard
 
     out = write_leaderboard(dirs, Path(args.output))

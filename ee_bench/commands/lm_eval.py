@@ -56,8 +56,14 @@ def main(argv: list[str]) -> int:
         import ee_bench.lm_eval  # noqa: F401  (registers ee-hf)
     except ImportError as exc:
         raise EEBenchError(f"ee-bench lm-eval needs lm-eval ({exc}). Install it: pip install 'ee-bench[lm-eval]'.") from None
+    from ee_bench.lm_eval import sandbox
     from ee_bench.lm_eval.stats import RECORDERS
     from ee_bench.results import write_json
+
+    sandbox.scan_task_files(argv)  # unsafe templates fail here, naming the file, before the model loads
+    sandbox.install()  # and every template lm-eval renders runs in the sandbox
+
+    from jinja2.exceptions import SecurityError
 
     first = len(RECORDERS)
     start = time.time()
@@ -70,6 +76,14 @@ def main(argv: list[str]) -> int:
         cli_evaluate()
     except SystemExit as exc:  # argparse --help / errors
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ValueError as exc:
+        if str(exc).startswith("Tasks not found"):
+            raise EEBenchError(f"lm-eval: {exc}. Check the names with `lm-eval ls tasks`, or pass "
+                               f"--include_path DIR with the folder holding your task YAMLs.") from None
+        raise
+    except SecurityError as exc:
+        raise EEBenchError(f"lm-eval task template refused by the sandbox ({exc}); templates may only read "
+                           f"document fields. Remove the unsafe expression from the task file.") from None
     finally:
         sys.argv = saved
     runs = RECORDERS[first:]

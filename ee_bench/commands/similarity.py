@@ -49,9 +49,13 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
     if args.data_file:
         if not args.fields:
             raise EEBenchError("--data_file needs --fields (e.g. sentence, or sentence1,sentence2)")
+        from ee_bench.tasks.loaders import read_jsonl_file
+
         fields = [f.strip() for f in args.fields.split(",")]
-        with open(args.data_file, encoding="utf-8") as fh:
-            docs = [json.loads(line) for line in fh if line.strip()]
+        if not Path(args.data_file).exists():
+            raise EEBenchError(f"--data_file {args.data_file} does not exist; give a JSONL file with the --fields "
+                               f"columns, or use --task NAME.")
+        docs = read_jsonl_file(Path(args.data_file), "--data_file")
         docs = docs[: args.limit] if args.limit else docs
         try:
             return [tuple(str(d[f]) for f in fields) for d in docs]
@@ -71,6 +75,18 @@ def load_texts(args: argparse.Namespace) -> list[tuple[str, ...]]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit <= 0:
+        raise EEBenchError(f"--limit must be a positive number of documents, got {args.limit}. Omit it to use every document.")
+    if args.batch_size <= 0:
+        raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
+    if args.output_dir:
+        from ee_bench.preflight import check_output_folder
+
+        check_output_folder(args.output_dir, "--output_dir")
+    if args.device is not None:
+        from ee_bench.preflight import check_device
+
+        check_device(args.device)
     from ee_bench.models.cards import resolve_card
 
     if resolve_card(args.model, args.model_args).model == "hf-causal":  # decoders: a generation task's references

@@ -85,7 +85,16 @@ def main(argv: list[str]) -> int:
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
 
+    if not args.text.strip():
+        raise EEBenchError("--text is empty; give the source sentence to decode, e.g. --text \"Die Ware hat unter 20 Euro gekostet.\"")
+    if args.max_gen_toks is not None and args.max_gen_toks <= 0:
+        raise EEBenchError(f"--max-gen-toks must be a positive number of tokens, got {args.max_gen_toks}; "
+                           f"omit it to use the task's budget.")
+    if args.min_prefix < 0:
+        raise EEBenchError(f"--min-prefix must be 0 or more, got {args.min_prefix}.")
     names = [k.strip() for k in args.kv.split(",") if k.strip()]
+    if not names:
+        raise EEBenchError("--kv is empty; give one or more KV strategies (ee-bench ls kv), e.g. --kv copy,recompute")
     for n in names:
         KV_STRATEGIES.get(n)  # unknown names fail before the model loads
     gate = GATES.get(args.gate)()
@@ -105,7 +114,7 @@ def main(argv: list[str]) -> int:
     else:
         dec = EarlyExitDecoder(model)
         ids = [model.encode_prompt(prompt)]
-    budget = args.max_gen_toks or spec.max_gen_toks
+    budget = spec.max_gen_toks if args.max_gen_toks is None else args.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
     traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]
     if args.json:

@@ -2,8 +2,8 @@
 
 For each task: the schema (strict keys), that every metric name resolves in the metric registry and
 accepts its options, that ``offline.format`` and ``process_docs`` name registered functions, the
-truncation rule, and, when a data folder is given (``--data-dir`` or ``EE_BENCH_DATA_DIR``) and holds
-the task's offline files, that ``doc_to_text`` / ``doc_to_target`` render (and the gold label,
+truncation rule, and, when the task's data ships beside its YAML (``dataset_kwargs.data_files``) or a
+data folder is given (``--data-dir`` or ``EE_BENCH_DATA_DIR``) and holds the task's offline files, that ``doc_to_text`` / ``doc_to_target`` render (and the gold label,
 label words, encoder and truncation fields exist) for the first documents. Tasks whose offline files
 are absent are listed as skipped, not failed. For each group: that its members exist. For each
 model card: the schema, that its name matches its file, and that its wrapper is registered.
@@ -66,7 +66,8 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
     problems += truncation_problems(spec.truncation)
     if spec.output_type == "multiple_choice" and not spec.doc_to_target:
         problems.append("multiple_choice tasks need 'doc_to_target' giving the gold label index")
-    if not data_dir or not spec.offline or problems:
+    local_files = isinstance((spec.dataset_kwargs or {}).get("data_files"), dict)  # data beside the YAML (demo)
+    if problems or not (local_files or (data_dir and spec.offline)):
         return problems, "ok"
     try:
         docs = load_docs(spec, data_dir)

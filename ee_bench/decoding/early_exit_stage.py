@@ -134,7 +134,9 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
         cal_prompts = [ids for _, ids in build_prompts(model, spec, cal_docs)]
         cal_refs = [references_of(spec, d) for d in cal_docs]
         for kv in kvs:
-            path = None if out_dir is None else out_dir / f"calibration_{spec.task}_{kv}.json"
+            from ee_bench.results import safe_name  # sec: a task name never names a parent folder
+
+            path = None if out_dir is None else out_dir / f"calibration_{safe_name(spec.task)}_{safe_name(kv)}.json"
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
                             batch_size=batch_size, out_path=path)

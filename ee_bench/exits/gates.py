@@ -10,6 +10,7 @@ Built-in gates (τ is the threshold):
 - ``entropy``: exit at the first ℓ with H(p_ℓ) ≤ τ nats, τ ≥ 0.
 - ``patience``: exit at the first ℓ whose top-1 has been unchanged across the last τ layer
   transitions (top1_ℓ = top1_{ℓ−1} = … = top1_{ℓ−τ}), τ a positive integer.
+- ``none``: never exits (:mod:`ee_bench.exits.none_gate`); τ is ignored.
 
 A gate that never fires exits at the final layer L−1.
 """
@@ -179,6 +180,9 @@ class PatienceGate(Gate):
 
     def fires(self, obs: GateObservation, threshold: float) -> Tensor:
         return obs.streak >= int(threshold)
+
+
+GATES.register("none", "ee_bench.exits.none_gate:NoExitGate")  # sec: never exits (τ = 1.0 is not that)
 
 
 def gate_name(gate: Gate | str) -> str:

@@ -109,6 +109,10 @@ class EarlyExitLM(HFLM):
         KV_STRATEGIES.get(str(kv))
         if int(min_prefix) < 0:
             raise EEBenchError(f"ee-hf min_prefix {min_prefix} is negative; use 0 to allow exits from the first token.")
+        try:  # sec: τ is checked before the device and the model (a bad τ must be blamed, not the device)
+            gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold))
+        except ValueError:
+            raise EEBenchError(f"ee-hf threshold {threshold!r} is not a number; give e.g. threshold=0.9.") from None
         card = card_for(str(pretrained))
         wrapper = load_model(card, device=device, dtype=dtype)
         if not isinstance(wrapper, CausalExitModel):

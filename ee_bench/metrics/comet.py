@@ -36,6 +36,26 @@ class CometUnavailable(Exception):
     """COMET cannot be computed here; the message is the reason recorded in the results."""
 
 
+def check_comet_model(value: str) -> None:
+    """Refuse a ``--comet-model`` value that looks like a local path but does not exist (before any
+    model loads). A hub id (``org/name``) is left to :func:`resolve_checkpoint`.
+
+    Raises:
+        EEBenchError: naming --comet-model and the hub id to download.
+    """
+    from ee_bench.errors import EEBenchError
+
+    path = Path(value).expanduser()
+    looks_local = value.startswith((".", "/", "~")) or value.count("/") != 1 or value.endswith(".ckpt")
+    if looks_local and not path.exists():
+        raise EEBenchError(f"--comet-model {value} does not exist. Give a .ckpt file or a folder holding "
+                           f"checkpoints/model.ckpt (download {DEFAULT_COMET_MODEL} where the hub is reachable), "
+                           f"or leave --comet-model out to use the hub id {DEFAULT_COMET_MODEL}.")
+    if path.is_dir() and not (path / "checkpoints" / "model.ckpt").is_file():
+        raise EEBenchError(f"--comet-model {value} is a folder without checkpoints/model.ckpt. Give the folder of a "
+                           f"downloaded {DEFAULT_COMET_MODEL} (it holds checkpoints/model.ckpt) or the .ckpt file.")
+
+
 def comet_model_name(option: str | None = None) -> str:
     """The checkpoint to use: the YAML option, else ``$EE_BENCH_COMET_MODEL``, else the hub id."""
     return option or os.environ.get(COMET_MODEL_ENV) or DEFAULT_COMET_MODEL
@@ -61,22 +81,26 @@ def resolve_checkpoint(model: str) -> str:
     if path.is_dir():
         ckpt = path / "checkpoints" / "model.ckpt"
         if not ckpt.is_file():
-            raise CometUnavailable(f"COMET model folder {path} has no checkpoints/model.ckpt")
+            raise CometUnavailable(f"COMET model folder {path} has no checkpoints/model.ckpt; pass --comet-model "
+                                   f"with a downloaded {DEFAULT_COMET_MODEL} folder (or its .ckpt file)")
         return str(ckpt)
     if model.startswith((".", "/", "~")) or model.count("/") > 1:  # a path, not an "org/name" hub id
-        raise CometUnavailable(f"COMET checkpoint {model} does not exist; give a .ckpt file or a model folder")
+        raise CometUnavailable(f"COMET checkpoint {model} does not exist; pass --comet-model (or {COMET_MODEL_ENV}) "
+                               f"with a .ckpt file or a downloaded {DEFAULT_COMET_MODEL} folder")
     comet = _import_comet()
     try:
         return str(comet.download_model(model))
     except Exception as exc:  # hub unreachable, no cache, unknown id
         raise CometUnavailable(
-            f"could not download COMET model {model!r} ({type(exc).__name__}: {str(exc)[:200]}); download it "
-            f"where the hub is reachable and pass its folder with --comet-model or {COMET_MODEL_ENV}"
+            f"could not download COMET model {model!r} ({type(exc).__name__}: {str(exc)[:200]}); download "
+            f"{DEFAULT_COMET_MODEL} where the hub is reachable and pass its folder with --comet-model or {COMET_MODEL_ENV}"
         ) from None
 
 
 @lru_cache(maxsize=2)
 def _load(checkpoint: str):
+    """Load a checkpoint; its encoder and tokenizer are read from ``pretrained_model`` in its hparams
+    (a hub id, or a local folder as in a checkpoint built offline)."""
     comet = _import_comet()
     try:
         return comet.load_from_checkpoint(checkpoint)

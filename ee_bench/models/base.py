@@ -33,6 +33,9 @@ def pick_device(device: str | None = None) -> torch.device:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EEBenchError(f"--device {device} was asked for, but this torch has no usable CUDA device; "
                                f"use --device cpu or omit --device")
+        from ee_bench.preflight import check_device  # sec: mps and other devices this machine lacks
+
+        check_device(device)
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ee_bench.errors import ConfigError, UnknownNameError
+from ee_bench.errors import ConfigError, EEBenchError, UnknownNameError
 from ee_bench.registry import did_you_mean
 from ee_bench.tasks.spec import read_yaml
 
@@ -213,6 +213,10 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
         if card_file.exists():
             card = parse_card(read_yaml(card_file), str(card_file))
             card = replace(card, pretrained=str(Path(name).resolve()))
+        elif not (Path(name) / "config.json").is_file():
+            raise EEBenchError(f"--model {name} is a folder without a checkpoint (no config.json and no "
+                               f"{CARD_FILE_IN_CHECKPOINT}). Give a folder written by save_pretrained or "
+                               f"`ee-bench finetune`, or a model card name (ee-bench ls models).")
         else:
             card = ModelCard(name=Path(name).resolve().name, model=_folder_wrapper(Path(name)),
                              pretrained=str(Path(name).resolve()))

@@ -49,6 +49,23 @@ def translation_doc(src: str, refs: list[str], pair: str) -> dict[str, Any]:
     }
 
 
+def inside(root: Path, path: Path, what: str = "offline path") -> Path:
+    """``path`` resolved (symlinks and ``..`` followed), refused unless it lies inside ``root``.
+
+    Task files come from strangers: an ``offline.path`` of ``/etc/passwd`` or ``../../secret`` must not
+    read outside the data folder.
+
+    Raises:
+        ConfigError: naming the escaping path and the folder it must stay in.
+    """
+    real, base = Path(path).resolve(), Path(root).resolve()
+    if real != base and base not in real.parents:
+        raise EEBenchError(f"The task's {what} {path} resolves to {real}, outside the folder {base}. "
+                           f"Offline paths must be relative paths inside --data-dir (data_files: inside the "
+                           f"task file's folder); fix the task file.")
+    return real
+
+
 def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
     """The ISO code of the language a task's outputs are in, for metrics that tokenise by language
     (BLEU's ``zh``/``ja`` tokenisers): the documents' ``tgt_lang``, else the second half of a
@@ -62,7 +79,11 @@ def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
 def _read_lines(path: Path) -> list[str]:
     """Segments of a one-segment-a-line file. Only "\n" splits (not str.splitlines, which would also
     split on U+2028 and friends); placeholders such as #PRS_ORG# pass through untouched."""
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"{path} is not valid UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                           f"{exc.start}). Re-encode the file as UTF-8.") from None
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
@@ -77,28 +98,59 @@ def read_wmt_txt(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[di
     s, t = pair.split("-")
     base = root / offline["path"]
     testset = offline["testset"]
-    src_file = base / "sources" / f"{testset}.{pair}.src.{s}"
+    src_file = inside(root, base / "sources" / f"{testset}.{pair}.src.{s}")
     if not src_file.exists():
         raise FileNotFoundError(src_file)
     srcs = _read_lines(src_file)
     ref_files = sorted((base / "references").glob(f"{testset}.{pair}.ref.*.{t}"))
     if not ref_files:
         raise FileNotFoundError(base / "references" / f"{testset}.{pair}.ref.A.{t}")
-    refs = [_read_lines(f) for f in ref_files]
+    refs = [_read_lines(inside(root, f)) for f in ref_files]
     for f, r in zip(ref_files, refs):
         if len(r) != len(srcs):
             raise EEBenchError(f"{f} has {len(r)} lines but {src_file} has {len(srcs)}; the files do not match.")
     return [translation_doc(src, [r[i] for r in refs], pair) for i, src in enumerate(srcs)]
 
 
+def read_jsonl_file(path: Path, what: str = "data file") -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file, one JSON object a line (blank lines skipped).
+
+    Raises:
+        EEBenchError: the file is missing or a folder, not UTF-8, a line is not valid JSON, or a line
+            is not a JSON object; each message names the file, the line and the fix.
+    """
+    import json
+
+    path = Path(path)
+    if path.is_dir():
+        raise EEBenchError(f"{what} {path} is a folder; give a JSON-lines file (one JSON object a line).")
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise EEBenchError(f"{what} {path} line {n} is not valid JSON ({exc.msg}, column {exc.colno}). "
+                                       f"Fix or remove that line: the file must hold one JSON object a line.") from None
+                if not isinstance(row, dict):
+                    raise EEBenchError(f"{what} {path} line {n} is a JSON {type(row).__name__}, not an object. Each "
+                                       f"line must be one document, a JSON object of fields (e.g. {{\"sentence\": …}}).")
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"{what} {path} is not valid UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} near "
+                           f"offset {exc.start}). Re-encode the file as UTF-8.") from None
+    return rows
+
+
 @OFFLINE_READERS.register("jsonl")
 def read_jsonl(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> list[dict[str, Any]]:
     """One JSON object per line at ``<data-dir>/<offline.path>``."""
-    import json
-
-    path = root / offline["path"]
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl_file(inside(root, root / offline["path"]), f"Task {spec.task}'s data file")
 
 
 def _pair_files(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> tuple[str, Path, Path]:
@@ -109,7 +161,8 @@ def _pair_files(root: Path, spec: TaskSpec, offline: dict[str, Any]) -> tuple[st
         raise ConfigError(spec.source_file, [f"'dataset_name' must be a language pair like de-en, got {pair!r}"])
     s, t = pair.split("-")
     base = root / offline["path"]
-    return pair, base / offline["source"].format(src=s, tgt=t), base / offline["reference"].format(src=s, tgt=t)
+    return (pair, inside(root, base / offline["source"].format(src=s, tgt=t)),
+            inside(root, base / offline["reference"].format(src=s, tgt=t)))
 
 
 _SGM_SEG = re.compile(r"<seg[^>]*>(.*)</seg>")
@@ -209,16 +262,38 @@ def expected_local_path(spec: TaskSpec) -> str:
     return str(off.get("path", "(this task has no offline layout)"))
 
 
+def data_dir_problem(data_dir: Path, hub: str | None = None) -> str | None:
+    """Why ``data_dir`` cannot be a data folder (missing, or a file), or None; ``hub``: the task's
+    hub source, named as the other option."""
+    if data_dir.is_dir():
+        return None
+    what = "is a file, not a folder" if data_dir.exists() else "does not exist"
+    return (f"Data folder {data_dir} {what}. Pass --data-dir (or set {DATA_DIR_ENV}) to a folder in the "
+            f"official layouts, e.g. ../shared/data, or leave it out to load "
+            f"{repr(hub) + ' ' if hub else ''}from the hub.")
+
+
 def _load_local(data_dir: Path, spec: TaskSpec) -> list[dict[str, Any]]:
-    if not data_dir.is_dir():
-        raise DataNotFoundError(
-            f"Data folder {data_dir} does not exist. Pass --data-dir (or set {DATA_DIR_ENV}) to a folder "
-            f"in the official layout, e.g. ../shared/data, or unset it to load {spec.dataset_path!r} from the hub."
-        )
+    problem = data_dir_problem(data_dir, spec.dataset_path)
+    if problem:
+        raise DataNotFoundError(problem)
     offline = dict(spec.offline or {})
     reader = OFFLINE_READERS.get(offline.get("format", ""))
+    if not isinstance(offline.get("path"), str):
+        raise ConfigError(spec.source_file, ["'offline.path' (a path relative to --data-dir) is required"])
+    inside(data_dir, data_dir / offline["path"])
     try:
         docs = reader(data_dir, spec, offline)
+    except IsADirectoryError as exc:
+        raise EEBenchError(f"Task {spec.task}: {exc.filename} is a folder, but a data file was expected there. "
+                           f"Put the official file at that path, or fix offline.path in {spec.source_file}.") from None
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"Task {spec.task}: a data file under {data_dir / offline['path']} is not valid UTF-8 "
+                           f"(byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}). Re-encode the "
+                           f"file as UTF-8.") from None
+    except KeyError as exc:
+        raise ConfigError(spec.source_file, [f"offline block lacks the key {exc} that format "
+                                             f"{offline.get('format')!r} needs"]) from None
     except FileNotFoundError as exc:
         raise DataNotFoundError(
             f"Task {spec.task}: {exc.filename or exc} is missing under the data folder {data_dir}. "
@@ -254,7 +329,10 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
     files = kwargs.get("data_files")
     if isinstance(files, dict):  # local files named in the YAML are relative to it
         here = Path(spec.source_file).parent
-        kwargs["data_files"] = {k: str((here / v).resolve()) for k, v in files.items()}
+        kwargs["data_files"] = {k: str(inside(here, here / v, "data_files entry")) for k, v in files.items()}
+        for f in kwargs["data_files"].values():  # our own reader names the file and line of a bad row
+            if spec.dataset_path == "json" and f.endswith(".jsonl") and Path(f).is_file():
+                read_jsonl_file(Path(f), f"Task {spec.task}'s data file (named in {spec.source_file})")
     ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
     return [dict(row) for row in ds]
 
@@ -286,15 +364,21 @@ def load_docs(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> list
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir and spec.offline:
         return _load_local(Path(data_dir), spec)
-    if data_dir and not spec.offline and not Path(data_dir).is_dir():
-        raise DataNotFoundError(f"Data folder {data_dir} does not exist.")
+    if data_dir and not spec.offline and data_dir_problem(Path(data_dir)):
+        raise DataNotFoundError(data_dir_problem(Path(data_dir)))
     if not spec.dataset_path:
         raise DataNotFoundError(f"Task {spec.task} has no hub source; pass --data-dir.")
     try:
         return _postprocess(spec, _load_hub(spec))
-    except (ConfigError, DataNotFoundError):
+    except EEBenchError:
         raise
     except Exception as exc:  # network, missing cache, hub errors
+        files = (spec.dataset_kwargs or {}).get("data_files")
+        if isinstance(files, dict) and spec.dataset_path in ("json", "csv", "text", "parquet"):
+            raise DataNotFoundError(
+                f"Could not read the local data files {sorted(files.values())} of task {spec.task} "
+                f"(named in {spec.source_file}): {type(exc).__name__}: {str(exc)[:200]}. Fix the file (one "
+                f"JSON object a line, UTF-8) or the data_files entry.") from None
         local = (f"pass --data-dir DIR (or set {DATA_DIR_ENV}) with the official files at "
                  f"DIR/{expected_local_path(spec)}") if spec.offline else "this task has no offline layout"
         raise DataNotFoundError(

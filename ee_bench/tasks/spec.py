@@ -59,6 +59,7 @@ import yaml
 
 from ee_bench.errors import ConfigError
 from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.tasks.templates import template_problems
 
 TASK_KEYS = {*vocab.TASK_CONFIG_FIELDS, *vocab.EE_BENCH_EXTENSIONS, *vocab.LOADER_KEYS}
 OUTPUT_TYPES = vocab.LM_EVAL_OUTPUT_TYPES
@@ -242,6 +243,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         problems.append("'seq2seq_source' must be a Jinja template string, e.g. '{{src}}'")
     if "doc_to_target" in data and not isinstance(data["doc_to_target"], str):
         problems.append("'doc_to_target' must be a Jinja template string")
+    for key in ("doc_to_text", "doc_to_target"):  # parsed in the sandbox now: bad syntax / escapes fail at load
+        if isinstance(data.get(key), str):
+            problems += template_problems(data[key], key)
     choices = data.get("doc_to_choice")
     if output_type == "multiple_choice" and engine == "ee-bench":
         if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) for c in choices)):

@@ -1,0 +1,89 @@
+"""Checks run before the model loads, so bad input fails in seconds and nothing is half-written.
+
+- :func:`check_output_folder`: ``--output_path`` can be created and written (probed with a temporary
+  folder that is removed at once), not ``/proc/x`` or a path under a regular file;
+- :func:`check_first_document`: a task's templates render on its first document (``{{1/0}}``, a
+  missing field, an unsafe attribute), and a multiple-choice task's gold label resolves;
+- :func:`check_device`: the device exists on this machine (``--device mps`` on a machine without it).
+
+Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ee_bench.errors import EEBenchError
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--output_path") -> None:
+    """Refuse an output folder that cannot be created or written; writes nothing.
+
+    The nearest existing ancestor of ``path`` must be a folder in which a folder can be created
+    (a temporary one is made and removed at once).
+
+    Raises:
+        EEBenchError: ``path`` is a file, lies under a file, or cannot be written.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise EEBenchError(f"{option} {path} is a file, not a folder. Give a folder (it is created if missing).")
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise EEBenchError(f"{option} {path} lies under {probe}, which is a file, not a folder. Give a folder "
+                           f"path whose parents are folders.")
+    try:
+        tmp = tempfile.mkdtemp(prefix=".ee-bench-probe-", dir=probe)
+        os.rmdir(tmp)
+    except OSError as exc:
+        raise EEBenchError(f"{option} {path} cannot be written ({probe}: {exc.strerror or exc}). Give a folder "
+                           f"you can write to, e.g. runs/.") from None
+
+
+def check_first_document(spec: Any, doc: dict[str, Any]) -> None:
+    """Render ``spec``'s templates on one document, as the run will (before the model loads).
+
+    Raises:
+        ConfigError: naming the task file, if a template fails or the gold label cannot be read.
+    """
+    from ee_bench.tasks.templates import render
+
+    render(spec.doc_to_text, doc, source=spec.source_file)
+    if spec.doc_to_target:
+        render(spec.doc_to_target, doc, source=spec.source_file)
+    if spec.output_type == "multiple_choice":
+        from ee_bench.task_runners.multiple_choice import gold_label
+
+        gold_label(spec, doc)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (cuda without CUDA, mps without Metal, ...).
+
+    Raises:
+        EEBenchError: naming the device and the fix.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise EEBenchError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise EEBenchError(f"--device {device} was asked for, but this machine has no usable MPS (Apple Metal) "
+                           f"device; use --device cpu or omit --device")
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError, AttributeError) as exc:
+        reason = str(exc).strip().split("\n")[0].split(". ")[0][:160]
+        raise EEBenchError(f"--device {device} was asked for, but this machine cannot use it ({reason}); "
+                           f"use --device cpu or omit --device") from None
