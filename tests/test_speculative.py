@@ -128,6 +128,16 @@ def test_gate_chosen_draft_layer_equals_full_depth_greedy(model, draft_len, batc
     assert sum(t.speculative["draft_tokens"] for t in spec.traces) == c.draft_tokens
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gate_chosen_draft_with_restricted_checks_equals_full_depth_greedy(model, batch):
+    prompts = prompt_ids(model)[:batch]
+    dec = EarlyExitDecoder(model, check="topk:2")
+    full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
+    spec = dec.decode(prompts, "confidence", 0.3, "speculative", (), 10, draft_len=3)
+    assert [t.token_ids for t in spec.traces] == [t.token_ids for t in full.traces]
+    assert spec.counts.restricted_checks > 0
+
+
 def _identity_upper_blocks():
     m = tiny_llama()
     with torch.no_grad():

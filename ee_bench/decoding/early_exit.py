@@ -198,13 +198,13 @@ def _resolve_gate(gate: Gate | str) -> Gate:
     return GATES.get(gate)() if isinstance(gate, str) else gate
 
 
-def _check_gate_mode(gate: Gate, mode: CheckMode, strategy_cls: type[KVStrategy], kv: str) -> None:
+def _check_gate_mode(gate: Gate, mode: CheckMode, strategy_cls: type[KVStrategy] | None, kv: str) -> None:
     """Refuse combinations that have no meaning (DecodingOptionError naming the fix)."""
     if mode.approximate and (not gate.needs_head or gate.needs_final):
         raise DecodingOptionError(f"--check {mode.name} restricts the head statistics a gate reads; the "
                                   f"{type(gate).__name__} reads {'no head' if not gate.needs_head else 'the final layer'}. "
                                   f"Use --check full with this gate.")
-    if gate.needs_final and strategy_cls.adds_queries:
+    if gate.needs_final and strategy_cls is not None and strategy_cls.adds_queries:
         raise DecodingOptionError(f"--gate oracle fills skipped layers with a KV strategy as if the token had exited; "
                                   f"{kv} re-runs them exactly (full-depth keys/values), so there is nothing to "
                                   f"measure. Use --kv copy or recompute with the oracle gate.")
@@ -321,8 +321,7 @@ class EarlyExitDecoder:
         draft token's exit layer is chosen by ``gate`` among them, up to the deepest.
 
         Raises:
-            DecodingOptionError: several exit layers without a gate, the oracle gate, or a restricted
-                check mode.
+            DecodingOptionError: several exit layers without a gate, or the oracle gate.
         """
         from ee_bench.decoding.speculative import SelfSpeculativeDecoder
 
@@ -332,13 +331,15 @@ class EarlyExitDecoder:
                 "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E as "
                 f"one exit layer (--exit-layers E, 0-based, below {self.n_layers - 1}), or a gate to choose each "
                 f"draft's exit layer among several; got exit layers {layers} and no gate.")
-        if len(layers) > 1 and (gate.needs_final or mode.approximate):
+        if len(layers) > 1 and gate.needs_final:
             raise DecodingOptionError(
-                "speculative decoding with a gate-chosen draft layer takes a deployable gate with --check full; "
-                f"got gate {type(gate).__name__} with --check {mode.name}. Use e.g. --gate confidence --check full.")
+                "speculative decoding with a gate-chosen draft layer takes a deployable gate; the oracle reads the "
+                "final layer. Use e.g. --gate confidence, or one --exit-layers E.")
         if len(layers) > 1:
-            def observe(layer, h, prev, previous):
-                return self._observe(gate, layer, h, prev, previous)[0]
+            _check_gate_mode(gate, mode, None, "speculative")
+
+            def observe(layer, h, prev, previous, cand):
+                return self._observe(gate, layer, h, prev, previous, mode, cand)
 
             spec = SelfSpeculativeDecoder(self.runner, self.model, layers[-1], draft_len, gate, threshold, layers,
                                           observe)

@@ -98,9 +98,10 @@ class SelfSpeculativeDecoder:
         draft_len: d ≥ 1, tokens drafted per round.
         gate, threshold: with a gate, each draft token exits at the first layer of ``exit_layers`` where
             the gate fires (else at E); None: every draft exits at E.
-        exit_layers: the layers where the gate is checked (those ≤ E are used). observe:
-            callable(layer, h (1, H), prev_h (1, H), previous) → GateObservation, the decoding loop's
-            observation builder (:func:`~ee_bench.exits.decide.observe_layer` underneath).
+        exit_layers: the layers where the gate is checked (those < E are used). observe:
+            callable(layer, h (1, H), prev_h (1, H), previous, candidates) → (GateObservation,
+            candidates), the decoding loop's observation builder with its check mode
+            (:func:`~ee_bench.exits.decide.observe_layer` underneath; candidates None in ``full`` mode).
 
     Raises:
         ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
@@ -147,7 +148,7 @@ class SelfSpeculativeDecoder:
         runner, dev = self.runner, store.written.device
         index, mask, rope = self._slots([col], dev, key_real)
         x = runner.embed(torch.tensor([[tok]], device=dev))  # (1, 1, H)
-        states, obs, exit_layer = [], None, self.E
+        states, obs, cand, exit_layer, exact = [], None, None, self.E, False
         for layer in range(self.E + 1):
             prev = x[:, -1]
             with timer.section("layers"):
@@ -155,11 +156,14 @@ class SelfSpeculativeDecoder:
             states.append(x)
             if layer not in self.checked:
                 continue
+            restricted = cand is not None  # candidates kept from this token's first check (--check topk:K)
             with timer.section("gate"):
-                obs = self.observe(layer, x[:, -1], prev, obs)
+                obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
                 fire = bool(exits_here(self.gate, obs, self.threshold)[0])
             counts["gate_checks"] += 1
-            counts["head_rows"] += 1 if self.gate.needs_head else 0
+            counts["restricted_checks"] += 1 if restricted else 0
+            counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
+            exact = self.gate.needs_head and not restricted
             if fire:
                 exit_layer = layer
                 break
@@ -169,7 +173,7 @@ class SelfSpeculativeDecoder:
                 for layer in range(exit_layer + 1, self.E + 1):
                     store.copy_layer(exit_layer, layer, rows, cols)
             counts["kv_fill_token_layers"] += self.E - exit_layer
-        if obs is not None and exit_layer == obs.layer and self.gate.needs_head:
+        if obs is not None and exit_layer == obs.layer and exact:  # full-head statistics: top-1 = argmax
             return int(obs.top1[0]), exit_layer, states
         with timer.section("emit"):
             draft = int(runner.unembed(x[:, -1]).argmax(dim=-1))
@@ -189,14 +193,15 @@ class SelfSpeculativeDecoder:
         Returns:
             (generated ids, exit layer per id — the draft's exit layer for an accepted draft, L−1 for
             the prompt pass's token and for corrections —, the rounds, work counts {token_layers,
-            head_rows, prompt_positions, gate_checks, kv_fill_token_layers}).
+            head_rows, prompt_positions, gate_checks, restricted_checks, kv_fill_token_layers}).
         """
         runner, L = self.runner, self.L
         P = len(prompt)
         store = runner.new_store(1, P + max_gen_toks + self.d)
         key_real = torch.ones(store.written.shape[1:], dtype=torch.bool, device=store.written.device)  # (1, T_max)
         ids = torch.tensor([list(prompt)], device=store.written.device)
-        counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P, "gate_checks": 0, "kv_fill_token_layers": 0}
+        counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P, "gate_checks": 0, "restricted_checks": 0,
+                  "kv_fill_token_layers": 0}
         with timer.section("layers"):
             h = self._run(range(L), runner.embed(ids), list(range(P)), store, key_real)  # (1, P, H)
         with timer.section("emit"):
