@@ -100,3 +100,21 @@ def test_oracle_refuses_deferred_and_restricted_checks():
         dec.decode(prompt_ids(model)[:1], "oracle", None, "deferred", (), 4)
     with pytest.raises(DecodingOptionError, match="Use --check full"):
         dec.decode(prompt_ids(model)[:1], "oracle", None, "copy", (), 4, check="topk:4")
+
+
+def test_trace_command_runs_the_oracle_mode(tmp_path, capsys):
+    import json
+
+    from ee_bench.cli import main
+    from tiny_models import save_tiny_llama
+
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    code = main(["trace", "--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--text", "w1 w2 w3",
+                 "--gate", "oracle", "--kv", "copy,recompute", "--max-gen-toks", "6", "--min-prefix", "1",
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gate"] == "oracle" and out["check"] == "full"
+    assert [t["kv"] for t in out["traces"]] == ["copy", "recompute"]
+    for t in out["traces"]:  # the first token comes from the prompt pass; both strategies agree on it
+        assert t["exit_layers"][0] == N_LAYERS - 1 and t["token_ids"][0] == out["full"]["token_ids"][0]
