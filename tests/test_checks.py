@@ -8,14 +8,20 @@ import math
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 from torch import nn
 
-from ee_bench.decoding.checks import CheckMode, CheckModeError, full_check, parse_check_mode, restricted_check
+from ee_bench.decoding.checks import (
+    CheckMode,
+    CheckModeError,
+    full_check,
+    parse_check_mode,
+    restricted_check,
+)
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder
 from ee_bench.exits.decide import first_exit_layers, observe_layer
 from ee_bench.exits.gates import ConfidenceGate
 from ee_bench.models.unembed import Unembed
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 
 def hand_unembed() -> Unembed:

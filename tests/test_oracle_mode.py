@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder
@@ -14,7 +15,6 @@ from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES, OracleGate
 from ee_bench.exits.oracle import first_match_layer
 from ee_bench.types import LayerStats
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 
 def test_offline_oracle_is_the_first_match_layer():
@@ -105,8 +105,9 @@ def test_oracle_refuses_deferred_and_restricted_checks():
 def test_trace_command_runs_the_oracle_mode(tmp_path, capsys):
     import json
 
-    from ee_bench.cli import main
     from tiny_models import save_tiny_llama
+
+    from ee_bench.cli import main
 
     ckpt = save_tiny_llama(tmp_path / "ckpt")
     code = main(["trace", "--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--text", "w1 w2 w3",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder
 from ee_bench.decoding.speculative import DraftRound, accepted_prefix
 from ee_bench.exits.gates import Gate, GateObservation
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ the decoding loop (no head projection at the checks), on tiny models from tests/
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -65,8 +67,9 @@ class CountingUnembed:
 
 @pytest.mark.parametrize("kv", ["copy", "recompute", "deferred"])
 def test_state_gate_in_the_decoding_loop_projects_only_emitted_tokens(kv):
-    from ee_bench.decoding.early_exit import EarlyExitDecoder
     from tiny_models import N_LAYERS, prompt_ids, tiny_llama
+
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
 
     model = tiny_llama()
     dec = EarlyExitDecoder(model)
@@ -84,8 +87,9 @@ def test_state_gate_in_the_decoding_loop_projects_only_emitted_tokens(kv):
 def test_state_gate_loop_agrees_with_offline_analysis():
     """Token 1 follows a full-depth token 0, so its hidden states in the loop are the teacher-forced
     ones: the loop's exit layer must equal the offline gate's, for any threshold."""
-    from ee_bench.decoding.early_exit import early_exit_generate
     from tiny_models import prompt_ids, tiny_llama
+
+    from ee_bench.decoding.early_exit import early_exit_generate
 
     model = tiny_llama()
     prompt = prompt_ids(model)[:1]
@@ -94,7 +98,7 @@ def test_state_gate_loop_agrees_with_offline_analysis():
     h = torch.cat([an.embeddings[1:2].unsqueeze(0), an.hidden[:, 1:2]], dim=0)  # (L+1, 1, H)
     cos = torch.nn.functional.cosine_similarity(h[1:], h[:-1], dim=-1)[:-1, 0]  # (L−1,) checks
     values = sorted(cos.tolist())
-    for tau in [(a + b) / 2 for a, b in zip(values, values[1:])]:  # thresholds away from ties
+    for tau in [(a + b) / 2 for a, b in itertools.pairwise(values)]:  # thresholds away from ties
         offline = gate_exit_layers(StateGate(), an.stats, tau, an.hidden, an.embeddings)
         trace = early_exit_generate(model, prompt, StateGate(), tau, "recompute", (), 2)[0]
         assert trace.exit_layers[1] == int(offline[1])

@@ -36,7 +36,13 @@ import torch
 from torch import Tensor
 
 from ee_bench.decoding.blocks import BlockExecutor
-from ee_bench.decoding.checks import CheckMode, full_check, parse_check_mode, restricted_check
+from ee_bench.decoding.checks import (
+    FULL,
+    CheckMode,
+    full_check,
+    parse_check_mode,
+    restricted_check,
+)
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import EEBenchError
@@ -367,7 +373,7 @@ class EarlyExitDecoder:
 
     # ------------------------------------------------------------------ one batch
     def _decode_batch(self, prompts, gate, threshold, strategy_cls: type[KVStrategy], kv: str, until, max_gen_toks,
-                      exits: frozenset[int], min_prefix: int, mode: CheckMode = CheckMode()) -> DecodeResult:
+                      exits: frozenset[int], min_prefix: int, mode: CheckMode = FULL) -> DecodeResult:
         model, runner, L = self.model, self.runner, self.n_layers
         timer = SectionTimer(model.device)
         if max_gen_toks == 0:
@@ -427,7 +433,7 @@ class EarlyExitDecoder:
                        b == len(st.gen))
 
     def _step(self, st: _Batch, alive: list[int], col: int, gate, threshold, strategy: KVStrategy,
-              check: frozenset[int], mode: CheckMode = CheckMode()) -> None:
+              check: frozenset[int], mode: CheckMode = FULL) -> None:
         """Feed each alive row's last token (cache column ``col``) and emit its next token."""
         runner, L, counts, timer = self.runner, self.n_layers, st.counts, st.timer
         fl = self._flight(st, alive, col)
@@ -498,7 +504,7 @@ class EarlyExitDecoder:
         return False
 
     def _observe(self, gate: Gate, layer: int, h: Tensor, prev_hidden: Tensor | None,
-                 previous: GateObservation | None, mode: CheckMode = CheckMode(),
+                 previous: GateObservation | None, mode: CheckMode = FULL,
                  cand: Tensor | None = None) -> tuple[GateObservation, Tensor | None]:
         """Gate observation at ``layer`` for (b, H) states (:func:`~ee_bench.exits.decide.observe_layer`);
         the streak counts consecutive checks. With a restricted check mode the statistics come from

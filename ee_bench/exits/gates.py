@@ -237,10 +237,10 @@ class StateGate(Gate):
 
 @GATES.register("oracle")
 class OracleGate(Gate):
-    """Exit at the token's first-match layer, the first ℓ whose top-1 equals the final layer's (paper
-    Tables 6 and 11, the optimal exit; :func:`~ee_bench.exits.oracle.first_match_layer`).
+    """Exit at the token's first-match layer (analysis only; paper Tables 6 and 11, the optimal exit).
 
-    An analysis mode, not a deployable gate: its decision reads the final layer's top-1
+    The first-match layer is the first ℓ whose top-1 equals the final layer's
+    (:func:`~ee_bench.exits.oracle.first_match_layer`). An analysis mode, not a deployable gate: its decision reads the final layer's top-1
     (``needs_final``), so the decoding loop runs every block for every token, finds the first-match
     layer, and only then lets the KV strategy fill the skipped layers as if the token had exited
     there. It measures the quality cost of a KV strategy at a perfect gate; no speed-up is claimed.
