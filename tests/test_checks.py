@@ -131,3 +131,16 @@ def test_restricted_checks_refused_for_head_free_gates(model):
     with pytest.raises(CheckModeError):
         EarlyExitDecoder(model, check="topk:x")
     assert N_LAYERS == 4
+
+
+def test_speedup_settings_carry_the_check_mode_and_draft_length(model):
+    from ee_bench.decoding.speedup import EESetting, measure_speedups
+
+    prompts = prompt_ids(model)[:2]
+    settings = [EESetting("copy", "confidence", 0.99, None, 0, "topk:4"), EESetting("copy", "confidence", 0.99, None, 0),
+                EESetting("speculative", "confidence", 0.3, None, 0, None, 2)]
+    full, restricted, spec = measure_speedups(model, prompts, settings[1:2] + settings[:1] + settings[2:], (), 6,
+                                              repeats=1)
+    assert full.ee_counts.restricted_checks == 0 and restricted.ee_counts.restricted_checks > 0
+    assert spec.ee_counts.draft_tokens <= 2 * spec.ee_counts.draft_rounds and spec.token_agreement == 1.0
+    assert spec.ee_traces[0].speculative["draft_len"] == 2

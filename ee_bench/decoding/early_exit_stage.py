@@ -177,8 +177,8 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             calibrations[kv] = cal.to_dict()
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
-    settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix)
-                for kv in kvs]
+    settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix,
+                          options.check, options.draft_len) for kv in kvs]
     reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
                                repeats=options.speedup_repeats, batch_size=1, references=refs,
                                target_lang=target_lang, decoder=dec)
