@@ -266,7 +266,8 @@ def _measured_stage(model, spec, all_docs, docs, records, gate, chosen, scores: 
                                      target_lang=scores.target_lang, batch_size=options.batch_size,
                                      out_dir=options.output_dir)
         return stage.measured_speedup, stage.samples
-    if model.kind == "encoder":  # real layer-by-layer exit on one batch, timed
+    if model.kind == "encoder" and not getattr(gate, "needs_final", False):  # real layer-by-layer exit, timed
+        # (not for the oracle gate: it reads the final layer, so there is no exit to time)
         from ee_bench.task_runners.classification import measure_classification_speedup
 
         timing = measure_classification_speedup(model, spec, docs, gate, chosen, batch_size=min(32, len(docs)))

@@ -44,14 +44,16 @@ def parse_kv_list(text: str) -> list[str]:
 
 
 def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
-    """Add ``--kv``, ``--exit-layers``, ``--min-prefix``, ``--calibrate``, ``--calibration-docs``,
-    ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
+    """Add ``--kv``, ``--exit-layers``, ``--min-prefix``, ``--check``, ``--draft-len``, ``--calibrate``,
+    ``--calibration-docs``, ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
     g = p.add_argument_group("early-exit decoding (real token-level exits; generation tasks)")
     g.add_argument("--kv", default=None, help="comma-separated KV strategies (ee-bench ls kv); enables early-exit decoding")
     g.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
-                   help="comma-separated 0-based layers where tokens may exit (default: every layer)")
+                   help="comma-separated 0-based layers where tokens may exit (default: every layer); fewer "
+                        "layers = fewer gate checks but later exits (docs/kv_strategies.md)")
     g.add_argument("--min-prefix", "--min_prefix", dest="min_prefix", type=int, default=4,
                    help="the first N generated tokens never exit (paper: 4)")
+    add_check_arguments(g)
     g.add_argument("--calibrate", action="store_true",
                    help="choose the threshold by a sweep on documents disjoint from the evaluated ones")
     g.add_argument("--calibration-docs", dest="calibration_docs", type=int, default=20,
@@ -60,6 +62,34 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration keeps the most aggressive threshold with quality >= this x full model")
     g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=3,
                    help="timed repeats per mode for the measured speed-up (median)")
+
+
+def add_check_arguments(g) -> None:
+    """Add ``--check`` and ``--draft-len`` (shared by the main command and ``ee-bench trace``)."""
+    g.add_argument("--check", default="full",
+                   help="how gate checks read the head: full (exact, default) or topk:K (APPROXIMATE: after a "
+                        "token's first check, only the K most likely ids of that check; the emitted token is "
+                        "still the full head's argmax)")
+    g.add_argument("--draft-len", "--draft_len", dest="draft_len", type=int, default=None,
+                   help="--kv speculative: tokens drafted per round (default 4)")
+
+
+def check_options(check: str, draft_len: int | None):
+    """Validate ``--check`` and ``--draft-len``.
+
+    Returns:
+        (the :class:`~ee_bench.decoding.checks.CheckMode`, the draft length or None).
+
+    Raises:
+        CheckModeError: unknown check mode; EEBenchError: a draft length < 1 (both name the fix).
+    """
+    from ee_bench.decoding.checks import parse_check_mode
+
+    mode = parse_check_mode(check)
+    if draft_len is not None and draft_len < 1:
+        raise EEBenchError(f"--draft-len {draft_len} is invalid: speculative decoding drafts a whole number >= 1 of "
+                           f"tokens per round; try --draft-len 4.")
+    return mode, draft_len
 
 
 def early_exit_options(args: argparse.Namespace):
@@ -74,9 +104,12 @@ def early_exit_options(args: argparse.Namespace):
     from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 
     if args.kv is None:
-        if args.calibrate or args.exit_layers is not None:
-            raise EEBenchError("--calibrate and --exit-layers apply to early-exit decoding; add --kv copy (or recompute, deferred).")
+        if args.calibrate or args.exit_layers is not None or args.check != "full" or args.draft_len is not None:
+            raise EEBenchError("--calibrate, --exit-layers, --check and --draft-len apply to early-exit decoding; "
+                               "add --kv copy (or recompute, deferred, speculative).")
         return None
     layers = parse_layers(args.exit_layers)
+    mode, draft_len = check_options(args.check, args.draft_len)
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
-                            args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats)
+                            args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats,
+                            mode.name, draft_len)

@@ -119,7 +119,7 @@ CASES = [
     C("device-mps", lambda e: e.run("--device", "mps"), "--device mps", "no usable MPS", "use --device cpu"),
     C("device-garbage", lambda e: e.run("--device", "banana"), "--device 'banana' is not a device"),
     C("kv-unknown", lambda e: e.run("--kv", "copyy"), "Unknown kv strategy 'copyy'", "Did you mean: copy"),
-    C("kv-options-without-kv", lambda e: e.run("--calibrate"), "--calibrate and --exit-layers apply to early-exit decoding"),
+    C("kv-options-without-kv", lambda e: e.run("--calibrate"), "--calibrate, --exit-layers, --check and --draft-len apply to early-exit decoding"),
     C("min-prefix-negative", lambda e: e.run("--kv", "copy", "--min-prefix", "-1"), "--min-prefix must be >= 0"),
     C("exit-layers-garbage", lambda e: e.run("--kv", "copy", "--exit-layers", "a,b"), "--exit-layers 'a,b' must be comma-separated integers"),
     C("quality-ratio", lambda e: e.run("--kv", "copy", "--min-quality-ratio", "1.5"), "--min-quality-ratio must be in (0, 1]"),

@@ -124,7 +124,7 @@ def test_default_thresholds_and_grids_are_valid():
 def test_unknown_gate_suggests():
     with pytest.raises(UnknownNameError) as err:
         GATES.get("confidance")
-    assert "Did you mean: confidence?" in str(err.value)
+    assert "Did you mean: confidence" in str(err.value)
 
 
 def test_score_gate_hand_example():

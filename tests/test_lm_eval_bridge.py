@@ -171,7 +171,7 @@ def test_cli_bad_gate_is_a_user_error(setup, capsys):
     code = main(["lm-eval", "--model", "ee-hf", "--model_args", f"pretrained={model_dir},gate=confidance",
                  "--tasks", "tiny_gen", "--include_path", str(tasks), "--limit", "1", "--device", "cpu"])
     err = capsys.readouterr().err
-    assert code == 2 and "Unknown gate 'confidance'. Did you mean: confidence?" in err
+    assert code == 2 and "Unknown gate 'confidance'. Did you mean: confidence" in err
 
 
 def test_pyproject_declares_the_lm_eval_entry_point():

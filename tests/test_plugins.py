@@ -208,7 +208,8 @@ def test_broken_task_plugin_does_not_stop_other_tasks(site):
 def test_example_pyproject_declares_the_plugin_groups():
     data = tomllib.loads((EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))
     eps = data["project"]["entry-points"]
-    assert eps["ee_bench.gates"] == {"state": "ee_bench_plugin_example.state_gate:StateGate"}
+    assert eps["ee_bench.gates"] == {
+        "steady_confidence": "ee_bench_plugin_example.steady_gate:SteadyConfidenceGate"}
     assert eps["ee_bench.metrics"] == {"exact_match": "ee_bench_plugin_example.exact_match:ExactMatch"}
     assert eps["ee_bench.tasks"] == {"ee_bench_plugin_example": "ee_bench_plugin_example.tasks"}
     assert data["build-system"]["build-backend"] == "hatchling.build"
@@ -222,46 +223,33 @@ def test_example_pyproject_declares_the_plugin_groups():
             assert f"class {attr}(" in path.read_text(encoding="utf-8")
     assert (src / "ee_bench_plugin_example" / "tasks" / "__init__.py").is_file()
     # no name clashes with the built-ins
-    assert "state" not in [n for n in GATES.names() if GATES.origin(n) == "built-in"]
+    assert "steady_confidence" not in [n for n in GATES.names() if GATES.origin(n) == "built-in"]
+    assert GATES.origin("state") == "built-in"  # the head-free gate the example used to ship is built in
 
 
 @pytest.fixture
 def example_modules(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
-    state = importlib.import_module("ee_bench_plugin_example.state_gate")
+    steady = importlib.import_module("ee_bench_plugin_example.steady_gate")
     em = importlib.import_module("ee_bench_plugin_example.exact_match")
-    return state.StateGate, em.ExactMatch
+    return steady.SteadyConfidenceGate, em.ExactMatch
 
 
-def test_state_gate_fires_on_cosine(example_modules):
-    StateGate, _ = example_modules
-    gate = StateGate()
-    assert gate.needs_head is False and gate.needs_hidden is True and issubclass(StateGate, Gate)
-    h = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-    prev = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
-    # cosines by hand: 1, 0, 1/sqrt(2) ≈ 0.7071, -1
-    obs = GateObservation(layer=3, n_layers=8, hidden=h, prev_hidden=prev)
-    assert gate.fires(obs, 0.7).tolist() == [True, False, True, False]
-    assert gate.fires(obs, 0.71).tolist() == [True, False, False, False]
-    assert gate.fires(obs, -1.0).tolist() == [True, True, True, True]
-    for bad in (1.01, -1.5, float("nan")):
+def test_steady_confidence_gate_on_hand_built_statistics(example_modules):
+    SteadyConfidenceGate, _ = example_modules
+    gate = SteadyConfidenceGate()
+    assert gate.needs_head is True and gate.needs_hidden is False and issubclass(SteadyConfidenceGate, Gate)
+    # L = 4, N = 3. Token 0: confident from layer 1 on, top-1 unchanged 0→1 → exits at 1.
+    # Token 1: confident at layer 0 (streak 0, so no exit), top-1 changes at 1, steady again at 2 → 2.
+    # Token 2: never reaches τ below the final layer → L−1 = 3.
+    top1 = torch.tensor([[7, 3, 1], [7, 4, 1], [7, 4, 2], [7, 4, 2]])
+    prob = torch.tensor([[0.5, 0.95, 0.1], [0.92, 0.95, 0.2], [0.93, 0.97, 0.3], [0.99, 0.99, 0.99]])
+    stats = LayerStats(top1, prob, torch.zeros(4, 3))
+    assert gate_exit_layers(gate, stats, 0.9).tolist() == [1, 2, 3]
+    assert gate_exit_layers(gate, stats, 0.96).tolist() == [3, 2, 3]  # token 0 never reaches 0.96 below L−1
+    for bad in (0.0, 1.01, float("nan")):
         with pytest.raises(Exception, match="threshold"):
             gate.check_threshold(bad)
-
-
-def test_state_gate_offline_exit_layers(example_modules):
-    StateGate, _ = example_modules
-    # L = 3 layers, N = 2 tokens, H = 2; embeddings e, block outputs h^0, h^1, h^2
-    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    hidden = torch.tensor([
-        [[1.0, 1.0], [1.0, 0.1]],   # h^0: cos(h^0, e) = 0.707, 0.995
-        [[1.0, 1.1], [0.0, 1.0]],   # h^1: cos(h^1, h^0) ≈ 0.9989, ≈ 0.0995
-        [[0.0, 1.0], [0.0, 1.0]],
-    ])
-    stats = LayerStats(torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, 2), torch.zeros(3, 2))
-    layers = gate_exit_layers(StateGate(), stats, 0.99, hidden, emb)
-    assert layers.tolist() == [1, 0]
-    assert gate_exit_layers(StateGate(), stats, 0.9999, hidden, emb).tolist() == [2, 2]  # never fires → L−1
 
 
 def test_exact_match_metric_table(example_modules):
@@ -289,62 +277,3 @@ def test_example_task_yaml_is_valid(monkeypatch, example_modules):
     assert [m["metric"] for m in spec.metric_list] == ["exact_match", "chrf"]
     docs = load_docs(spec, None)
     assert len(docs) == 6 and docs[0] == {"country": "France", "capital": "Paris"}
-
-
-# ---------------------------------------------------------------- the state gate in the decoding loop
-
-
-class CountingUnembed:
-    """Wraps the runner's Unembed and counts head projections (rows through the head)."""
-
-    def __init__(self, inner):
-        self.inner, self.rows, self.reduce_calls = inner, 0, 0
-
-    def __call__(self, h):
-        self.rows += h.reshape(-1, h.shape[-1]).shape[0]
-        return self.inner(h)
-
-    def reduce(self, h):
-        self.reduce_calls += 1
-        self.rows += h.shape[0]
-        return self.inner.reduce(h)
-
-
-@pytest.mark.parametrize("kv", ["copy", "recompute", "deferred"])
-def test_state_gate_in_the_decoding_loop_projects_only_emitted_tokens(example_modules, kv):
-    from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from tiny_models import N_LAYERS, prompt_ids, tiny_llama
-
-    StateGate, _ = example_modules
-    model = tiny_llama()
-    dec = EarlyExitDecoder(model)
-    counter = CountingUnembed(dec.runner.unembed)
-    dec.runner.unembed = counter
-    prompts = prompt_ids(model)
-    res = dec.decode(prompts, StateGate(), -1.0, kv, ("\n",), 6)  # τ = −1: fires at the first check
-    assert counter.reduce_calls == 0  # no head projection at any gate check
-    assert counter.rows == res.counts.tokens == res.counts.head_rows  # one per emitted token
-    assert res.counts.gate_checks > 0
-    for t in res.traces:  # first token from the prompt pass (L−1), then every token exits at layer 0
-        assert t.exit_layers[0] == N_LAYERS - 1 and set(t.exit_layers[1:]) <= {0}
-
-
-def test_state_gate_loop_agrees_with_offline_analysis(example_modules):
-    """Token 1 follows a full-depth token 0, so its hidden states in the loop are the teacher-forced
-    ones: the loop's exit layer must equal the offline gate's, for any threshold."""
-    from ee_bench.decoding.early_exit import early_exit_generate
-    from tiny_models import prompt_ids, tiny_llama
-
-    StateGate, _ = example_modules
-    model = tiny_llama()
-    prompt = prompt_ids(model)[:1]
-    ref = model.generate(prompt, (), 3)[0][0]
-    an = model.analyse_outputs(prompt, [ref], keep_hidden=True)[0]
-    h = torch.cat([an.embeddings[1:2].unsqueeze(0), an.hidden[:, 1:2]], dim=0)  # (L+1, 1, H)
-    cos = torch.nn.functional.cosine_similarity(h[1:], h[:-1], dim=-1)[:-1, 0]  # (L−1,) checks
-    values = sorted(cos.tolist())
-    for tau in [(a + b) / 2 for a, b in zip(values, values[1:])]:  # thresholds away from ties
-        offline = gate_exit_layers(StateGate(), an.stats, tau, an.hidden, an.embeddings)
-        trace = early_exit_generate(model, prompt, StateGate(), tau, "recompute", (), 2)[0]
-        assert trace.exit_layers[1] == int(offline[1])
-        assert trace.token_ids[1] == int(an.stats.top1[offline[1], 1])

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder
 from ee_bench.decoding.speculative import DraftRound, accepted_prefix
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
+from ee_bench.exits.gates import Gate, GateObservation
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +79,98 @@ def test_counts_when_the_upper_blocks_are_identities(monkeypatch):
     assert trace.token_ids == full.traces[0].token_ids
 
 
-def test_speculative_needs_exactly_one_draft_layer(model):
+def test_speculative_needs_one_draft_layer_or_a_gate(model):
     dec = EarlyExitDecoder(model)
-    with pytest.raises(DecodingOptionError, match="exactly one exit layer"):
+    with pytest.raises(DecodingOptionError, match="one exit layer .* or a gate to choose"):
         dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4)
-    with pytest.raises(DecodingOptionError, match="exactly one exit layer"):
+    with pytest.raises(DecodingOptionError, match="one exit layer .* or a gate to choose"):
         dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4, exit_layers=[0, 1])
+    with pytest.raises(DecodingOptionError, match="deployable gate"):
+        dec.decode(prompt_ids(model)[:1], "oracle", None, "speculative", (), 4, exit_layers=[0, 1])
+    with pytest.raises(DecodingOptionError, match="draft length 0 is invalid"):
+        dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4, exit_layers=[1], draft_len=0)
+    with pytest.raises(DecodingOptionError, match="draft length -2 is invalid"):
+        EarlyExitDecoder(model, draft_len=-2)
+
+
+class FireAtLayer(Gate):
+    """Fires for every token at exit layer ``at`` and nowhere else (no head projection)."""
+
+    needs_head = False
+    needs_hidden = True
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        return torch.full((obs.hidden.shape[0],), obs.layer == self.at, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("draft_len", [1, 2, 4])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(("gate", "tau"), [("confidence", 0.2), ("state", 0.5), ("entropy", 3.0)])
+def test_gate_chosen_draft_layer_equals_full_depth_greedy(model, draft_len, batch, gate, tau):
+    prompts = prompt_ids(model)[:batch]
+    dec = EarlyExitDecoder(model)
+    full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
+    spec = dec.decode(prompts, gate, tau, "speculative", (), 10, exit_layers=None, draft_len=draft_len)
+    for row, (s, f) in enumerate(zip(spec.traces, full.traces)):
+        for pos, (a, b) in enumerate(zip(s.token_ids, f.token_ids)):
+            assert a == b, f"row {row}: gate-chosen speculative diverges from full depth at position {pos}: {a} != {b}"
+        assert list(s.token_ids) == list(f.token_ids)
+        assert s.speculative["draft_len"] == draft_len
+        assert set(s.exit_layers) <= set(range(N_LAYERS))  # drafts exit at 0..L−2, corrections at L−1
+    c = spec.counts
+    assert c.accepted_tokens <= c.draft_tokens <= draft_len * c.draft_rounds
+    assert c.gate_checks > 0
+    assert sum(t.speculative["draft_tokens"] for t in spec.traces) == c.draft_tokens
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gate_chosen_draft_with_restricted_checks_equals_full_depth_greedy(model, batch):
+    prompts = prompt_ids(model)[:batch]
+    dec = EarlyExitDecoder(model, check="topk:2")
+    full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
+    spec = dec.decode(prompts, "confidence", 0.3, "speculative", (), 10, draft_len=3)
+    assert [t.token_ids for t in spec.traces] == [t.token_ids for t in full.traces]
+    assert spec.counts.restricted_checks > 0
+
+
+def _identity_upper_blocks():
+    m = tiny_llama()
+    with torch.no_grad():
+        for layer in m.model.model.layers[2:]:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        m.model.lm_head.weight[256].zero_()  # EOS logit 0, below the top-1: the run uses its budget
+    return m
+
+
+def test_gate_chosen_counts_on_a_hand_built_case():
+    """Blocks 2 and 3 are identities (h^3 = h^1), the gate fires at layer 1 only: every draft exits at
+    e = 1 (checks at layers 0 and 1; E = 2 is the deepest allowed layer and never checked), its
+    layer-2 cache gets a copy of layer 1 (one fill each), every draft is accepted. Budget 9, d = 4:
+    2 rounds of 4 drafts. Blocks: 4 (prompt pass token) + 8 × (e + 1) + 8 × (L − 1 − e_min) = 4 + 16 + 16.
+    Head rows: 1 + 8 drafts (head-free gate) + 8 verified. Acceptance 8/8, 4 per round."""
+    m = _identity_upper_blocks()
+    res = EarlyExitDecoder(m).decode(prompt_ids(m)[:1], FireAtLayer(1), 0.5, "speculative", (), 9,
+                                     exit_layers=[0, 1, 2], draft_len=4)
+    (trace,) = res.traces
+    c = res.counts
+    assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (9, 2, 8, 8)
+    assert list(trace.exit_layers) == [N_LAYERS - 1] + [1] * 8
+    assert (c.gate_checks, c.kv_fill_token_layers, c.head_rows) == (16, 8, 17)
+    assert c.token_layers == 4 + 16 + 16
+    assert (c.acceptance_rate, c.mean_accepted_per_round) == (1.0, 4.0)
+    assert trace.speculative == {"draft_len": 4, "draft_rounds": 2, "draft_tokens": 8, "accepted_tokens": 8,
+                                 "acceptance_rate": 1.0, "mean_accepted_per_round": 4.0}
+
+
+def test_acceptance_figures_without_drafts_are_none():
+    from ee_bench.decoding.early_exit import DecodeCounts
+
+    assert DecodeCounts().acceptance_rate is None and DecodeCounts().mean_accepted_per_round is None
+    c = DecodeCounts(draft_rounds=4, draft_tokens=8, accepted_tokens=6)
+    assert (c.acceptance_rate, c.mean_accepted_per_round) == (0.75, 1.5)

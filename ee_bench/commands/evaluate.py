@@ -224,3 +224,22 @@ def _print_summary(result: dict[str, Any]) -> None:
         mark = " *" if g["threshold"] == result["threshold"] else ""
         print(f"  {g['threshold']:>6g}: {g['signed_distance']:+.2f} / {g['abs_distance']:.2f}, acc {g['accuracy']:.1f}%, "
               f"{g['mean_layers_run']:.2f} layers, implied x{g['implied_speedup']:.2f}{mark}")
+    _print_early_exit_notes(result)
+
+
+def _print_early_exit_notes(result: dict[str, Any]) -> None:
+    """Per KV strategy: the check mode (approximate or not), the oracle's "speed-up not applicable",
+    and speculative decoding's acceptance figures."""
+    for kv, rep in (result.get("measured_speedup") or {}).items():
+        if not isinstance(rep, dict) or "check" not in rep:
+            continue
+        line = f"early exit {kv}: check {rep['check']}"
+        if not rep.get("speedup_applicable", True):
+            line += f"; measured speed-up {rep['speedup_note']}"
+        spec = rep.get("speculative")
+        if spec:
+            rate, per_round = spec["acceptance_rate"], spec["mean_accepted_per_round"]
+            line += (f"; draft length {spec['draft_len']}, acceptance {'n/a' if rate is None else f'{rate:.1%}'} "
+                     f"({spec['accepted_tokens']}/{spec['draft_tokens']}), "
+                     f"{'n/a' if per_round is None else f'{per_round:.2f}'} accepted per round")
+        print(line)

@@ -7,6 +7,10 @@ Example (the paper's Table 6 sentence, the first WMT22 de-en segment)::
 
 The sentence goes through the task's prompt template (default ``wmt22_de_en``). Exit layers are
 0-based everywhere, as in the paper's tables (L−1 = full depth: 31 for a 32-layer Llama-2-7B).
+
+``--gate oracle`` exits every token at its first-match layer (every layer runs; the KV strategy then
+fills the skipped layers as if the token had exited there): the paper's Tables 6 and 11 setting.
+``--check topk:K`` makes the gate's statistics approximate (see ``ee_bench.decoding.checks``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-layers", default=None, help="comma-separated 0-based layers where exits are allowed")
     p.add_argument("--min-prefix", type=int, default=4, help="first N tokens never exit (paper: 4)")
     p.add_argument("--max-gen-toks", type=int, default=None, help="token budget (default: the task's)")
+    from ee_bench.options import add_check_arguments
+
+    add_check_arguments(p)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--json", action="store_true", help="print the traces as JSON instead of a table")
@@ -81,7 +88,7 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.exits.gates import GATES
-    from ee_bench.options import parse_layers
+    from ee_bench.options import check_options, parse_layers
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
 
@@ -100,6 +107,7 @@ def main(argv: list[str]) -> int:
     gate = GATES.get(args.gate)()
     threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
     layers = parse_layers(args.exit_layers)
+    mode, draft_len = check_options(args.check, args.draft_len)
     spec, prompt = translation_prompt(args.task, args.text)
     model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
 
@@ -109,20 +117,25 @@ def main(argv: list[str]) -> int:
         from ee_bench.task_runners.seq2seq import build_sources
         from ee_bench.tasks.loaders import translation_doc
 
+        if mode.approximate or draft_len is not None:
+            raise EEBenchError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
         dec = model.early_exit_decoder()
         ids = [build_sources(model, spec, [translation_doc(args.text, [""], spec.dataset_name)])[0][1]]
     else:
-        dec = EarlyExitDecoder(model)
+        dec = EarlyExitDecoder(model, check=mode, draft_len=draft_len)
         ids = [model.encode_prompt(prompt)]
     budget = spec.max_gen_toks if args.max_gen_toks is None else args.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
     traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]
     if args.json:
-        print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold, "text": args.text,
+        print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold, "check": mode.label,
+                          "text": args.text,
                           "full": full.to_dict(), "traces": [t.to_dict() for t in traces]}, ensure_ascii=False, indent=1))
         return 0
-    print(f"model {model.name} ({dec.n_layers} layers), gate {args.gate} τ={threshold:g}, min_prefix {args.min_prefix}, "
-          f"task {spec.task} prompt")
+    print(f"model {model.name} ({dec.n_layers} layers), gate {args.gate} τ={threshold:g}, check {mode.label}, "
+          f"min_prefix {args.min_prefix}, task {spec.task} prompt")
+    if gate.needs_final:
+        print("oracle exit mode: every layer runs; exits at each token's first-match layer (no speed-up claimed)")
     print(f"source: {args.text}")
     print(f"full depth: {full.text}")
     for n, t in zip(names, traces):

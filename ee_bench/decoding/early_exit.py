@@ -14,6 +14,16 @@ The first generated token comes from the prompt pass, which runs every block any
 cache for the prompt; it is always emitted from layer L−1, so the effective ``min_prefix`` is at
 least 1. Full-depth decoding is the same loop with no exit layers (no gate checks at all).
 
+Check modes (:mod:`ee_bench.decoding.checks`, ``--check``): ``full`` reads the whole head at every
+check; ``topk:K`` (approximate) reads it at a token's first check only, then the K candidates kept
+there; the emitted token is always the exact full-head argmax.
+
+The oracle gate (``needs_final``, :class:`~ee_bench.exits.gates.OracleGate`) is an analysis mode: a
+step runs every block for every row, finds each token's first-match layer among the allowed exits
+(:func:`~ee_bench.exits.decide.first_exit_layers`), emits the final layer's top-1 (= that layer's) and
+then lets the KV strategy overwrite the skipped layers' cache as if the token had exited there, so
+later tokens read what the strategy would have left. No speed-up is measured for it.
+
 Shape notation: B = rows, b = running rows, q = query slots per row, H = hidden size, L = blocks.
 """
 
@@ -26,10 +36,17 @@ import torch
 from torch import Tensor
 
 from ee_bench.decoding.blocks import BlockExecutor
+from ee_bench.decoding.checks import (
+    FULL,
+    CheckMode,
+    full_check,
+    parse_check_mode,
+    restricted_check,
+)
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import exits_here, observe_layer
+from ee_bench.exits.decide import exits_here, first_exit_layers, observe_layer
 from ee_bench.exits.gates import GATES, Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext, KVStrategy
 
@@ -48,6 +65,9 @@ class ExitTrace:
             :meth:`HFCausalLM.truncate_output`).
         text: output text with the stop string removed.
         exit_layers: 0-based exit layer of each token in ``token_ids`` (L−1 = full depth).
+        speculative: self-speculative decoding only: this sequence's draft length, rounds, drafted and
+            accepted tokens, acceptance rate and mean accepted tokens per round
+            (:func:`speculative_summary`); None otherwise (and left out of :meth:`to_dict`).
     """
 
     kv: str
@@ -55,6 +75,7 @@ class ExitTrace:
     token_ids: tuple[int, ...]
     text: str
     exit_layers: tuple[int, ...]
+    speculative: dict | None = None
 
     @property
     def mean_layers_run(self) -> float:
@@ -66,6 +87,8 @@ class ExitTrace:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["token_ids"], d["exit_layers"] = list(self.token_ids), list(self.exit_layers)
+        if d["speculative"] is None:
+            del d["speculative"]
         return d
 
 
@@ -79,7 +102,9 @@ class DecodeCounts:
         catchup_token_layers: blocks run by deferred catch-up slots.
         kv_fill_token_layers: (token, layer) key/value entries filled by copy/recompute.
         gate_checks: (token, layer) gate evaluations.
-        head_rows: rows projected through the LM head (gate checks + emitted tokens).
+        restricted_checks: those of them computed on a candidate set only (``--check topk:K``,
+            approximate; each costs H·K instead of H·V multiply-adds).
+        head_rows: rows projected through the full LM head (gate checks + emitted tokens).
         prompt_positions: B × prompt width run through every block in the prompt pass.
         draft_rounds / draft_tokens / accepted_tokens: self-speculative decoding only (``--kv
             speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
@@ -90,6 +115,7 @@ class DecodeCounts:
     catchup_token_layers: int = 0
     kv_fill_token_layers: int = 0
     gate_checks: int = 0
+    restricted_checks: int = 0
     head_rows: int = 0
     prompt_positions: int = 0
     draft_rounds: int = 0
@@ -99,9 +125,31 @@ class DecodeCounts:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def acceptance_rate(self) -> float | None:
+        """accepted_tokens / draft_tokens (self-speculative decoding); None when nothing was drafted."""
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
+
+    @property
+    def mean_accepted_per_round(self) -> float | None:
+        """accepted_tokens / draft_rounds, in tokens; None without rounds."""
+        return self.accepted_tokens / self.draft_rounds if self.draft_rounds else None
+
     @staticmethod
     def sum(parts: Sequence[DecodeCounts]) -> DecodeCounts:
         return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
+
+
+def speculative_summary(counts: DecodeCounts, draft_len: int) -> dict:
+    """Acceptance figures of self-speculative decoding, for results and samples.
+
+    Returns:
+        ``{"draft_len", "draft_rounds", "draft_tokens", "accepted_tokens", "acceptance_rate" (accepted /
+        drafted, None without drafts), "mean_accepted_per_round" (tokens, None without rounds)}``.
+    """
+    return {"draft_len": draft_len, "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
+            "accepted_tokens": counts.accepted_tokens, "acceptance_rate": counts.acceptance_rate,
+            "mean_accepted_per_round": counts.mean_accepted_per_round}
 
 
 @dataclass(frozen=True)
@@ -156,6 +204,25 @@ def _resolve_gate(gate: Gate | str) -> Gate:
     return GATES.get(gate)() if isinstance(gate, str) else gate
 
 
+def _check_gate_mode(gate: Gate, mode: CheckMode, strategy_cls: type[KVStrategy] | None, kv: str) -> None:
+    """Refuse combinations that have no meaning (DecodingOptionError naming the fix)."""
+    if mode.approximate and (not gate.needs_head or gate.needs_final):
+        raise DecodingOptionError(f"--check {mode.name} restricts the head statistics a gate reads; the "
+                                  f"{type(gate).__name__} reads {'no head' if not gate.needs_head else 'the final layer'}. "
+                                  f"Use --check full with this gate.")
+    if gate.needs_final and strategy_cls is not None and strategy_cls.adds_queries:
+        raise DecodingOptionError(f"--gate oracle fills skipped layers with a KV strategy as if the token had exited; "
+                                  f"{kv} re-runs them exactly (full-depth keys/values), so there is nothing to "
+                                  f"measure. Use --kv copy or recompute with the oracle gate.")
+
+
+def _check_draft_len(draft_len: int | None) -> int | None:
+    if draft_len is not None and (isinstance(draft_len, bool) or int(draft_len) != draft_len or draft_len < 1):
+        raise DecodingOptionError(f"draft length {draft_len} is invalid: speculative decoding drafts a whole number "
+                                  f">= 1 of tokens per round, e.g. --draft-len 4.")
+    return draft_len
+
+
 def _check_options(n_layers: int, exit_layers: Iterable[int] | None, min_prefix: int, max_gen_toks: int) -> frozenset[int]:
     problems = []
     layers = frozenset(range(n_layers - 1)) if exit_layers is None else frozenset(int(x) for x in exit_layers)
@@ -176,20 +243,28 @@ class EarlyExitDecoder:
 
     Args:
         model: an :class:`~ee_bench.models.hf_causal.HFCausalLM` of a supported architecture.
+        check: the default check mode of :meth:`decode` (``"full"``, ``"topk:K"`` or a
+            :class:`~ee_bench.decoding.checks.CheckMode`).
+        draft_len: the default draft length of self-speculative decoding (None: the strategy's
+            ``draft_len``).
 
     Raises:
         ModelStructureError: for an unsupported architecture (see :mod:`ee_bench.decoding.blocks`).
+        CheckModeError: for an unknown check mode. DecodingOptionError: for a draft length < 1.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, check: str | CheckMode | None = None, draft_len: int | None = None):
         self.model = model
         self.runner = BlockExecutor(model)
         self.n_layers = self.runner.n_layers
+        self.check = parse_check_mode(check)
+        self.draft_len = _check_draft_len(draft_len)
 
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], gate: Gate | str | None, threshold: float | None,
                kv: str, until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
-               min_prefix: int = 0, batch_size: int | None = None) -> DecodeResult:
+               min_prefix: int = 0, batch_size: int | None = None, check: str | CheckMode | None = None,
+               draft_len: int | None = None) -> DecodeResult:
         """Decode every prompt greedily with early exit.
 
         Args:
@@ -202,6 +277,9 @@ class EarlyExitDecoder:
                 ``()`` decodes at full depth without any gate check.
             min_prefix: tokens 0 … min_prefix−1 of each output never exit (the paper uses 4).
             batch_size: rows decoded together (default: all).
+            check: check mode (default: the decoder's); ``topk:K`` needs a gate that reads the head.
+            draft_len: tokens drafted per round with ``kv="speculative"`` (default: the decoder's, else
+                the strategy's ``draft_len``).
 
         Returns:
             :class:`DecodeResult` with one :class:`ExitTrace` per prompt, in order.
@@ -209,22 +287,30 @@ class EarlyExitDecoder:
         Raises:
             UnknownNameError: unknown gate or KV strategy.
             ThresholdError: τ out of the gate's range.
-            DecodingOptionError: exit layers outside 0..L−1, negative min_prefix or budget.
+            DecodingOptionError: exit layers outside 0..L−1, negative min_prefix or budget, a draft
+                length < 1, a restricted check with a head-free or oracle gate, the oracle gate with a
+                strategy that adds queries (deferred).
+            CheckModeError: unknown check mode.
         """
         exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
+        mode = self.check if check is None else parse_check_mode(check)
+        draft_len = _check_draft_len(draft_len) or self.draft_len
         strategy_cls = KV_STRATEGIES.get(kv)
-        if getattr(strategy_cls, "self_speculative", False) and exits:
-            return self._decode_speculative(prompts, tuple(until), max_gen_toks, exit_layers, strategy_cls.draft_len)
         gate_obj = None
-        if exits:
-            if gate is None:
-                raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
+        if exits and gate is not None:
             gate_obj = _resolve_gate(gate)
             threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else threshold, self.n_layers)
+        if getattr(strategy_cls, "self_speculative", False) and exits:
+            return self._decode_speculative(prompts, tuple(until), max_gen_toks, exits, gate_obj, threshold,
+                                            draft_len or strategy_cls.draft_len, mode)
+        if exits:
+            if gate_obj is None:
+                raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
+            _check_gate_mode(gate_obj, mode, strategy_cls, kv)
         size = batch_size or max(1, len(prompts))
         results = [
             self._decode_batch([list(p) for p in prompts[i : i + size]], gate_obj, threshold, strategy_cls, kv,
-                               tuple(until), max_gen_toks, exits, min_prefix)
+                               tuple(until), max_gen_toks, exits, min_prefix, mode)
             for i in range(0, len(prompts), size)
         ]
         return DecodeResult(
@@ -233,21 +319,38 @@ class EarlyExitDecoder:
             DecodeCounts.sum([r.counts for r in results]),
         )
 
-    def _decode_speculative(self, prompts, until: tuple[str, ...], max_gen_toks: int,
-                            exit_layers: Iterable[int] | None, draft_len: int) -> DecodeResult:
+    def _decode_speculative(self, prompts, until: tuple[str, ...], max_gen_toks: int, exits: frozenset[int],
+                            gate: Gate | None, threshold: float | None, draft_len: int, mode: CheckMode) -> DecodeResult:
         """Lossless self-speculative decoding (:mod:`ee_bench.decoding.speculative`), row by row.
 
+        One allowed exit layer: the fixed draft layer E (no gate checks). Several (or every layer): each
+        draft token's exit layer is chosen by ``gate`` among them, up to the deepest.
+
         Raises:
-            DecodingOptionError: unless ``exit_layers`` names exactly one layer (the draft layer E).
+            DecodingOptionError: several exit layers without a gate, or the oracle gate.
         """
         from ee_bench.decoding.speculative import SelfSpeculativeDecoder
 
-        layers = None if exit_layers is None else sorted(set(int(x) for x in exit_layers))
-        if layers is None or len(layers) != 1:
+        layers = sorted(exits)
+        if len(layers) > 1 and gate is None:
             raise DecodingOptionError(
-                "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E "
-                f"as exactly one exit layer (--exit-layers E, 0-based, below {self.n_layers - 1}); got {layers}.")
-        spec = SelfSpeculativeDecoder(self.runner, self.model, layers[0], draft_len)
+                "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E as "
+                f"one exit layer (--exit-layers E, 0-based, below {self.n_layers - 1}), or a gate to choose each "
+                f"draft's exit layer among several; got exit layers {layers} and no gate.")
+        if len(layers) > 1 and gate.needs_final:
+            raise DecodingOptionError(
+                "speculative decoding with a gate-chosen draft layer takes a deployable gate; the oracle reads the "
+                "final layer. Use e.g. --gate confidence, or one --exit-layers E.")
+        if len(layers) > 1:
+            _check_gate_mode(gate, mode, None, "speculative")
+
+            def observe(layer, h, prev, previous, cand):
+                return self._observe(gate, layer, h, prev, previous, mode, cand)
+
+            spec = SelfSpeculativeDecoder(self.runner, self.model, layers[-1], draft_len, gate, threshold, layers,
+                                          observe)
+        else:
+            spec = SelfSpeculativeDecoder(self.runner, self.model, layers[0], draft_len)
         timer = SectionTimer(self.model.device)
         counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
         traces = []
@@ -255,20 +358,22 @@ class EarlyExitDecoder:
             if max_gen_toks == 0:
                 traces.append(ExitTrace("speculative", self.n_layers, (), "", ()))
                 continue
-            gen, exits, rounds, work = spec.decode_row(list(prompt), until, max_gen_toks, timer, self._finished)
+            gen, exit_at, rounds, work = spec.decode_row(list(prompt), until, max_gen_toks, timer, self._finished)
             for k, v in work.items():
                 counts[k] += v
+            row = DecodeCounts(draft_rounds=len(rounds), draft_tokens=sum(len(r.drafted) for r in rounds),
+                               accepted_tokens=sum(r.accepted for r in rounds))
             counts["tokens"] += len(gen)
-            counts["draft_rounds"] += len(rounds)
-            counts["draft_tokens"] += sum(len(r.drafted) for r in rounds)
-            counts["accepted_tokens"] += sum(r.accepted for r in rounds)
+            for k in ("draft_rounds", "draft_tokens", "accepted_tokens"):
+                counts[k] += getattr(row, k)
             kept, text = self.model.truncate_output(gen, until)
-            traces.append(ExitTrace("speculative", self.n_layers, tuple(kept), text, tuple(exits[: len(kept)])))
+            traces.append(ExitTrace("speculative", self.n_layers, tuple(kept), text, tuple(exit_at[: len(kept)]),
+                                    speculative=speculative_summary(row, draft_len)))
         return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
 
     # ------------------------------------------------------------------ one batch
     def _decode_batch(self, prompts, gate, threshold, strategy_cls: type[KVStrategy], kv: str, until, max_gen_toks,
-                      exits: frozenset[int], min_prefix: int) -> DecodeResult:
+                      exits: frozenset[int], min_prefix: int, mode: CheckMode = FULL) -> DecodeResult:
         model, runner, L = self.model, self.runner, self.n_layers
         timer = SectionTimer(model.device)
         if max_gen_toks == 0:
@@ -286,7 +391,11 @@ class EarlyExitDecoder:
             alive = [b for b in range(B) if not st.done[b]]
             if not alive:
                 break
-            self._step(st, alive, P + step - 1, gate, threshold, strategy, exits if step >= min_prefix else frozenset())
+            allowed = exits if step >= min_prefix else frozenset()
+            if gate is not None and gate.needs_final and allowed:
+                self._step_oracle(st, alive, P + step - 1, gate, threshold, strategy, allowed)
+            else:
+                self._step(st, alive, P + step - 1, gate, threshold, strategy, allowed, mode)
             self._mark_finished(st, alive, strategy, until)
         st.counts["tokens"] = sum(len(g) for g in st.gen)
         st.counts["token_layers"] += B * L  # first tokens ran every block in the prompt pass
@@ -315,16 +424,20 @@ class EarlyExitDecoder:
         st.counts["head_rows"] += B
         return first
 
-    def _step(self, st: _Batch, alive: list[int], col: int, gate, threshold, strategy: KVStrategy,
-              check: frozenset[int]) -> None:
-        """Feed each alive row's last token (cache column ``col``) and emit its next token."""
-        runner, L, dev, counts, timer = self.runner, self.n_layers, st.store.written.device, st.counts, st.timer
-        b = len(alive)
+    def _flight(self, st: _Batch, alive: list[int], col: int) -> _Flight:
+        """One query slot per alive row, holding the embedding of its last token at column ``col``."""
+        dev, b = st.store.written.device, len(alive)
         tok = torch.tensor([st.gen[r][-1] for r in alive], device=dev)
-        fl = _Flight(torch.tensor(alive, device=dev), torch.full((b, 1), col, device=dev),
-                     torch.ones((b, 1), dtype=torch.bool, device=dev), runner.embed(tok).unsqueeze(1), col + 1,
-                     b == len(st.gen))
-        obs = None
+        return _Flight(torch.tensor(alive, device=dev), torch.full((b, 1), col, device=dev),
+                       torch.ones((b, 1), dtype=torch.bool, device=dev), self.runner.embed(tok).unsqueeze(1), col + 1,
+                       b == len(st.gen))
+
+    def _step(self, st: _Batch, alive: list[int], col: int, gate, threshold, strategy: KVStrategy,
+              check: frozenset[int], mode: CheckMode = FULL) -> None:
+        """Feed each alive row's last token (cache column ``col``) and emit its next token."""
+        runner, L, counts, timer = self.runner, self.n_layers, st.counts, st.timer
+        fl = self._flight(st, alive, col)
+        obs = cand = None  # cand: (b, K) candidate ids of a restricted check, kept from the token's first check
         for layer in range(L):
             if strategy.adds_queries:
                 with timer.section("kv"):
@@ -340,17 +453,19 @@ class EarlyExitDecoder:
             counts["catchup_token_layers"] += int(fl.valid.sum()) - n_run
             if layer == L - 1 or layer not in check:
                 continue
+            restricted = mode.approximate and cand is not None
             with timer.section("gate"):
                 h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
-                obs = self._observe(gate, layer, h, prev_hidden, obs)
+                obs, cand = self._observe(gate, layer, h, prev_hidden, obs, mode, cand)
                 fire = exits_here(gate, obs, threshold)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += n_run
-            counts["head_rows"] += n_run if gate.needs_head else 0
+            counts["restricted_checks"] += n_run if restricted else 0
+            counts["head_rows"] += n_run if gate.needs_head and not restricted else 0
             if not n_fire:
                 continue
             fired = fire.nonzero().squeeze(1)
-            if gate.needs_head:
+            if gate.needs_head and not restricted:  # exact full-head statistics: their top-1 is the argmax
                 toks = obs.top1[fired]
             else:
                 with timer.section("emit"):
@@ -365,6 +480,7 @@ class EarlyExitDecoder:
             keep = ~fire
             fl = fl.subset(keep)
             obs = obs.select(keep)
+            cand = None if cand is None else cand[keep]
             if not bool(keep.any()):
                 return
         with timer.section("emit"):  # rows that reached the last block
@@ -388,14 +504,61 @@ class EarlyExitDecoder:
         return False
 
     def _observe(self, gate: Gate, layer: int, h: Tensor, prev_hidden: Tensor | None,
-                 previous: GateObservation | None) -> GateObservation:
+                 previous: GateObservation | None, mode: CheckMode = FULL,
+                 cand: Tensor | None = None) -> tuple[GateObservation, Tensor | None]:
         """Gate observation at ``layer`` for (b, H) states (:func:`~ee_bench.exits.decide.observe_layer`);
-        the streak counts consecutive checks."""
+        the streak counts consecutive checks. With a restricted check mode the statistics come from
+        :mod:`ee_bench.decoding.checks` (full head at the token's first check, then its candidates
+        ``cand`` (b, K)); returns the observation and the candidates to carry (None in ``full`` mode)."""
         top1 = prob = ent = None
         if gate.needs_head:
-            top1, prob, ent = self.runner.unembed.reduce(h)
-        return observe_layer(layer, self.n_layers, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
-                             hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+            if not mode.approximate:
+                top1, prob, ent = self.runner.unembed.reduce(h)
+            elif cand is None:
+                top1, prob, ent, cand = full_check(self.runner.unembed, h, mode.k)
+            else:
+                top1, prob, ent = restricted_check(self.runner.unembed, h, cand)
+        obs = observe_layer(layer, self.n_layers, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
+                            hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+        return obs, cand
+
+    def _step_oracle(self, st: _Batch, alive: list[int], col: int, gate: Gate, threshold, strategy: KVStrategy,
+                     check: frozenset[int]) -> None:
+        """One step of the oracle exit mode (analysis; see the module docstring).
+
+        Every alive row runs all L blocks (writing every layer's keys/values); the exit layer of each
+        new token is the first allowed layer whose top-1 equals the final layer's
+        (:func:`~ee_bench.exits.decide.first_exit_layers` with the oracle gate); the token emitted is the
+        final layer's top-1; then ``strategy.on_exit`` overwrites layers exit+1 … L−1 of that column.
+        """
+        runner, L, counts, timer = self.runner, self.n_layers, st.counts, st.timer
+        fl = self._flight(st, alive, col)
+        mask, rope = runner.mask(fl.index(), st.key_real), runner.rope(fl.cols - st.n_pad[fl.rows].unsqueeze(1))
+        states = []  # L × (b, H) the new token's block outputs
+        with timer.section("layers"):
+            for layer in range(L):
+                fl.hidden = runner.run_layer(layer, fl.hidden, fl.index(), st.store, mask, rope)
+                states.append(fl.hidden[:, -1])
+        b = len(alive)
+        counts["token_layers"] += b * L
+        with timer.section("gate"):
+            stats = {layer: runner.unembed.reduce(states[layer]) for layer in sorted(check) + [L - 1]}
+            final = stats[L - 1][0]  # (b,) the final layer's top-1
+            observations, previous = [], None
+            for layer in sorted(check):
+                top1, prob, ent = stats[layer]
+                previous = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
+                                         final_top1=final)
+                observations.append(previous)
+            exit_layer = first_exit_layers(gate, threshold, observations, b, L)  # (b,)
+        counts["gate_checks"] += b * len(check)
+        counts["head_rows"] += b * (len(check) + 1)
+        for r, t, e in zip(alive, final.tolist(), exit_layer.tolist()):
+            st.emit(r, t, e)
+        with timer.section("kv"):
+            for e in sorted(set(exit_layer.tolist()) - {L - 1}):
+                sel = (exit_layer == e).nonzero().squeeze(1)
+                counts["kv_fill_token_layers"] += strategy.on_exit(fl.rows[sel], fl.cols[sel, -1], e, states[e][sel])
 
     def _join(self, fl: _Flight, strategy: KVStrategy, layer: int) -> _Flight:
         """Add the strategy's catch-up slots for block ``layer``; slots are left-padded, sorted by column."""

@@ -32,6 +32,8 @@ class EarlyExitOptions:
         calibrate: choose τ by a sweep on documents disjoint from the evaluated ones.
         calibration_docs: documents in that sweep. min_quality_ratio: keep the most aggressive τ
             whose chrF is ≥ this × full depth. speedup_repeats: timed repeats per mode (median).
+        check: check mode, ``full`` or ``topk:K`` (approximate; :mod:`ee_bench.decoding.checks`).
+        draft_len: tokens drafted per round with ``speculative`` (None: the strategy's default, 4).
 
     Raises:
         EEBenchError: for an empty ``kvs`` or a value out of range (the message names the fix).
@@ -44,6 +46,8 @@ class EarlyExitOptions:
     calibration_docs: int = 20
     min_quality_ratio: float = 0.98
     speedup_repeats: int = 3
+    check: str = "full"
+    draft_len: int | None = None
 
     def __post_init__(self) -> None:
         if not self.kvs:
@@ -54,6 +58,9 @@ class EarlyExitOptions:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
         if self.speedup_repeats < 1 or self.calibration_docs < 1:
             raise EEBenchError("--speedup-repeats and --calibration-docs must be positive integers.")
+        from ee_bench.options import check_options
+
+        check_options(self.check, self.draft_len)
 
 
 @dataclass(frozen=True)
@@ -70,25 +77,59 @@ class EarlyExitStageResult:
 
 
 def early_exit_sample(gate, thresholds: Mapping[str, float | None], min_prefix: int,
-                      exit_layers: Sequence[int] | None, traces: Mapping[str, Any]) -> dict[str, Any]:
+                      exit_layers: Sequence[int] | None, traces: Mapping[str, Any], check: str = "full") -> dict[str, Any]:
     """The ``early_exit`` field of one document's samples row.
 
     Args:
         gate: the gate (or its name). thresholds: KV strategy → τ used. min_prefix, exit_layers: the
             options. traces: KV strategy → that document's :class:`~ee_bench.decoding.early_exit.ExitTrace`.
+        check: the check mode's name (``full`` or ``topk:K``).
 
     Returns:
-        ``{"early_exit": {"gate", "thresholds", "min_prefix", "exit_layers_allowed", "traces": {kv: {"kv",
-        "n_layers", "token_ids", "text", "exit_layers", "mean_layers_run"}}}}`` (exit layers 0-based,
-        L−1 = full depth).
+        ``{"early_exit": {"gate", "thresholds", "min_prefix", "exit_layers_allowed", "check" (its label:
+        ``topk:K (approximate)``), "traces": {kv: {"kv", "n_layers", "token_ids", "text", "exit_layers",
+        "mean_layers_run", and for speculative "speculative": acceptance figures}}}}`` (exit layers
+        0-based, L−1 = full depth).
     """
+    from ee_bench.decoding.checks import parse_check_mode
     from ee_bench.exits.gates import gate_name
 
     return {"early_exit": {
         "gate": gate_name(gate), "thresholds": dict(thresholds), "min_prefix": min_prefix,
         "exit_layers_allowed": None if exit_layers is None else list(exit_layers),
+        "check": parse_check_mode(check).label,
         "traces": {kv: {**t.to_dict(), "mean_layers_run": t.mean_layers_run} for kv, t in traces.items()},
     }}
+
+
+ORACLE_NOTE = ("not applicable: the oracle exit mode runs every layer to find each token's first-match layer "
+               "(an analysis of the KV strategy's quality cost at a perfect gate); no speed-up is claimed")
+
+
+def measured_labels(gate, kv: str, counts, options: EarlyExitOptions) -> dict[str, Any]:
+    """What a measured report adds about its setting: the check mode (labelled approximate), the
+    speculative acceptance figures, and for the oracle gate that the speed-up is not applicable.
+
+    Returns:
+        ``{"check", "check_approximate", "speedup_applicable", "speedup_note"}``, plus ``"speculative"``
+        (:func:`~ee_bench.decoding.early_exit.speculative_summary`) for a self-speculative strategy; for
+        the oracle gate the speed-up figures are set to None (they override the report's).
+    """
+    from ee_bench.decoding.checks import parse_check_mode
+    from ee_bench.decoding.early_exit import speculative_summary
+    from ee_bench.exits.gates import GATES
+    from ee_bench.exits.kv import KV_STRATEGIES
+
+    mode = parse_check_mode(options.check)
+    oracle = bool(getattr(GATES.get(gate) if isinstance(gate, str) else gate, "needs_final", False))
+    out = {"check": mode.label, "check_approximate": mode.approximate, "speedup_applicable": not oracle,
+           "speedup_note": ORACLE_NOTE if oracle else None}
+    if oracle:  # the wall times stay in the report; no speed-up figure is derived from them
+        out.update(per_sequence_speedup=None, per_token_speedup=None, implied_speedup=None)
+    strategy = KV_STRATEGIES.get(kv)
+    if getattr(strategy, "self_speculative", False):
+        out["speculative"] = speculative_summary(counts, options.draft_len or strategy.draft_len)
+    return out
 
 
 def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, threshold: float,
@@ -121,9 +162,11 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     if model.kind == "seq2seq":  # encoder-decoder: its own block loop and encoder inputs
         from ee_bench.task_runners.seq2seq import build_sources as build_prompts  # noqa: F811
 
+        if options.check != "full" or options.draft_len is not None:
+            raise EEBenchError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
         dec = model.early_exit_decoder()
     else:
-        dec = EarlyExitDecoder(model)
+        dec = EarlyExitDecoder(model, check=options.check, draft_len=options.draft_len)
     prompts = [r.prompt_token_ids for r in records]
     refs = [r.references for r in records]
     taus = {kv: threshold for kv in kvs}
@@ -143,13 +186,14 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             calibrations[kv] = cal.to_dict()
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
-    settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix)
-                for kv in kvs]
+    settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix,
+                          options.check, options.draft_len) for kv in kvs]
     reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
                                repeats=options.speedup_repeats, batch_size=1, references=refs,
                                target_lang=target_lang, decoder=dec)
-    measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv)} for kv, rep in zip(kvs, reports)}
+    measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv),
+                     **measured_labels(gate, kv, rep.ee_counts, options)} for kv, rep in zip(kvs, reports)}
     samples = tuple(early_exit_sample(gate, taus, options.min_prefix, layers,
-                                      {kv: rep.ee_traces[i] for kv, rep in zip(kvs, reports)})
+                                      {kv: rep.ee_traces[i] for kv, rep in zip(kvs, reports)}, options.check)
                     for i in range(len(records)))
     return EarlyExitStageResult(samples, measured)

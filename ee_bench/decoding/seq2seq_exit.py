@@ -184,7 +184,7 @@ class Seq2SeqEarlyExitDecoder:
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str, until: Sequence[str],
                max_gen_toks: int, exit_layers: Iterable[int] | None = None, min_prefix: int = 0,
-               batch_size: int | None = None) -> DecodeResult:
+               batch_size: int | None = None, check: str | None = None, draft_len: int | None = None) -> DecodeResult:
         """Decode every source greedily with early exit in the decoder.
 
         Args:
@@ -200,7 +200,16 @@ class Seq2SeqEarlyExitDecoder:
             DecodingOptionError: bad options, or a strategy that adds query slots (``deferred``).
         """
         exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
+        if check not in (None, "full") or draft_len is not None:  # the causal loop's options (EarlyExitDecoder.decode)
+            raise DecodingOptionError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
         strategy_cls = KV_STRATEGIES.get(kv)
+        if getattr(strategy_cls, "self_speculative", False) and exits:
+            raise DecodingOptionError(
+                f"KV strategy {kv!r} (self-speculative decoding) runs on decoder-only models; use --kv copy or "
+                f"--kv recompute for translators.")
+        if exits and gate is not None and getattr(_resolve_gate(gate), "needs_final", False):
+            raise DecodingOptionError("the oracle exit mode (--gate oracle) runs on decoder-only models; for translators "
+                                      "the offline oracle analysis (without --kv) gives each token's first-match layer.")
         if strategy_cls.adds_queries:
             raise DecodingOptionError(
                 f"KV strategy {kv!r} catches skipped blocks up with extra query slots, which the encoder-decoder "

@@ -17,9 +17,24 @@ to floating-point differences between one query slot and d query slots in the ve
 token-identical on tiny models; a divergence would show as ``token_agreement`` < 1 in the speed-up
 report). Rows are decoded one after the other (acceptance differs per row).
 
-Cost per round: d × (E+1) blocks for the draft, d × (L−1−E) blocks for the verification (d slots in one
+Cost per round (fixed E): d × (E+1) blocks for the draft, d × (L−1−E) blocks for the verification (d slots in one
 call: on an accelerator almost the price of one), and 2d head projections. Nothing is saved when drafts
 are rejected: the speed-up comes from verifying several tokens per call, so it needs acceptance.
+
+The draft layer is fixed (one ``--exit-layers E``) or **chosen by the gate** (several exit layers, or
+none = every layer): each draft token runs blocks one at a time and stops at the first checked layer
+e_i ≤ E where the gate fires (E = the deepest allowed layer, where every draft stops at the latest).
+Layers e_i+1 … E of a draft's column get layer e_i's keys/values (copied) so that later drafts of the
+round read something. The verification runs blocks e_min+1 … L−1 over all d positions from each draft's
+stored h^{e_min}, e_min = min_i e_i: every draft ran at least that far, and blocks 0 … e_min of every
+drafted column were computed exactly (they only read columns whose blocks ≤ e_min are exact), so the
+verification rebuilds the full model's keys/values above e_min and stays lossless. This is the simpler
+of the two lossless choices (verifying each position from its own exit layer would save
+Σ_i (e_i − e_min) block-slots but needs a pass per distinct exit layer). Gate checks cost what they
+cost in the early-exit loop (``gate_checks``; one head row each for a head-reading gate).
+
+Acceptance: ``DecodeCounts.acceptance_rate`` = accepted / drafted, ``mean_accepted_per_round`` =
+accepted / rounds (reported per run and per document).
 
 Shape notation: P = prompt length, d = draft length, H = hidden size, L = blocks, E = draft layer.
 """
@@ -34,6 +49,7 @@ from torch import Tensor
 
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer
+from ee_bench.exits.decide import exits_here
 
 
 @dataclass(frozen=True)
@@ -72,37 +88,97 @@ def accepted_prefix(drafted: Sequence[int], verified: Sequence[int]) -> int:
 
 
 class SelfSpeculativeDecoder:
-    """Draft with blocks 0 … ``draft_layer``, verify with the remaining blocks (see the module docstring).
+    """Draft with the first blocks, verify with the remaining blocks (see the module docstring).
 
     Args:
-        runner: the :class:`~ee_bench.decoding.blocks.BlockRunner` of the model (blocks, cache, rotary).
+        runner: the :class:`~ee_bench.decoding.blocks.BlockExecutor` of the model (blocks, cache, rotary).
         model: the causal wrapper (its ``eos_token_ids``, ``decode``, ``truncate_output``).
-        draft_layer: E, 0-based, in 0 … L−2.
+        draft_layer: E, 0-based, in 0 … L−2: the fixed draft layer, or with a gate the deepest layer a
+            draft may run to.
         draft_len: d ≥ 1, tokens drafted per round.
+        gate, threshold: with a gate, each draft token exits at the first layer of ``exit_layers`` where
+            the gate fires (else at E); None: every draft exits at E.
+        exit_layers: the layers where the gate is checked (those < E are used). observe:
+            callable(layer, h (1, H), prev_h (1, H), previous, candidates) → (GateObservation,
+            candidates), the decoding loop's observation builder with its check mode
+            (:func:`~ee_bench.exits.decide.observe_layer` underneath; candidates None in ``full`` mode).
 
     Raises:
-        ValueError: for a draft layer outside 0 … L−2 or a draft length < 1.
+        ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
     """
 
-    def __init__(self, runner, model, draft_layer: int, draft_len: int):
+    def __init__(self, runner, model, draft_layer: int, draft_len: int, gate=None, threshold: float | None = None,
+                 exit_layers: Sequence[int] = (), observe=None):
         L = runner.n_layers
         if not 0 <= draft_layer < L - 1:
             raise ValueError(f"draft layer {draft_layer} is outside 0..{L - 2} (the draft must stop before the last block)")
         if draft_len < 1:
             raise ValueError(f"draft length must be >= 1, got {draft_len}")
+        if gate is not None and observe is None:
+            raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
         self.runner, self.model = runner, model
         self.E, self.d, self.L = draft_layer, draft_len, L
+        self.gate, self.threshold, self.observe = gate, threshold, observe
+        self.checked = frozenset(x for x in exit_layers if x < draft_layer) if gate is not None else frozenset()
+
+    def _slots(self, cols: list[int], device, key_real: Tensor):
+        """(index, mask, rope) of one row's query slots at cache columns ``cols``."""
+        runner = self.runner
+        c = torch.tensor([cols], device=device)  # (1, q)
+        index = SlotIndex(torch.zeros(1, dtype=torch.long, device=device), c, torch.ones_like(c, dtype=torch.bool),
+                          cols[-1] + 1, True)
+        return index, runner.mask(index, key_real), runner.rope(c)
 
     def _run(self, layers: range, hidden: Tensor, cols: list[int], store, key_real: Tensor) -> Tensor:
         """Blocks ``layers`` over one row's (1, q, H) inputs at cache columns ``cols``; returns (1, q, H)."""
-        runner = self.runner
-        c = torch.tensor([cols], device=hidden.device)  # (1, q)
-        index = SlotIndex(torch.zeros(1, dtype=torch.long, device=hidden.device), c, torch.ones_like(c, dtype=torch.bool),
-                          cols[-1] + 1, True)
-        mask, rope = runner.mask(index, key_real), runner.rope(c)
+        index, mask, rope = self._slots(cols, hidden.device, key_real)
         for layer in layers:
-            hidden = runner.run_layer(layer, hidden, index, store, mask, rope)
+            hidden = self.runner.run_layer(layer, hidden, index, store, mask, rope)
         return hidden
+
+    def _draft(self, tok: int, col: int, store, key_real: Tensor, timer: SectionTimer,
+               counts: dict[str, int]) -> tuple[int, int, list[Tensor]]:
+        """Draft one token fed ``tok`` at column ``col``: blocks 0 … e, e the first checked layer where the
+        gate fires (else E). Layers e+1 … E of that column get layer e's keys/values (a copy, so later
+        drafts of the round read something; the verification overwrites them).
+
+        Returns:
+            (draft token, e, the (1, 1, H) outputs of blocks 0 … e).
+        """
+        runner, dev = self.runner, store.written.device
+        index, mask, rope = self._slots([col], dev, key_real)
+        x = runner.embed(torch.tensor([[tok]], device=dev))  # (1, 1, H)
+        states, obs, cand, exit_layer, exact = [], None, None, self.E, False
+        for layer in range(self.E + 1):
+            prev = x[:, -1]
+            with timer.section("layers"):
+                x = runner.run_layer(layer, x, index, store, mask, rope)
+            states.append(x)
+            if layer not in self.checked:
+                continue
+            restricted = cand is not None  # candidates kept from this token's first check (--check topk:K)
+            with timer.section("gate"):
+                obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
+                fire = bool(exits_here(self.gate, obs, self.threshold)[0])
+            counts["gate_checks"] += 1
+            counts["restricted_checks"] += 1 if restricted else 0
+            counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
+            exact = self.gate.needs_head and not restricted
+            if fire:
+                exit_layer = layer
+                break
+        if exit_layer < self.E:
+            rows, cols = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([col], device=dev)
+            with timer.section("kv"):
+                for layer in range(exit_layer + 1, self.E + 1):
+                    store.copy_layer(exit_layer, layer, rows, cols)
+            counts["kv_fill_token_layers"] += self.E - exit_layer
+        if obs is not None and exit_layer == obs.layer and exact:  # full-head statistics: top-1 = argmax
+            return int(obs.top1[0]), exit_layer, states
+        with timer.section("emit"):
+            draft = int(runner.unembed(x[:, -1]).argmax(dim=-1))
+        counts["head_rows"] += 1
+        return draft, exit_layer, states
 
     def decode_row(self, prompt: Sequence[int], until: tuple[str, ...], max_gen_toks: int, timer: SectionTimer,
                    finished) -> tuple[list[int], list[int], list[DraftRound], dict[str, int]]:
@@ -110,19 +186,22 @@ class SelfSpeculativeDecoder:
 
         Args:
             prompt: token ids (P ≥ 1). until, max_gen_toks: stop strings and token budget.
-            timer: where block time ("layers") and head time ("emit") are accounted.
+            timer: where block time ("layers"), gate checks ("gate"), head time ("emit") and draft copies
+                ("kv") are accounted.
             finished: callable(list of ids) → bool, the stop rule shared with the early-exit loop.
 
         Returns:
-            (generated ids, exit layer per id — E for an accepted draft, L−1 for the prompt pass's token
-            and for corrections —, the rounds, work counts {token_layers, head_rows, prompt_positions}).
+            (generated ids, exit layer per id — the draft's exit layer for an accepted draft, L−1 for
+            the prompt pass's token and for corrections —, the rounds, work counts {token_layers,
+            head_rows, prompt_positions, gate_checks, restricted_checks, kv_fill_token_layers}).
         """
-        runner, E, L = self.runner, self.E, self.L
+        runner, L = self.runner, self.L
         P = len(prompt)
         store = runner.new_store(1, P + max_gen_toks + self.d)
         key_real = torch.ones(store.written.shape[1:], dtype=torch.bool, device=store.written.device)  # (1, T_max)
         ids = torch.tensor([list(prompt)], device=store.written.device)
-        counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P}
+        counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P, "gate_checks": 0, "restricted_checks": 0,
+                  "kv_fill_token_layers": 0}
         with timer.section("layers"):
             h = self._run(range(L), runner.embed(ids), list(range(P)), store, key_real)  # (1, P, H)
         with timer.section("emit"):
@@ -131,27 +210,26 @@ class SelfSpeculativeDecoder:
         col = P  # cache column of gen[-1], not yet fed to the model
         while not finished(gen, until, max_gen_toks):
             d = min(self.d, max_gen_toks - len(gen))
-            drafted, states = [], []
+            drafted, drafts_at, states = [], [], []
             tok = gen[-1]
-            for i in range(d):  # draft: blocks 0..E, one position at a time
-                with timer.section("layers"):
-                    x = self._run(range(E + 1), runner.embed(torch.tensor([[tok]], device=ids.device)), [col + i],
-                                  store, key_real)  # (1, 1, H)
-                with timer.section("emit"):
-                    tok = int(runner.unembed(x[:, -1]).argmax(dim=-1))
+            for i in range(d):  # draft: blocks 0..e_i, one position at a time
+                tok, e, s = self._draft(tok, col + i, store, key_real, timer, counts)
                 drafted.append(tok)
-                states.append(x)
-            with timer.section("layers"):  # verify: blocks E+1..L-1 over the d drafted positions at once
-                y = self._run(range(E + 1, L), torch.cat(states, dim=1), list(range(col, col + d)), store, key_real)
+                drafts_at.append(e)
+                states.append(s)
+            start = min(drafts_at)  # verify from the shallowest exit of the round, for every position
+            with timer.section("layers"):  # verify: blocks start+1..L-1 over the d drafted positions at once
+                y = self._run(range(start + 1, L), torch.cat([s[start] for s in states], dim=1),
+                              list(range(col, col + d)), store, key_real)
             with timer.section("emit"):
                 verified = runner.unembed(y[0]).argmax(dim=-1).tolist()  # (d,)
             rnd = DraftRound(tuple(drafted), tuple(verified), accepted_prefix(drafted, verified))
             rounds.append(rnd)
-            counts["token_layers"] += d * L
-            counts["head_rows"] += 2 * d
+            counts["token_layers"] += sum(e + 1 for e in drafts_at) + d * (L - 1 - start)
+            counts["head_rows"] += d
             for i, t in enumerate(rnd.emitted):
                 gen.append(t)
-                exits.append(E if i < rnd.accepted else L - 1)
+                exits.append(drafts_at[i] if i < rnd.accepted else L - 1)
                 col += 1
                 if finished(gen, until, max_gen_toks):
                     break

@@ -132,6 +132,8 @@ class EESetting:
     Attributes:
         kv: KV strategy name. gate: gate instance or name. threshold: τ.
         exit_layers: allowed exits (None = every layer). min_prefix: tokens that never exit.
+        check: check mode, ``"full"`` or ``"topk:K"`` (approximate); None = the decoder's.
+        draft_len: tokens drafted per round with ``speculative``; None = the decoder's / strategy's.
     """
 
     kv: str
@@ -139,6 +141,8 @@ class EESetting:
     threshold: float | None
     exit_layers: tuple[int, ...] | None = None
     min_prefix: int = 0
+    check: str | None = None
+    draft_len: int | None = None
 
 
 def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
@@ -179,7 +183,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         return dec.decode(ps, None, None, settings[0].kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
 
     def ee(s: EESetting, ps) -> DecodeResult:
-        return dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix, batch_size)
+        return dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix, batch_size,
+                          check=s.check, draft_len=s.draft_len)
 
     full(prompts[:1])
     for s in settings:

@@ -30,7 +30,8 @@ from ee_bench.types import LayerStats
 
 def observe_layer(layer: int, n_layers: int, *, top1: Tensor | None = None, top1_prob: Tensor | None = None,
                   entropy: Tensor | None = None, previous: GateObservation | None = None,
-                  hidden: Tensor | None = None, prev_hidden: Tensor | None = None) -> GateObservation:
+                  hidden: Tensor | None = None, prev_hidden: Tensor | None = None,
+                  final_top1: Tensor | None = None) -> GateObservation:
     """The gate's view of N tokens at exit layer ``layer`` (paper §3.2).
 
     The streak counts consecutive observations, ending at this one, over which the top-1 stayed the
@@ -45,6 +46,7 @@ def observe_layer(layer: int, n_layers: int, *, top1: Tensor | None = None, top1
         previous: this function's result for the same N tokens at the previous observed layer.
         hidden: (N, H) block-ℓ output; prev_hidden: (N, H) block-ℓ input. None unless the gate
             reads hidden states.
+        final_top1: (N,) int64 top-1 of the final layer, for gates with ``needs_final`` (the oracle).
 
     Returns:
         :class:`GateObservation` with ``streak`` (N,) int64 (None without ``top1``).
@@ -56,7 +58,7 @@ def observe_layer(layer: int, n_layers: int, *, top1: Tensor | None = None, top1
         else:
             streak = torch.where(top1 == previous.top1, previous.streak + 1, torch.zeros_like(previous.streak))
     return GateObservation(layer=layer, n_layers=n_layers, top1=top1, top1_prob=top1_prob, entropy=entropy,
-                           streak=streak, hidden=hidden, prev_hidden=prev_hidden)
+                           streak=streak, hidden=hidden, prev_hidden=prev_hidden, final_top1=final_top1)
 
 
 def exits_here(gate: Gate, obs: GateObservation, threshold: float) -> Tensor:
@@ -89,6 +91,9 @@ def layer_observations(stats: LayerStats, hidden: Tensor | None = None,
                        embeddings: Tensor | None = None) -> Iterable[GateObservation]:
     """Observations of layers 0 … L−2 from the oracle pass's statistics (lazily, one per layer).
 
+    Each carries the final layer's top-1 (``final_top1``, a view of ``stats.top1[L−1]``), which only
+    the oracle gate reads.
+
     Args:
         stats: (L, N) per-layer statistics.
         hidden: (L, N, H) block outputs, or None. embeddings: (N, H) block-0 inputs, or None.
@@ -100,6 +105,7 @@ def layer_observations(stats: LayerStats, hidden: Tensor | None = None,
             entropy=stats.entropy[layer], previous=previous,
             hidden=None if hidden is None else hidden[layer],
             prev_hidden=None if hidden is None else (embeddings if layer == 0 else hidden[layer - 1]),
+            final_top1=stats.top1[stats.n_layers - 1],
         )
         yield previous
 

@@ -68,11 +68,15 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
         :class:`EarlyExitOutput`; with a gate that never fires, the logits are the model's own.
 
     Raises:
-        ValueError: if neither a gate nor ``force_layer`` is given, or ``force_layer`` is out of range.
+        ValueError: if neither a gate nor ``force_layer`` is given, ``force_layer`` is out of range, or the
+            gate reads the final layer (the oracle).
     """
     L = model.n_layers
     if gate is None and force_layer is None:
         raise ValueError("give a gate (with its threshold) or force_layer")
+    if gate is not None and getattr(gate, "needs_final", False):
+        raise ValueError(f"gate {type(gate).__name__} reads the final layer (an analysis of decoder KV strategies); "
+                         f"the encoder's layer-by-layer exit takes a deployable gate, e.g. confidence")
     if force_layer is not None and not 0 <= force_layer < L:
         raise ValueError(f"force_layer must lie in [0, {L - 1}], got {force_layer}")
     B = len(batch)

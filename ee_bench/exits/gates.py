@@ -11,6 +11,10 @@ Built-in gates (τ is the threshold):
 - ``patience``: exit at the first ℓ whose top-1 has been unchanged across the last τ layer
   transitions (top1_ℓ = top1_{ℓ−1} = … = top1_{ℓ−τ}), τ a positive integer.
 - ``none``: never exits (:mod:`ee_bench.exits.none_gate`); τ is ignored.
+- ``state``: exit at the first ℓ with cos(h^ℓ, h^{ℓ−1}) ≥ τ, τ in [−1, 1] (CALM's head-free gate: no
+  head projection at the checks).
+- ``oracle``: exit at the token's first-match layer (analysis only: its decision reads the final
+  layer's top-1, so every layer runs; see :class:`OracleGate`).
 
 A gate that never fires exits at the final layer L−1.
 """
@@ -21,6 +25,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
@@ -48,6 +53,8 @@ class GateObservation:
             stayed the same (0 at ℓ = 0 or after a change).
         hidden: (B, H) hidden state after block ℓ (before the final norm).
         prev_hidden: (B, H) hidden state entering block ℓ (the embeddings for ℓ = 0).
+        final_top1: (B,) int64 top-1 of the final layer L−1, only for gates with ``needs_final``
+            (the oracle); None otherwise.
     """
 
     layer: int
@@ -58,6 +65,7 @@ class GateObservation:
     streak: Tensor | None = None
     hidden: Tensor | None = None
     prev_hidden: Tensor | None = None
+    final_top1: Tensor | None = None
 
     def select(self, keep: Tensor) -> GateObservation:
         """The observation of a subset of the tokens (``keep``: (B,) bool or (B',) int64)."""
@@ -65,7 +73,8 @@ class GateObservation:
             return None if x is None else x[keep]
 
         return GateObservation(self.layer, self.n_layers, pick(self.top1), pick(self.top1_prob), pick(self.entropy),
-                               pick(self.streak), pick(self.hidden), pick(self.prev_hidden))
+                               pick(self.streak), pick(self.hidden), pick(self.prev_hidden),
+                               pick(self.final_top1))
 
 
 class Gate(ABC):
@@ -75,6 +84,8 @@ class Gate(ABC):
         needs_head: whether :meth:`fires` reads top1/top1_prob/entropy/streak (each check then
             costs one output-head projection).
         needs_hidden: whether :meth:`fires` reads hidden/prev_hidden.
+        needs_final: whether :meth:`fires` reads ``final_top1`` (the final layer's top-1): such a gate
+            is an analysis tool, the decoding loop runs every layer before it decides.
         default_threshold: used when the user gives none and no sweep is wanted.
         grid: the documented default sweep, ordered from least to most aggressive.
         aggressive: "lower" if a lower τ exits earlier, "higher" otherwise.
@@ -83,6 +94,7 @@ class Gate(ABC):
 
     needs_head: bool = True
     needs_hidden: bool = False
+    needs_final: bool = False
     default_threshold: float
     grid: tuple[float, ...]
     aggressive: str = "lower"
@@ -183,6 +195,78 @@ class PatienceGate(Gate):
 
 
 GATES.register("none", "ee_bench.exits.none_gate:NoExitGate")  # sec: never exits (τ = 1.0 is not that)
+@GATES.register("state")
+class StateGate(Gate):
+    """Exit at the first ℓ with cos(h^ℓ, h^{ℓ−1}) ≥ τ, τ in [−1, 1] (CALM §3.5, "hidden-state saturation").
+
+    Schuster et al., *Confident Adaptive Language Modeling* (NeurIPS 2022): h^ℓ is the token's output
+    of block ℓ and h^{ℓ−1} its input (the embeddings at ℓ = 0), both before the final norm
+    (:class:`GateObservation` ``hidden`` and ``prev_hidden``, each (B, H)).
+
+    Cost per check: two norms and a dot product, 3·H multiply-adds per token, in float32, and no head
+    projection (``needs_head = False``), against H·V for the confidence gate's head (SmolLM2-135M:
+    1.7 k against 28 M multiply-adds). The emitted token still needs one head projection, at the exit
+    (counted in ``DecodeCounts.head_rows``, timed in the ``emit`` section; the checks are counted in
+    ``gate_checks`` and timed in the ``gate`` section).
+    """
+
+    needs_head = False
+    needs_hidden = True
+    default_threshold = 0.98
+    grid = (0.999, 0.995, 0.99, 0.985, 0.98, 0.97, 0.95, 0.9)  # least → most aggressive
+    aggressive = "lower"
+    unit = "cosine similarity"
+
+    def check_threshold(self, threshold: float, n_layers: int | None = None) -> float:
+        """Validate τ (a cosine similarity).
+
+        Raises:
+            ThresholdError: if τ is not in [−1, 1].
+        """
+        threshold = super().check_threshold(threshold, n_layers)
+        if not -1.0 <= threshold <= 1.0:
+            raise ThresholdError(
+                f"state threshold {threshold} is out of range: it is a cosine similarity in [-1, 1]. "
+                f"Try --threshold 0.98, or omit --threshold to sweep {list(self.grid)}."
+            )
+        return threshold
+
+    def fires(self, obs: GateObservation, threshold: float) -> Tensor:
+        """(B,) bool: cos(hidden, prev_hidden) ≥ τ, computed in float32."""
+        cos = torch.nn.functional.cosine_similarity(obs.hidden.float(), obs.prev_hidden.float(), dim=-1)  # (B,)
+        return cos >= threshold
+
+
+@GATES.register("oracle")
+class OracleGate(Gate):
+    """Exit at the token's first-match layer (analysis only; paper Tables 6 and 11, the optimal exit).
+
+    The first-match layer is the first ℓ whose top-1 equals the final layer's
+    (:func:`~ee_bench.exits.oracle.first_match_layer`). An analysis mode, not a deployable gate: its decision reads the final layer's top-1
+    (``needs_final``), so the decoding loop runs every block for every token, finds the first-match
+    layer, and only then lets the KV strategy fill the skipped layers as if the token had exited
+    there. It measures the quality cost of a KV strategy at a perfect gate; no speed-up is claimed.
+    Offline its exit layers are the first-match layers by definition (gate distance 0). It has no
+    threshold: τ is ignored (grid ``(0,)``).
+
+    Cost: every token runs all L blocks and L head projections (analysis only).
+    """
+
+    needs_final = True
+    default_threshold = 0.0
+    grid = (0.0,)
+    aggressive = "lower"
+    unit = "none (no threshold)"
+
+    def fires(self, obs: GateObservation, threshold: float) -> Tensor:
+        """(B,) bool: top1 == final_top1 (τ ignored).
+
+        Raises:
+            ValueError: if the observation has no ``top1`` or ``final_top1``.
+        """
+        if obs.final_top1 is None or obs.top1 is None:
+            raise ValueError("the oracle gate needs each token's final-layer top-1; observe layers with final_top1")
+        return obs.top1 == obs.final_top1
 
 
 def gate_name(gate: Gate | str) -> str:

@@ -172,7 +172,8 @@ class SelfSpeculativeKV(KVStrategy):
     Not a fill rule but a decoding mode: no token ever skips a block for good, because blocks E+1 … L−1 run
     over every drafted position in the verification pass, so the cache always holds the full model's keys
     and values, and the output equals full-depth greedy decoding. The draft layer E is the one exit layer
-    given (``--exit-layers E``); :data:`draft_len` tokens are drafted per round. Cost: d·(E+1) + d·(L−1−E)
+    given (``--exit-layers E``), or chosen per draft token by the gate among several; :data:`draft_len`
+    tokens are drafted per round (``--draft-len`` overrides it). Cost with a fixed E: d·(E+1) + d·(L−1−E)
     block-slots and 2d head rows per round (:mod:`ee_bench.decoding.speculative`).
     """
 

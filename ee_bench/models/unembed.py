@@ -186,3 +186,28 @@ class Unembed(nn.Module):
             parts.append(acc.result())
         out = parts[0] if len(parts) == 1 else tuple(torch.cat(xs) for xs in zip(*parts))
         return tuple(p.to(hidden.device) for p in out)  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def candidate_logits(self, hidden: Tensor, ids: Tensor) -> Tensor:
+        """Logits of a candidate token set per row (the head restricted to those rows of its weight).
+
+        Shape notation: N = rows, H = hidden size, k = candidates per row.
+
+        Cost: N·k·H multiply-adds (against N·V·H for :meth:`reduce`), plus the final norm.
+
+        Args:
+            hidden: (N, H) block outputs (before the final norm).
+            ids: (N, k) int64 token ids, each row's candidates.
+
+        Returns:
+            (N, k) float32 logits ``head(final_norm(h))[ids]`` (soft-capped as the full head is); equal
+            (up to float rounding) to gathering those columns from ``self(hidden)``.
+        """
+        if not self._plain_linear():  # a head that cannot be sliced: full rows, then gather
+            return self(hidden).float().gather(-1, ids)
+        weight, bias = self.head.weight, self.head.bias
+        x = self.final_norm(hidden).to(weight.device)  # (N, H)
+        z = torch.einsum("nh,nkh->nk", x, weight[ids.to(weight.device)])  # (N, k)
+        if bias is not None:
+            z = z + bias[ids.to(weight.device)]
+        return softcap(z.float(), self.softcap).to(hidden.device)

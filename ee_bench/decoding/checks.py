@@ -1,0 +1,120 @@
+"""How a gate check reads the output head: the full vocabulary, or a candidate set (``--check``).
+
+A confidence-type check (the ``confidence``, ``entropy`` and ``patience`` gates) projects the token's
+h^ℓ through the final norm and the LM head and reduces the V logits to top-1, top-1 probability and
+entropy (:meth:`~ee_bench.models.unembed.Unembed.reduce`). On SmolLM2-135M that head (49152 × 576) costs
+about as much as 12 decoder blocks, so a check after every layer costs more than exiting saves.
+
+Check modes:
+
+- ``full`` (default): every check reads the whole vocabulary (exact statistics).
+- ``topk:K`` (**approximate**): the first check of a token reads the whole vocabulary and keeps its K
+  most likely ids; every later check of the same token computes the logits of those K ids only
+  (:meth:`~ee_bench.models.unembed.Unembed.candidate_logits`) and the gate reads the softmax
+  statistics *restricted to the candidates* (:func:`~ee_bench.models.unembed.reduce_logits` on the
+  (b, K) logits: the top-1 probability is renormalised over K ids, so it is ≥ the full one, and the
+  entropy ≤ the full one). The gate decision is therefore approximate; the token emitted at an exit
+  is still the exact argmax of the full head (one full head projection at the exit).
+
+Cost per check of a token (H = hidden size, V = vocabulary): ``full`` H·V multiply-adds; ``topk:K`` H·V
+for the first check, then H·K (SmolLM2-135M with K = 16: 9.2 k against 28.3 M), plus H·V once at the
+exit. Counted in :class:`~ee_bench.decoding.early_exit.DecodeCounts` as ``restricted_checks`` (checks
+on candidates only) and ``head_rows`` (full head rows); timed in the ``gate`` section (checks) and the
+``emit`` section (the exit's full projection).
+
+Shape notation: b = rows checked, H = hidden size, V = vocabulary, K = candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ee_bench.errors import EEBenchError
+from ee_bench.models.unembed import reduce_logits
+
+
+class CheckModeError(EEBenchError):
+    """An unknown or malformed ``--check`` value."""
+
+
+@dataclass(frozen=True)
+class CheckMode:
+    """How gate checks read the head.
+
+    Attributes:
+        k: candidates per token for the restricted check; None = the full vocabulary.
+    """
+
+    k: int | None = None
+
+    @property
+    def approximate(self) -> bool:
+        """True for candidate-restricted checks (gate statistics not those of the full softmax)."""
+        return self.k is not None
+
+    @property
+    def name(self) -> str:
+        """``full`` or ``topk:K`` (the ``--check`` spelling)."""
+        return "full" if self.k is None else f"topk:{self.k}"
+
+    @property
+    def label(self) -> str:
+        """The name, marked ``(approximate)`` for restricted checks (for results and printouts)."""
+        return self.name + (" (approximate)" if self.approximate else "")
+
+
+FULL = CheckMode()
+
+
+def parse_check_mode(text: str | CheckMode | None) -> CheckMode:
+    """``"full"`` → :data:`FULL`; ``"topk:16"`` → ``CheckMode(16)``; a CheckMode or None passes (None → FULL).
+
+    Raises:
+        CheckModeError: for any other text, or K < 1 (the message names the accepted forms).
+    """
+    if text is None:
+        return FULL
+    if isinstance(text, CheckMode):
+        return text
+    t = text.strip().lower()
+    if t == "full":
+        return FULL
+    kind, _, k = t.partition(":")
+    if kind == "topk" and k.isdigit() and int(k) >= 1:
+        return CheckMode(int(k))
+    raise CheckModeError(f"unknown check mode {text!r}: use --check full (exact, default) or --check topk:K with a "
+                         f"whole number K >= 1 (approximate gate statistics on the previous check's K most likely "
+                         f"tokens), e.g. --check topk:16.")
+
+
+def full_check(unembed, hidden: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A token's first check: full-vocabulary statistics and its K candidates.
+
+    Args:
+        unembed: the model's :class:`~ee_bench.models.unembed.Unembed`. hidden: (b, H). k: K.
+
+    Returns:
+        top1 (b,) int64, top1_prob (b,) float32, entropy (b,) float32 nats, candidates (b, K') int64
+        with K' = min(K, V), most likely first.
+    """
+    logits = unembed(hidden).float()  # (b, V)
+    cand = logits.topk(min(k, logits.shape[-1]), dim=-1).indices  # (b, K')
+    top1, prob, ent = reduce_logits(logits, inplace=True)
+    return top1, prob, ent, cand
+
+
+def restricted_check(unembed, hidden: Tensor, cand: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Softmax statistics over each row's candidates only (approximate; see the module docstring).
+
+    Args:
+        unembed: the model's Unembed. hidden: (b, H). cand: (b, K) int64 candidate ids.
+
+    Returns:
+        top1 (b,) int64 — the candidate with the largest logit —, top1_prob (b,) float32 renormalised
+        over the K candidates, entropy (b,) float32 nats over the K candidates.
+    """
+    logits = unembed.candidate_logits(hidden, cand)  # (b, K)
+    idx, prob, ent = reduce_logits(logits, inplace=True)
+    return cand.gather(1, idx.unsqueeze(1)).squeeze(1), prob, ent
