@@ -141,6 +141,121 @@ class EESetting:
     min_prefix: int = 0
 
 
+def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
+                     batch_size: int = 1) -> list[DecodeResult]:
+    """Time decoding modes against each other, in one process: the one timing protocol of ee-bench.
+
+    Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each, every chunk
+    of ``batch_size`` prompts is decoded by every mode, one after the other (modes interleaved chunk
+    by chunk, so load changes on a shared machine hit them alike); a mode's round is the sum over
+    chunks (:class:`DecodeResult` concatenated), and per mode the round with the median (lower median
+    for an even count) wall time is returned.
+
+    Args:
+        modes: callables ``chunk of prompts -> DecodeResult`` (an :class:`EarlyExitDecoder` setting,
+            or :func:`hf_generate_mode`). prompts: token-id lists. repeats: timed rounds (≥ 1).
+        batch_size: prompts per chunk.
+
+    Returns:
+        Per mode, in order, the median round.
+
+    Raises:
+        EEBenchError: if ``repeats`` < 1, or there are no prompts or modes.
+    """
+    if repeats < 1 or not prompts or not modes:
+        raise EEBenchError(f"timing needs repeats >= 1, prompts and modes (got {repeats}, {len(prompts)} prompts, "
+                           f"{len(modes)} modes); give --repeats 1 or more and at least one document.")
+    for mode in modes:
+        mode(prompts[:1])
+    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    runs: list[list[DecodeResult]] = [[] for _ in modes]
+    for rep in range(repeats):
+        parts: list[list[DecodeResult]] = [[] for _ in modes]
+        for chunk in chunks:
+            for k, mode in enumerate(modes):
+                parts[k].append(mode(chunk))
+        for r, p in zip(runs, parts):
+            r.append(_concat(p))
+        logger.info("round %d/%d: %s", rep + 1, repeats, ", ".join(f"{r[-1].split.total_s:.2f} s" for r in runs))
+    return [_median_run(r) for r in runs]
+
+
+def hf_generate_mode(model, until: Sequence[str], max_gen_toks: int, assistant_early_exit: int | None = None):
+    """A timed mode for :func:`time_interleaved`: transformers' greedy ``generate``, plain or with
+    its self-speculative early-exit assistant (``generate(assistant_early_exit=E)``, LayerSkip).
+
+    The call is :meth:`HFCausalLM.generate` (same stop strings, EOS and budget as the ee-bench loop),
+    one prompt at a time (assisted generation supports batch 1 only). Its wall time (``time.perf_counter``,
+    CUDA synchronised) is the TimeSplit's ``total_s`` and ``other_s`` (no split inside transformers).
+    Counts: tokens = kept output tokens (at batch 1 generation stops at the token that ends the output,
+    so nothing is cut), token_layers = tokens × L (the work inside ``generate`` is not counted, so an
+    implied speed-up of 1 means "unknown" here). Traces: exit layer L−1 for every token.
+
+    Note: ``assistant_early_exit`` counts blocks (the draft runs blocks 0..E−1); the 0-based ee-bench
+    draft layer E corresponds to ``assistant_early_exit = E + 1``.
+
+    Args:
+        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`. until, max_gen_toks: stop strings, budget.
+        assistant_early_exit: None for plain greedy decoding, else the number of draft blocks (1..L−1).
+
+    Returns:
+        ``chunk of prompts -> DecodeResult``.
+    """
+    import time
+
+    import torch
+
+    L = model.n_layers
+    if assistant_early_exit is not None and not 1 <= assistant_early_exit < L:
+        raise EEBenchError(f"assistant_early_exit must be a block count in 1..{L - 1}, got {assistant_early_exit}.")
+    kwargs = {} if assistant_early_exit is None else {"assistant_early_exit": int(assistant_early_exit)}
+    name = "hf_generate" if assistant_early_exit is None else f"hf_assistant_early_exit_{assistant_early_exit}"
+    sync = model.device.type == "cuda"
+
+    def run(chunk) -> DecodeResult:
+        traces, total = [], 0.0
+        for p in chunk:
+            if sync:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            (ids, text), = model.generate([list(p)], tuple(until), max_gen_toks, **kwargs)
+            if sync:
+                torch.cuda.synchronize()
+            total += time.perf_counter() - t0
+            traces.append(ExitTrace(name, L, tuple(ids), text, (L - 1,) * len(ids)))
+        n = sum(len(t.token_ids) for t in traces)
+        return DecodeResult(tuple(traces), TimeSplit(0.0, 0.0, 0.0, 0.0, total, total),
+                            DecodeCounts(tokens=n, token_layers=n * L, head_rows=n))
+
+    return run
+
+
+def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee: DecodeResult, *, n_layers: int,
+                 repeats: int, batch_size: int, references: Sequence[Sequence[str]] | None = None,
+                 metrics: Sequence[str] = ("chrf", "bleu"), target_lang: str | None = None,
+                 full_quality: dict | None = None) -> SpeedupReport:
+    """The :class:`SpeedupReport` of a timed run ``ee`` against the timed full-depth run ``full``
+    (speed-ups :func:`speedup_ratios`, token agreement, quality by ``metrics`` when ``references`` are
+    given; ``full_quality`` reuses the full-depth scores). ``gate`` may be None (reported as "none")."""
+    fw, ew, c, L = full.split.total_s, ee.split.total_s, ee.counts, n_layers
+    qual: dict = {}
+    if references is not None:
+        q_full = full_quality if full_quality is not None else quality([t.text for t in full.traces], references,
+                                                                      metrics, target_lang)
+        q_ee = quality([t.text for t in ee.traces], references, metrics, target_lang)
+        for m in metrics:
+            ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
+            qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
+    return SpeedupReport(
+        kv=kv, gate="none" if gate is None else registered_gate_name(gate), threshold=threshold,
+        n_docs=len(full.traces), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
+        full_tokens=full.counts.tokens, ee_tokens=c.tokens, **speedup_ratios(fw, ew, full.counts.tokens, c, L),
+        full_split=full.split, ee_split=ee.split, full_counts=full.counts, ee_counts=c, quality=qual,
+        token_agreement=token_agreement([t.token_ids for t in ee.traces], [t.token_ids for t in full.traces]),
+        ee_traces=ee.traces, full_traces=full.traces,
+    )
+
+
 def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
                      max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
                      references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
@@ -148,11 +263,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
-    all settings. Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each,
-    every chunk of ``batch_size`` prompts is decoded at full depth and under every setting, one after
-    the other (modes interleaved chunk by chunk, so load changes on a shared machine hit them alike);
-    a mode's round time is the sum over chunks, and per mode the round with the median (lower median
-    for an even count) wall time is reported.
+    all settings; the timing protocol is :func:`time_interleaved` (warm-up, ``repeats`` rounds with
+    the modes interleaved chunk by chunk, the median round per mode).
 
     Args:
         model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
@@ -173,53 +285,25 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         raise EEBenchError(f"measure_speedups needs repeats >= 1, prompts and settings (got {repeats}, "
                            f"{len(prompts)} prompts, {len(settings)} settings)")
     dec = decoder or EarlyExitDecoder(model)
-    L = dec.n_layers
+    modes = [full_depth_mode(dec, until, max_gen_toks, settings[0].kv, batch_size),
+             *[setting_mode(dec, s, until, max_gen_toks, batch_size) for s in settings]]
+    f, *runs = time_interleaved(modes, prompts, repeats, batch_size)
+    q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else None
+    return [compare_runs(s.kv, s.gate, s.threshold, f, e, n_layers=dec.n_layers, repeats=repeats,
+                         batch_size=batch_size, references=references, metrics=metrics, target_lang=target_lang,
+                         full_quality=q_full) for s, e in zip(settings, runs)]
 
-    def full(ps) -> DecodeResult:
-        return dec.decode(ps, None, None, settings[0].kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
 
-    def ee(s: EESetting, ps) -> DecodeResult:
-        return dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix, batch_size)
+def full_depth_mode(dec: EarlyExitDecoder, until: Sequence[str], max_gen_toks: int, kv: str = "copy",
+                    batch_size: int = 1):
+    """``chunk -> DecodeResult``: the ee-bench loop at full depth (no exit layers, no gate checks)."""
+    return lambda ps: dec.decode(ps, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
 
-    full(prompts[:1])
-    for s in settings:
-        ee(s, prompts[:1])
-    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    full_runs: list[DecodeResult] = []
-    ee_runs: list[list[DecodeResult]] = [[] for _ in settings]
-    for rep in range(repeats):
-        parts: list[list[DecodeResult]] = [[] for _ in range(len(settings) + 1)]
-        for chunk in chunks:  # modes alternate chunk by chunk, so load changes hit them alike
-            parts[0].append(full(chunk))
-            for k, s in enumerate(settings):
-                parts[k + 1].append(ee(s, chunk))
-        full_runs.append(_concat(parts[0]))
-        for runs, p in zip(ee_runs, parts[1:]):
-            runs.append(_concat(p))
-        logger.info("round %d/%d: full depth %.2f s, settings %s", rep + 1, repeats, full_runs[-1].split.total_s,
-                    ", ".join(f"{s.kv} {r[-1].split.total_s:.2f} s" for s, r in zip(settings, ee_runs)))
-    f = _median_run(full_runs)
-    q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else {}
-    reports = []
-    for s, runs in zip(settings, ee_runs):
-        e = _median_run(runs)
-        fw, ew, c = f.split.total_s, e.split.total_s, e.counts
-        qual: dict = {}
-        if references is not None:
-            q_ee = quality([t.text for t in e.traces], references, metrics, target_lang)
-            for m in metrics:
-                ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
-                qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
-        reports.append(SpeedupReport(
-            kv=s.kv, gate=registered_gate_name(s.gate), threshold=s.threshold,
-            n_docs=len(prompts), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
-            full_tokens=f.counts.tokens, ee_tokens=c.tokens, **speedup_ratios(fw, ew, f.counts.tokens, c, L),
-            full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
-            token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
-            ee_traces=e.traces, full_traces=f.traces,
-        ))
-    return reports
 
+def setting_mode(dec: EarlyExitDecoder, s: EESetting, until: Sequence[str], max_gen_toks: int, batch_size: int = 1):
+    """``chunk -> DecodeResult``: the ee-bench loop under one early-exit setting."""
+    return lambda ps: dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix,
+                                 batch_size)
 
 
 # --- verdict: whether a measured speed-up may be headlined (issue 12, the reporting defect) ---------------
