@@ -84,8 +84,16 @@ def run(args) -> dict:
 
     from ee_bench.decoding.calibration import calibrate, calibration_ids
     from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from ee_bench.decoding.speedup import (EESetting, compare_runs, full_depth_mode, hf_generate_mode, quality,
-                                           setting_mode, speedup_verdict, time_interleaved)
+    from ee_bench.decoding.speedup import (
+        EESetting,
+        compare_runs,
+        full_depth_mode,
+        hf_generate_mode,
+        quality,
+        setting_mode,
+        speedup_verdict,
+        time_interleaved,
+    )
     from ee_bench.exits.gates import GATES
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.task_runners.generation import build_prompts, references_of
@@ -121,7 +129,7 @@ def run(args) -> dict:
         mode = hf_generate_mode(model, until, budget, assistant_early_exit=e + 1)
         try:
             mode(prompts[:1])
-        except Exception as exc:  # an unsupported model or transformers version: say so, keep the rest
+        except Exception as exc:  # noqa: BLE001 -- an unsupported model or transformers version: say so, keep the rest
             notes.append(f"hf assistant {e}: generate(assistant_early_exit={e + 1}) is unsupported here "
                          f"(transformers {transformers.__version__}, {type(model.model).__name__}): {exc}")
             continue

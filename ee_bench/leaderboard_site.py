@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ee_bench.decoding.speedup import result_verdicts
 from ee_bench.errors import EEBenchError
 from ee_bench.leaderboard import (
     MIN_DOCS,
@@ -35,7 +36,6 @@ from ee_bench.leaderboard import (
     row_is_degenerate,
     row_is_preview,
 )
-from ee_bench.decoding.speedup import result_verdicts
 from ee_bench.results import atomic_write, safe_name
 
 FIGURE_SUFFIXES = (".png", ".svg")
@@ -91,7 +91,8 @@ lower is better), the second reverses. <b>Bold</b> marks the best ranked value p
 they stay below the ranked rows and are never marked best. The WMT22 average is the unweighted mean over the
 listed pairs (paper Table 2). Measured speed-up: per setting, per token and per sequence, and the quality
 ratio to full depth; it is bold (and sorts) only where quality kept the run's floor and the outputs grew at
-most 1.5× in tokens; a red cell names the setting that did not, and why (tooltip). Each row links to its results JSON and samples JSONL (copies under
+most 1.5× in tokens; a red cell names the setting that did not, and why (tooltip). Each row links to its
+results JSON and samples JSONL (copies under
 <code>data/</code>) and to its figures.</p>
 {% for t in tables %}
 <h2 id="task-{{ t.id }}">{{ t.task }}</h2>
@@ -158,7 +159,7 @@ def _run_figures(res: dict[str, Any], res_path: Path, site: Path, name: str) -> 
     """Write (or copy) one run's figures under ``site/figures``; returns [{src, caption}], notes."""
     from ee_bench import leaderboard_figures as figs
 
-    stem = name[: -len(".json")] if name.endswith(".json") else name
+    stem = name.removesuffix(".json")
     out_dir = site / "figures"
     title = f"{res['model']} · {res['task']} · {res['gate']} τ={res['threshold']:g}"
     made, notes = [], []
@@ -217,7 +218,8 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
     for c in cols:
         d = "none" if c.higher_is_better is None else ("higher" if c.higher_is_better else "lower")
         headers.append({"label": c.label, "dir": d, "title": f"{d} is better" if d != "none" else ""})
-    headers += [{"label": "measured speed-up", "dir": "higher", "title": "higher is better (best headlined setting; flagged ones do not sort)"},
+    headers += [{"label": "measured speed-up", "dir": "higher",
+                 "title": "higher is better (best headlined setting; flagged ones do not sort)"},
                 {"label": "docs", "dir": "higher", "title": f"documents evaluated / total; preview under {MIN_DOCS}"},
                 {"label": "files", "dir": "none", "title": ""}]
     ranked = [r for r, p in rows if not (row_is_preview(r) or row_is_degenerate((r, p)))]

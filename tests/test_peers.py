@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDecoder, ExitTrace
-from ee_bench.decoding.speedup import (compare_runs, full_depth_mode, hf_generate_mode, speedup_verdict,
-                                       time_interleaved)
+from ee_bench.decoding.early_exit import (
+    DecodeCounts,
+    DecodeResult,
+    EarlyExitDecoder,
+    ExitTrace,
+)
+from ee_bench.decoding.speedup import (
+    compare_runs,
+    full_depth_mode,
+    hf_generate_mode,
+    speedup_verdict,
+    time_interleaved,
+)
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
 from tests.tiny_models import prompt_ids, tiny_llama

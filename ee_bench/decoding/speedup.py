@@ -14,11 +14,16 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDecoder, ExitTrace
+from ee_bench.decoding.early_exit import (
+    DecodeCounts,
+    DecodeResult,
+    EarlyExitDecoder,
+    ExitTrace,
+)
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
-from ee_bench.metrics.base import METRICS, MetricInputs
 from ee_bench.exits.gates import gate_name as registered_gate_name
+from ee_bench.metrics.base import METRICS, MetricInputs
 
 logger = logging.getLogger(__name__)
 
@@ -391,7 +396,7 @@ def speedup_verdict(setting: str, report: dict, min_quality_ratio: float = DEFAU
     per_seq = report.get("per_sequence_speedup", report.get("measured_speedup"))
     per_tok = report.get("per_token_speedup")
     q = report.get("quality") or {}
-    metric = "chrf" if "chrf" in q else (sorted(q)[0] if q else None)
+    metric = "chrf" if "chrf" in q else (min(q) if q else None)
     ratio = None
     if metric is not None:
         m = q[metric]
