@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ee_bench.decoding.speedup import result_verdicts
 from ee_bench.errors import EEBenchError
 from ee_bench.leaderboard import (
     MIN_DOCS,
@@ -31,7 +32,7 @@ from ee_bench.leaderboard import (
     columns,
     fmt_value,
     group_by_task,
-    measured_by_setting,
+    measured_cell,
     row_is_degenerate,
     row_is_preview,
 )
@@ -74,6 +75,7 @@ table.board{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0;cursor:pointer} th[data-dir="none"]{cursor:default}
 td.text{text-align:left} td.best{font-weight:bold;background:#e6f4e6}
+td.flagged{color:#a33} td.headline{font-weight:bold}
 tr.preview td{color:#888} span.badge{font-size:11px;background:#fde9c8;color:#7a4b00;padding:0 4px;border-radius:3px}
 figure{display:inline-block;margin:0 1em 1em 0} figcaption{font-size:12px}
 p.note{max-width:60em;font-size:14px} div.scroll{overflow-x:auto}
@@ -87,7 +89,10 @@ to sort: the first click puts the best value first in that column's direction (e
 lower is better), the second reverses. <b>Bold</b> marks the best ranked value per column. Rows marked
 <span class="badge">preview</span> rest on fewer than {{ min_docs }} documents (and not the whole test set):
 they stay below the ranked rows and are never marked best. The WMT22 average is the unweighted mean over the
-listed pairs (paper Table 2). Each row links to its results JSON and samples JSONL (copies under
+listed pairs (paper Table 2). Measured speed-up: per setting, per token and per sequence, and the quality
+ratio to full depth; it is bold (and sorts) only where quality kept the run's floor and the outputs grew at
+most 1.5× in tokens; a red cell names the setting that did not, and why (tooltip). Each row links to its
+results JSON and samples JSONL (copies under
 <code>data/</code>) and to its figures.</p>
 {% for t in tables %}
 <h2 id="task-{{ t.id }}">{{ t.task }}</h2>
@@ -154,7 +159,7 @@ def _run_figures(res: dict[str, Any], res_path: Path, site: Path, name: str) -> 
     """Write (or copy) one run's figures under ``site/figures``; returns [{src, caption}], notes."""
     from ee_bench import leaderboard_figures as figs
 
-    stem = name[: -len(".json")] if name.endswith(".json") else name
+    stem = name.removesuffix(".json")
     out_dir = site / "figures"
     title = f"{res['model']} · {res['task']} · {res['gate']} τ={res['threshold']:g}"
     made, notes = [], []
@@ -187,6 +192,21 @@ def _run_figures(res: dict[str, Any], res_path: Path, site: Path, name: str) -> 
     return [{"src": _rel(p, site), "caption": c} for p, c in made], notes
 
 
+def _measured_site_cell(res: dict[str, Any]) -> dict:
+    """The measured-speed-up cell: the same verdicts as the markdown (``speedup_verdict``); it sorts on
+    the best headlined speed-up only (flagged settings never rank), and is marked ``flagged`` (with the
+    reasons as its title) when any setting failed the quality floor or the length limit."""
+    value = res.get("measured_speedup")
+    if not isinstance(value, dict):
+        return {"v": "", "text": measured_cell(res, bold=""), "cls": ""}
+    verdicts = result_verdicts(res)
+    kept = [v.speedup for v in verdicts if v.headlined]
+    flagged = [v for v in verdicts if v.flags]
+    return {"v": repr(max(kept)) if kept else "", "text": measured_cell(res, bold=""),
+            "cls": "flagged" if flagged else ("headline" if kept else ""),
+            "title": "; ".join(f"{v.setting}: {', '.join(v.flags)}" for v in flagged)}
+
+
 def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dict[int, list[dict]]) -> dict:
     cols = columns([r for r, _ in rows])
     has_pairs = any("pairs" in r for r, _ in rows)
@@ -198,7 +218,8 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
     for c in cols:
         d = "none" if c.higher_is_better is None else ("higher" if c.higher_is_better else "lower")
         headers.append({"label": c.label, "dir": d, "title": f"{d} is better" if d != "none" else ""})
-    headers += [{"label": "measured speed-up", "dir": "higher", "title": "higher is better (best KV strategy)"},
+    headers += [{"label": "measured speed-up", "dir": "higher",
+                 "title": "higher is better (best headlined setting; flagged ones do not sort)"},
                 {"label": "docs", "dir": "higher", "title": f"documents evaluated / total; preview under {MIN_DOCS}"},
                 {"label": "files", "dir": "none", "title": ""}]
     ranked = [r for r, p in rows if not (row_is_preview(r) or row_is_degenerate((r, p)))]
@@ -223,9 +244,7 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
             title = f"95 % interval [{iv['low']:.{c.digits}f}, {iv['high']:.{c.digits}f}], {iv['n_resamples']} resamples" if iv else ""
             cells.append({"v": "" if v is None else repr(float(v)), "text": fmt_value(v, iv, c.digits), "cls": cls,
                           "title": title})
-        speeds = measured_by_setting(res.get("measured_speedup"))
-        cells.append({"v": repr(max(speeds.values())) if speeds else "",
-                      "text": ", ".join(f"{k} {v:.2f}" for k, v in speeds.items()) or "n/a", "cls": ""})
+        cells.append(_measured_site_cell(res))
         n = res["n_docs"]
         cells.append({"v": n["evaluated"], "text": f"{n['evaluated']}/{n['total']}", "cls": "", "badge": preview})
         out_rows.append({"preview": preview, "cells": cells, "links": links.get(id(res), [])})

@@ -224,6 +224,13 @@ def _print_summary(result: dict[str, Any]) -> None:
         mark = " *" if g["threshold"] == result["threshold"] else ""
         print(f"  {g['threshold']:>6g}: {g['signed_distance']:+.2f} / {g['abs_distance']:.2f}, acc {g['accuracy']:.1f}%, "
               f"{g['mean_layers_run']:.2f} layers, implied x{g['implied_speedup']:.2f}{mark}")
+    from ee_bench.decoding.speedup import result_verdicts
+
+    verdicts = result_verdicts(result)
+    if verdicts:  # issue 12: per-sequence and per-token, quality ratio, and why a figure is not headlined
+        print("measured speed-up (per token, per sequence, quality ratio to full depth):")
+        for v in verdicts:
+            print(f"  {v.text()}")
     _print_early_exit_notes(result)
 
 

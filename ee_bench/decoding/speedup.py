@@ -14,11 +14,16 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from ee_bench.decoding.early_exit import DecodeCounts, DecodeResult, EarlyExitDecoder, ExitTrace
+from ee_bench.decoding.early_exit import (
+    DecodeCounts,
+    DecodeResult,
+    EarlyExitDecoder,
+    ExitTrace,
+)
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
-from ee_bench.metrics.base import METRICS, MetricInputs
 from ee_bench.exits.gates import gate_name as registered_gate_name
+from ee_bench.metrics.base import METRICS, MetricInputs
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +150,121 @@ class EESetting:
     draft_len: int | None = None
 
 
+def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
+                     batch_size: int = 1) -> list[DecodeResult]:
+    """Time decoding modes against each other, in one process: the one timing protocol of ee-bench.
+
+    Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each, every chunk
+    of ``batch_size`` prompts is decoded by every mode, one after the other (modes interleaved chunk
+    by chunk, so load changes on a shared machine hit them alike); a mode's round is the sum over
+    chunks (:class:`DecodeResult` concatenated), and per mode the round with the median (lower median
+    for an even count) wall time is returned.
+
+    Args:
+        modes: callables ``chunk of prompts -> DecodeResult`` (an :class:`EarlyExitDecoder` setting,
+            or :func:`hf_generate_mode`). prompts: token-id lists. repeats: timed rounds (≥ 1).
+        batch_size: prompts per chunk.
+
+    Returns:
+        Per mode, in order, the median round.
+
+    Raises:
+        EEBenchError: if ``repeats`` < 1, or there are no prompts or modes.
+    """
+    if repeats < 1 or not prompts or not modes:
+        raise EEBenchError(f"timing needs repeats >= 1, prompts and modes (got {repeats}, {len(prompts)} prompts, "
+                           f"{len(modes)} modes); give --repeats 1 or more and at least one document.")
+    for mode in modes:
+        mode(prompts[:1])
+    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    runs: list[list[DecodeResult]] = [[] for _ in modes]
+    for rep in range(repeats):
+        parts: list[list[DecodeResult]] = [[] for _ in modes]
+        for chunk in chunks:
+            for k, mode in enumerate(modes):
+                parts[k].append(mode(chunk))
+        for r, p in zip(runs, parts):
+            r.append(_concat(p))
+        logger.info("round %d/%d: %s", rep + 1, repeats, ", ".join(f"{r[-1].split.total_s:.2f} s" for r in runs))
+    return [_median_run(r) for r in runs]
+
+
+def hf_generate_mode(model, until: Sequence[str], max_gen_toks: int, assistant_early_exit: int | None = None):
+    """A timed mode for :func:`time_interleaved`: transformers' greedy ``generate``, plain or with
+    its self-speculative early-exit assistant (``generate(assistant_early_exit=E)``, LayerSkip).
+
+    The call is :meth:`HFCausalLM.generate` (same stop strings, EOS and budget as the ee-bench loop),
+    one prompt at a time (assisted generation supports batch 1 only). Its wall time (``time.perf_counter``,
+    CUDA synchronised) is the TimeSplit's ``total_s`` and ``other_s`` (no split inside transformers).
+    Counts: tokens = kept output tokens (at batch 1 generation stops at the token that ends the output,
+    so nothing is cut), token_layers = tokens × L (the work inside ``generate`` is not counted, so an
+    implied speed-up of 1 means "unknown" here). Traces: exit layer L−1 for every token.
+
+    Note: ``assistant_early_exit`` counts blocks (the draft runs blocks 0..E−1); the 0-based ee-bench
+    draft layer E corresponds to ``assistant_early_exit = E + 1``.
+
+    Args:
+        model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`. until, max_gen_toks: stop strings, budget.
+        assistant_early_exit: None for plain greedy decoding, else the number of draft blocks (1..L−1).
+
+    Returns:
+        ``chunk of prompts -> DecodeResult``.
+    """
+    import time
+
+    import torch
+
+    L = model.n_layers
+    if assistant_early_exit is not None and not 1 <= assistant_early_exit < L:
+        raise EEBenchError(f"assistant_early_exit must be a block count in 1..{L - 1}, got {assistant_early_exit}.")
+    kwargs = {} if assistant_early_exit is None else {"assistant_early_exit": int(assistant_early_exit)}
+    name = "hf_generate" if assistant_early_exit is None else f"hf_assistant_early_exit_{assistant_early_exit}"
+    sync = model.device.type == "cuda"
+
+    def run(chunk) -> DecodeResult:
+        traces, total = [], 0.0
+        for p in chunk:
+            if sync:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            (ids, text), = model.generate([list(p)], tuple(until), max_gen_toks, **kwargs)
+            if sync:
+                torch.cuda.synchronize()
+            total += time.perf_counter() - t0
+            traces.append(ExitTrace(name, L, tuple(ids), text, (L - 1,) * len(ids)))
+        n = sum(len(t.token_ids) for t in traces)
+        return DecodeResult(tuple(traces), TimeSplit(0.0, 0.0, 0.0, 0.0, total, total),
+                            DecodeCounts(tokens=n, token_layers=n * L, head_rows=n))
+
+    return run
+
+
+def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee: DecodeResult, *, n_layers: int,
+                 repeats: int, batch_size: int, references: Sequence[Sequence[str]] | None = None,
+                 metrics: Sequence[str] = ("chrf", "bleu"), target_lang: str | None = None,
+                 full_quality: dict | None = None) -> SpeedupReport:
+    """The :class:`SpeedupReport` of a timed run ``ee`` against the timed full-depth run ``full``
+    (speed-ups :func:`speedup_ratios`, token agreement, quality by ``metrics`` when ``references`` are
+    given; ``full_quality`` reuses the full-depth scores). ``gate`` may be None (reported as "none")."""
+    fw, ew, c, L = full.split.total_s, ee.split.total_s, ee.counts, n_layers
+    qual: dict = {}
+    if references is not None:
+        q_full = full_quality if full_quality is not None else quality([t.text for t in full.traces], references,
+                                                                      metrics, target_lang)
+        q_ee = quality([t.text for t in ee.traces], references, metrics, target_lang)
+        for m in metrics:
+            ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
+            qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
+    return SpeedupReport(
+        kv=kv, gate="none" if gate is None else registered_gate_name(gate), threshold=threshold,
+        n_docs=len(full.traces), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
+        full_tokens=full.counts.tokens, ee_tokens=c.tokens, **speedup_ratios(fw, ew, full.counts.tokens, c, L),
+        full_split=full.split, ee_split=ee.split, full_counts=full.counts, ee_counts=c, quality=qual,
+        token_agreement=token_agreement([t.token_ids for t in ee.traces], [t.token_ids for t in full.traces]),
+        ee_traces=ee.traces, full_traces=full.traces,
+    )
+
+
 def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
                      max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
                      references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
@@ -152,11 +272,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
-    all settings. Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each,
-    every chunk of ``batch_size`` prompts is decoded at full depth and under every setting, one after
-    the other (modes interleaved chunk by chunk, so load changes on a shared machine hit them alike);
-    a mode's round time is the sum over chunks, and per mode the round with the median (lower median
-    for an even count) wall time is reported.
+    all settings; the timing protocol is :func:`time_interleaved` (warm-up, ``repeats`` rounds with
+    the modes interleaved chunk by chunk, the median round per mode).
 
     Args:
         model: an :class:`~ee_bench.models.hf_causal.HFCausalLM`.
@@ -177,51 +294,148 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         raise EEBenchError(f"measure_speedups needs repeats >= 1, prompts and settings (got {repeats}, "
                            f"{len(prompts)} prompts, {len(settings)} settings)")
     dec = decoder or EarlyExitDecoder(model)
-    L = dec.n_layers
+    modes = [full_depth_mode(dec, until, max_gen_toks, settings[0].kv, batch_size),
+             *[setting_mode(dec, s, until, max_gen_toks, batch_size) for s in settings]]
+    f, *runs = time_interleaved(modes, prompts, repeats, batch_size)
+    q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else None
+    return [compare_runs(s.kv, s.gate, s.threshold, f, e, n_layers=dec.n_layers, repeats=repeats,
+                         batch_size=batch_size, references=references, metrics=metrics, target_lang=target_lang,
+                         full_quality=q_full) for s, e in zip(settings, runs)]
 
-    def full(ps) -> DecodeResult:
-        return dec.decode(ps, None, None, settings[0].kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
 
-    def ee(s: EESetting, ps) -> DecodeResult:
-        return dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix, batch_size,
-                          check=s.check, draft_len=s.draft_len)
+def full_depth_mode(dec: EarlyExitDecoder, until: Sequence[str], max_gen_toks: int, kv: str = "copy",
+                    batch_size: int = 1):
+    """``chunk -> DecodeResult``: the ee-bench loop at full depth (no exit layers, no gate checks)."""
+    return lambda ps: dec.decode(ps, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
 
-    full(prompts[:1])
-    for s in settings:
-        ee(s, prompts[:1])
-    chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    full_runs: list[DecodeResult] = []
-    ee_runs: list[list[DecodeResult]] = [[] for _ in settings]
-    for rep in range(repeats):
-        parts: list[list[DecodeResult]] = [[] for _ in range(len(settings) + 1)]
-        for chunk in chunks:  # modes alternate chunk by chunk, so load changes hit them alike
-            parts[0].append(full(chunk))
-            for k, s in enumerate(settings):
-                parts[k + 1].append(ee(s, chunk))
-        full_runs.append(_concat(parts[0]))
-        for runs, p in zip(ee_runs, parts[1:]):
-            runs.append(_concat(p))
-        logger.info("round %d/%d: full depth %.2f s, settings %s", rep + 1, repeats, full_runs[-1].split.total_s,
-                    ", ".join(f"{s.kv} {r[-1].split.total_s:.2f} s" for s, r in zip(settings, ee_runs)))
-    f = _median_run(full_runs)
-    q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else {}
-    reports = []
-    for s, runs in zip(settings, ee_runs):
-        e = _median_run(runs)
-        fw, ew, c = f.split.total_s, e.split.total_s, e.counts
-        qual: dict = {}
-        if references is not None:
-            q_ee = quality([t.text for t in e.traces], references, metrics, target_lang)
-            for m in metrics:
-                ratio = None if not q_full[m] or q_ee[m] is None else q_ee[m] / q_full[m]
-                qual[m] = {"early_exit": q_ee[m], "full": q_full[m], "ratio": ratio}
-        reports.append(SpeedupReport(
-            kv=s.kv, gate=registered_gate_name(s.gate), threshold=s.threshold,
-            n_docs=len(prompts), n_layers=L, repeats=repeats, batch_size=batch_size, full_wall_s=fw, ee_wall_s=ew,
-            full_tokens=f.counts.tokens, ee_tokens=c.tokens, **speedup_ratios(fw, ew, f.counts.tokens, c, L),
-            full_split=f.split, ee_split=e.split, full_counts=f.counts, ee_counts=c, quality=qual,
-            token_agreement=token_agreement([t.token_ids for t in e.traces], [t.token_ids for t in f.traces]),
-            ee_traces=e.traces, full_traces=f.traces,
-        ))
-    return reports
 
+def setting_mode(dec: EarlyExitDecoder, s: EESetting, until: Sequence[str], max_gen_toks: int, batch_size: int = 1):
+    """``chunk -> DecodeResult``: the ee-bench loop under one early-exit setting."""
+    return lambda ps: dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix,
+                                 batch_size, check=s.check, draft_len=s.draft_len)
+
+
+# --- verdict: whether a measured speed-up may be headlined (issue 12, the reporting defect) ---------------
+
+DEFAULT_MIN_QUALITY_RATIO = 0.98
+"""Quality floor: early-exit quality / full-depth quality below this flags a speed-up (``--min-quality-ratio``)."""
+
+MAX_LENGTH_RATIO = 1.5
+"""Early-exit tokens / full-depth tokens above this flags a speed-up (runaway, often repetitive, outputs)."""
+
+
+@dataclass(frozen=True)
+class SpeedupVerdict:
+    """What the leaderboard, the site and the printed summary say about one measured setting.
+
+    Attributes:
+        setting: the KV strategy (or "layerwise" for an encoder's batch timing).
+        per_sequence: full wall time / early-exit wall time on the same documents (None if absent).
+        per_token: early-exit tokens/s / full-depth tokens/s (None for an encoder's batch timing).
+        metric: the quality metric of ``quality_ratio`` (chrF when present). quality_ratio:
+            early-exit / full-depth corpus score (None when not measured or full depth scored 0).
+        length_ratio: early-exit tokens / full-depth tokens (None when not counted).
+        min_quality_ratio, max_length_ratio: the limits applied.
+        flags: the reasons the speed-up is not headlined, empty when it is.
+    """
+
+    setting: str
+    per_sequence: float | None
+    per_token: float | None
+    metric: str | None
+    quality_ratio: float | None
+    length_ratio: float | None
+    min_quality_ratio: float
+    max_length_ratio: float
+    flags: tuple[str, ...]
+
+    @property
+    def headlined(self) -> bool:
+        """True when the speed-up kept quality and length (no flag) and a speed-up was measured."""
+        return not self.flags and self.speedup is not None
+
+    @property
+    def speedup(self) -> float | None:
+        """The figure a table sorts on: per token where decoded, else per sequence."""
+        return self.per_token if self.per_token is not None else self.per_sequence
+
+    def text(self, bold: str = "") -> str:
+        """``copy 1.93×/token, 0.40×/seq, chrF 42% — NOT HEADLINED: …``; ``bold`` wraps the
+        headline figure (``"**"`` in markdown)."""
+        figs = []
+        if self.per_token is not None:
+            figs.append(f"{self.per_token:.2f}×/token")
+        if self.per_sequence is not None:
+            figs.append(f"{self.per_sequence:.2f}×/seq")
+        if not figs:
+            figs.append("n/a")
+        if self.headlined:
+            figs[0] = f"{bold}{figs[0]}{bold}"
+        if self.quality_ratio is not None:
+            figs.append(f"{self.metric} {100 * self.quality_ratio:.0f}%")
+        head = f"{self.setting} " + ", ".join(figs)
+        return head if not self.flags else head + " — ⚠ not headlined: " + "; ".join(self.flags)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "headlined": self.headlined}
+
+
+def speedup_verdict(setting: str, report: dict, min_quality_ratio: float = DEFAULT_MIN_QUALITY_RATIO,
+                    max_length_ratio: float = MAX_LENGTH_RATIO) -> SpeedupVerdict:
+    """The one decision whether a measured speed-up is headlined.
+
+    Args:
+        setting: the report's key in ``measured_speedup`` (KV strategy or "layerwise").
+        report: a :meth:`SpeedupReport.to_dict` (``per_sequence_speedup``, ``per_token_speedup``,
+            ``full_tokens``, ``ee_tokens``, ``quality`` metric → {"early_exit", "full"[, "ratio"]}), or an
+            encoder timing with ``measured_speedup`` only.
+        min_quality_ratio: the floor (``--min-quality-ratio``). max_length_ratio: the length limit.
+
+    Returns:
+        A :class:`SpeedupVerdict`. Flags: quality ratio < floor; quality not measured; early-exit
+        tokens > ``max_length_ratio`` × full-depth tokens; no speed-up measured. The quality ratio is
+        ``quality[m]["ratio"]``, or early_exit / full when the ratio is not stored (m = chrF when
+        present, else the first metric in name order).
+    """
+    per_seq = report.get("per_sequence_speedup", report.get("measured_speedup"))
+    per_tok = report.get("per_token_speedup")
+    q = report.get("quality") or {}
+    metric = "chrf" if "chrf" in q else (min(q) if q else None)
+    ratio = None
+    if metric is not None:
+        m = q[metric]
+        ratio = m.get("ratio")
+        if ratio is None and m.get("early_exit") is not None and m.get("full"):
+            ratio = m["early_exit"] / m["full"]
+    full_t, ee_t = report.get("full_tokens"), report.get("ee_tokens")
+    length = ee_t / full_t if full_t and ee_t is not None else None
+    flags = []
+    if per_seq is None and per_tok is None:
+        flags.append("no speed-up measured")
+    if ratio is None:
+        flags.append("quality not measured")
+    elif ratio < min_quality_ratio:
+        flags.append(f"{metric} {100 * ratio:.0f}% of full depth < {100 * min_quality_ratio:.0f}% floor")
+    if length is not None and length > max_length_ratio:
+        flags.append(f"outputs {length:.2f}× longer than full depth ({ee_t} vs {full_t} tokens; "
+                     f"limit {max_length_ratio:g}×)")
+    return SpeedupVerdict(setting, None if per_seq is None else float(per_seq),
+                          None if per_tok is None else float(per_tok), metric,
+                          None if ratio is None else float(ratio), length, min_quality_ratio, max_length_ratio,
+                          tuple(flags))
+
+
+def speedup_verdicts(measured: dict | None, min_quality_ratio: float | None = None,
+                     max_length_ratio: float = MAX_LENGTH_RATIO) -> list[SpeedupVerdict]:
+    """:func:`speedup_verdict` for every setting of a results JSON's ``measured_speedup`` (sorted by
+    setting; [] when None or not a dict). ``min_quality_ratio`` None: the default floor."""
+    if not isinstance(measured, dict):
+        return []
+    floor = DEFAULT_MIN_QUALITY_RATIO if min_quality_ratio is None else min_quality_ratio
+    return [speedup_verdict(k, rep, floor, max_length_ratio) for k, rep in sorted(measured.items())
+            if isinstance(rep, dict)]
+
+
+def result_verdicts(result: dict) -> list[SpeedupVerdict]:
+    """The verdicts of one results JSON, at the floor it was run with (``config.min_quality_ratio``)."""
+    return speedup_verdicts(result.get("measured_speedup"), (result.get("config") or {}).get("min_quality_ratio"))

@@ -208,12 +208,14 @@ class HFCausalLM(CausalExitModel):
         return until_criteria(prompt_width, until, self.decode)
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], until: tuple[str, ...], max_gen_toks: int) -> list[tuple[list[int], str]]:
+    def generate(self, prompts: list[list[int]], until: tuple[str, ...], max_gen_toks: int,
+                 **generate_kwargs) -> list[tuple[list[int], str]]:
         """Greedy decoding from the final layer (``model.generate``, left-padded batch).
 
         Args:
             prompts: B prompt token-id lists.
             until: stop strings; max_gen_toks: token budget.
+            generate_kwargs: passed on to ``model.generate`` (e.g. ``assistant_early_exit=E``, batch 1).
 
         Returns:
             B (output token ids, output text) pairs, truncated by :meth:`truncate_output`.
@@ -225,7 +227,7 @@ class HFCausalLM(CausalExitModel):
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_gen_toks,
             eos_token_id=list(self.eos_token_ids), pad_token_id=self.tokenizer.pad_token_id,
-            stopping_criteria=criteria, top_p=None, top_k=None, temperature=None,
+            stopping_criteria=criteria, top_p=None, top_k=None, temperature=None, **generate_kwargs,
         )
         gen = out[:, ids.shape[1]:].tolist()
         return [self.truncate_output(row, until) for row in gen]
