@@ -18,7 +18,6 @@ the prompt (instruction tuning: no loss on the prompt).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,29 +52,21 @@ def read_instruction_jsonl(path: str | Path) -> list[dict[str, str]]:
     """Rows of an Alpaca-style JSONL file.
 
     Raises:
-        EEBenchError: if the file is missing or empty, a line is not a JSON object, or a row lacks a
-            non-empty ``instruction`` or a string ``output`` (the message gives the line number).
+        EEBenchError: if the file is missing or empty, not UTF-8, a line is not a JSON object
+            (:func:`~ee_bench.tasks.loaders.read_jsonl_file`, with the line number), or a row lacks a
+            non-empty ``instruction`` or a string ``output`` (with the row number).
     """
+    from ee_bench.tasks.loaders import read_jsonl_file  # one JSONL reader: UTF-8, JSON and object checks per line
+
     p = Path(path)
     if not p.is_file():
         raise EEBenchError(f"--train_file {p} does not exist; give a JSONL file with instruction/input/output fields")
-    rows = []
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EEBenchError(f"--train_file {p} line {n} is not valid JSON ({exc.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise EEBenchError(f"--train_file {p} line {n} is not a JSON object; each line must be "
-                                   f'{{"instruction": ..., "input": ..., "output": ...}}')
-            if not isinstance(row.get("instruction"), str) or not row["instruction"].strip() \
-                    or not isinstance(row.get("output"), str) or not isinstance(row.get("input", ""), str):
-                raise EEBenchError(f"--train_file {p} line {n} needs a non-empty string 'instruction' and a string "
-                                   f"'output' ('input' optional); it has {sorted(row)}")
-            rows.append(row)
+    rows = read_jsonl_file(p, "--train_file")
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row.get("instruction"), str) or not row["instruction"].strip() \
+                or not isinstance(row.get("output"), str) or not isinstance(row.get("input", ""), str):
+            raise EEBenchError(f"--train_file {p} row {n} (blank lines not counted) needs a non-empty string "
+                               f"'instruction' and a string 'output' ('input' optional); it has {sorted(row)}")
     if not rows:
         raise EEBenchError(f"--train_file {p} has no rows")
     return rows
