@@ -45,7 +45,7 @@ def parse_kv_list(text: str) -> list[str]:
 
 def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--kv``, ``--exit-layers``, ``--min-prefix``, ``--check``, ``--draft-len``, ``--calibrate``,
-    ``--calibration-docs``, ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
+    ``--calibration-docs``, ``--calibration-patience``, ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
     g = p.add_argument_group("early-exit decoding (real token-level exits; generation tasks)")
     g.add_argument("--kv", default=None, help="comma-separated KV strategies (ee-bench ls kv); enables early-exit decoding")
     g.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
@@ -60,6 +60,9 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
                    help="documents in the calibration subset (default 20)")
     g.add_argument("--min-quality-ratio", dest="min_quality_ratio", type=float, default=0.98,
                    help="calibration keeps the most aggressive threshold with quality >= this x full model")
+    g.add_argument("--calibration-patience", dest="calibration_patience", type=int, default=None,
+                   help="stop the threshold sweep after N consecutive thresholds below the quality floor "
+                        "(default: sweep the whole grid)")
     g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=3,
                    help="timed repeats per mode for the measured speed-up (median)")
 
@@ -112,4 +115,4 @@ def early_exit_options(args: argparse.Namespace):
     mode, draft_len = check_options(args.check, args.draft_len)
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
                             args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats,
-                            mode.name, draft_len)
+                            mode.name, draft_len, args.calibration_patience)

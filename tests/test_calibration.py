@@ -90,3 +90,37 @@ def test_sweep_writes_every_point_and_chooses_by_the_rule(decoder, tmp_path):
     kept = json.loads(crash.read_text())
     assert [p["threshold"] for p in kept["points"]] == [0.9]
     assert kept["complete"] is False and kept["chosen"] is None
+
+
+class ScriptedDecoder:
+    """Decodes the reference when τ >= 0.5 (or at full depth) and a wrong word below: a hand-known sweep."""
+
+    n_layers = 4
+
+    def __init__(self):
+        self.taus = []
+
+    def decode(self, prompts, gate, tau, *args, **kwargs):
+        from types import SimpleNamespace
+
+        self.taus.append(tau)
+        text = "Die Ware hat unter 20 Euro gekostet." if tau is None or tau >= 0.5 else "zzz"
+        return SimpleNamespace(traces=[SimpleNamespace(text=text)], counts=SimpleNamespace(tokens=2, token_layers=4))
+
+
+def test_patience_stops_the_sweep_after_consecutive_points_below_the_floor(tmp_path):
+    refs = [["Die Ware hat unter 20 Euro gekostet."]]
+    grid = (0.9, 0.7, 0.3, 0.2, 0.6)
+    dec = ScriptedDecoder()
+    res = calibrate(dec, [[1]], refs, [0], ConfidenceGate(), "copy", (), 6, grid=grid, patience=2,
+                    out_path=tmp_path / "s.json")
+    # 0.9 and 0.7 keep 100 %; 0.3 and 0.2 score chrF 0 (two below the floor: stop); 0.6 never runs
+    assert dec.taus == [None, 0.9, 0.7, 0.3, 0.2]
+    assert [p.threshold for p in res.points] == [0.9, 0.7, 0.3, 0.2]
+    assert res.chosen == 0.7 and res.complete and res.patience == 2
+    assert json.loads((tmp_path / "s.json").read_text())["chosen"] == 0.7
+    # without patience the whole grid runs and the most aggressive qualifying τ, 0.6, wins
+    full = calibrate(ScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 6, grid=grid)
+    assert [p.threshold for p in full.points] == list(grid) and full.chosen == 0.6
+    with pytest.raises(CalibrationError, match="patience 0"):
+        calibrate(ScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 6, grid=grid, patience=0)

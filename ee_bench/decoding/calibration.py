@@ -3,7 +3,9 @@
 Sweep the gate's threshold grid (``Gate.grid``, least → most aggressive) with real early-exit
 decoding on a calibration subset disjoint from the evaluated documents; keep the most aggressive
 threshold whose quality is at least ``min_ratio`` (default 98 %) of the full model's on the same
-subset. The sweep file is rewritten atomically after every point, so a crash keeps what finished.
+subset. With ``patience`` N the sweep stops after N consecutive thresholds below that floor: the grid
+runs from least to most aggressive, and on the models measured here quality only fell further past
+such a point, while an aggressive point costs the most (degenerate outputs run to the token budget). The sweep file is rewritten atomically after every point, so a crash keeps what finished.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class CalibrationResult:
     points: tuple[SweepPoint, ...]
     chosen: float | None
     complete: bool
+    patience: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -103,7 +106,8 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
               doc_ids: Sequence[int], gate, kv: str, until: Sequence[str], max_gen_toks: int,
               exit_layers: Iterable[int] | None = None, min_prefix: int = 0, metric: str = "chrf",
               min_ratio: float = 0.98, grid: Sequence[float] | None = None, target_lang: str | None = None,
-              batch_size: int | None = None, out_path: str | Path | None = None) -> CalibrationResult:
+              batch_size: int | None = None, out_path: str | Path | None = None,
+              patience: int | None = None) -> CalibrationResult:
     """Sweep thresholds on the calibration prompts and choose one (paper Fig. 2 protocol).
 
     Args:
@@ -113,16 +117,21 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
         metric: registered metric (higher is better) measuring quality. min_ratio: e.g. 0.98.
         grid: thresholds to sweep (default ``gate.grid``).
         out_path: JSON file rewritten atomically after the full-model run and after every point.
+        patience: stop after this many consecutive points below ``min_ratio`` × full quality (None:
+            sweep the whole grid). The points not run are absent from the result; ``complete`` is True.
 
     Returns:
         :class:`CalibrationResult`.
 
     Raises:
-        CalibrationError: bad ``min_ratio``; plus the errors of :meth:`EarlyExitDecoder.decode`.
+        CalibrationError: bad ``min_ratio`` or ``patience`` < 1; plus the errors of
+            :meth:`EarlyExitDecoder.decode`.
     """
     from ee_bench.results import write_json
 
     select_threshold([], 1.0, min_ratio, gate.aggressive)  # validate options before decoding
+    if patience is not None and patience < 1:
+        raise CalibrationError(f"calibration patience {patience} must be >= 1 (or omitted to sweep the whole grid)")
     grid = tuple(gate.grid if grid is None else grid)
     lang = target_lang
     full = decoder.decode(prompts, None, None, kv, until, max_gen_toks, exit_layers=(), batch_size=batch_size)
@@ -132,16 +141,21 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
     def result(complete: bool) -> CalibrationResult:
         chosen = select_threshold([(p.threshold, p.quality) for p in points], full_q, min_ratio, gate.aggressive)
         return CalibrationResult(registered_gate_name(gate), kv, metric, min_ratio, tuple(doc_ids), full_q, tuple(points),
-                                 chosen if complete else None, complete)
+                                 chosen if complete else None, complete, patience)
 
     if out_path is not None:
         write_json(Path(out_path), result(False).to_dict())
-    for tau in grid:
+    below = 0
+    for k, tau in enumerate(grid):
         res = decoder.decode(prompts, gate, tau, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size)
         q = quality([t.text for t in res.traces], references, [metric], lang)[metric]
         c = res.counts
         points.append(SweepPoint(float(tau), q, q / full_q if full_q else None,
                                  decoder.n_layers * c.tokens / c.token_layers))
+        below = below + 1 if q < min_ratio * full_q else 0
+        stop = patience is not None and below >= patience
         if out_path is not None:
-            write_json(Path(out_path), result(len(points) == len(grid)).to_dict())
+            write_json(Path(out_path), result(stop or k == len(grid) - 1).to_dict())
+        if stop:
+            break
     return result(True)

@@ -32,6 +32,8 @@ class EarlyExitOptions:
         calibrate: choose τ by a sweep on documents disjoint from the evaluated ones.
         calibration_docs: documents in that sweep. min_quality_ratio: keep the most aggressive τ
             whose chrF is ≥ this × full depth. speedup_repeats: timed repeats per mode (median).
+        calibration_patience: stop the sweep after this many consecutive thresholds below that
+            floor (None: the whole grid; :func:`~ee_bench.decoding.calibration.calibrate`).
         check: check mode, ``full`` or ``topk:K`` (approximate; :mod:`ee_bench.decoding.checks`).
         draft_len: tokens drafted per round with ``speculative`` (None: the strategy's default, 4).
 
@@ -48,6 +50,7 @@ class EarlyExitOptions:
     speedup_repeats: int = 3
     check: str = "full"
     draft_len: int | None = None
+    calibration_patience: int | None = None
 
     def __post_init__(self) -> None:
         if not self.kvs:
@@ -56,8 +59,9 @@ class EarlyExitOptions:
             raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
-        if self.speedup_repeats < 1 or self.calibration_docs < 1:
-            raise EEBenchError("--speedup-repeats and --calibration-docs must be positive integers.")
+        if self.speedup_repeats < 1 or self.calibration_docs < 1 or (self.calibration_patience or 1) < 1:
+            raise EEBenchError("--speedup-repeats, --calibration-docs and --calibration-patience must be positive "
+                               "integers.")
         from ee_bench.options import check_options
 
         check_options(self.check, self.draft_len)
@@ -182,7 +186,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             path = None if out_dir is None else out_dir / f"calibration_{safe_name(spec.task)}_{safe_name(kv)}.json"
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
-                            batch_size=batch_size, out_path=path)
+                            batch_size=batch_size, out_path=path, patience=options.calibration_patience)
             calibrations[kv] = cal.to_dict()
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
