@@ -54,10 +54,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-layers", type=int, default=6, help="joint: early layers sampled per step (+ the last)")
     p.add_argument("--layer-weights", default="increasing", choices=("uniform", "increasing"))
     p.add_argument("--eval-docs", type=int, default=50, help="first N WMT22 de-en documents")
-    p.add_argument("--calibration-docs", type=int, default=20, help="disjoint WMT22 documents for the thresholds")
-    p.add_argument("--gates", default="confidence,entropy,patience")
+    p.add_argument("--calibration-docs", type=int, default=10, help="disjoint WMT22 documents for the thresholds")
+    p.add_argument("--calibration-patience", type=int, default=2,
+                   help="stop a threshold sweep after N consecutive points below the 98%% floor")
+    p.add_argument("--gates", default="confidence,entropy,patience",
+                   help="the first gets real early-exit decoding per --kv; the others are calibrated with "
+                        "--gate-kv and scored offline on the same documents (ee-bench rescore)")
     p.add_argument("--kv", default="copy,recompute")
-    p.add_argument("--speedup-repeats", type=int, default=3)
+    p.add_argument("--exit-layers", default="11,17,23",
+                   help="0-based layers where early-exit decoding may exit ('all': every layer). One full-head check "
+                        "costs about 11.7 SmolLM2 blocks, so checks at every layer cannot pay (docs/kv_strategies.md); "
+                        "the Table 6 traces always allow every layer")
+    p.add_argument("--gate-kv", default="recompute", help="KV strategy calibrating the thresholds of the other gates")
+    p.add_argument("--eval-batch-size", type=int, default=8, help="rows per batch of the analysis and calibration runs")
+    p.add_argument("--speedup-repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="keep checkpoints already in OUT/ckpt")
     return p.parse_args(argv)
@@ -85,25 +95,58 @@ def train(args, objective: str, ckpt: Path) -> dict:
     return json.loads((ckpt / "ee_bench_finetune.json").read_text())
 
 
-def evaluate(args, model: str, gate: str, results: Path) -> dict:
+def evaluate(args, model: str, gate: str, results: Path) -> tuple[dict, Path]:
+    """The main evaluation with real early-exit decoding per ``--kv`` and calibrated thresholds."""
     out = run(["--model", model, "--tasks", "wmt22_de_en", "--data-dir", args.data_dir, "--limit", str(args.eval_docs),
                "--gate", gate, "--kv", args.kv, "--calibrate", "--calibration-docs", str(args.calibration_docs),
-               "--min-quality-ratio", str(KEEP), "--speedup-repeats", str(args.speedup_repeats), "--device", "cpu",
-               "--seed", str(args.seed), "--no-progress", "--output_path", str(results)])
-    path = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("results: "))
-    return json.loads(Path(path.split(", ")[0]).read_text())
+               "--calibration-patience", str(args.calibration_patience), "--min-quality-ratio", str(KEEP),
+               "--speedup-repeats", str(args.speedup_repeats), "--batch_size", str(args.eval_batch_size),
+               "--device", "cpu", "--seed", str(args.seed), "--no-progress", "--output_path", str(results)]
+              + ([] if args.exit_layers == "all" else ["--exit-layers", args.exit_layers]))
+    path = Path(next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("results: ")).split(", ")[0])
+    return json.loads(path.read_text()), path
+
+
+def other_gate(args, model_path: str, gate: str, results_path: Path, out: Path) -> dict:
+    """A further gate on the same documents: its threshold calibrated with ``--gate-kv`` on the same
+    disjoint documents (:func:`ee_bench.decoding.calibration.calibrate`), its offline sweep from the
+    first gate's records (:func:`ee_bench.rescore.rescore_run`). No early-exit decoding of the 50."""
+    from ee_bench.decoding.calibration import calibrate, calibration_ids
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+    from ee_bench.exits.gates import GATES
+    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.options import parse_layers
+    from ee_bench.rescore import rescore_run
+    from ee_bench.task_runners.generation import build_prompts, references_of
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs
+
+    spec = TaskIndex().expand(["wmt22_de_en"])[0]
+    docs = load_docs(spec, args.data_dir)
+    model = load_model(resolve_card(model_path), device="cpu")
+    ids = calibration_ids(len(docs), range(args.eval_docs), args.calibration_docs)
+    prompts = [p for _, p in build_prompts(model, spec, [docs[i] for i in ids])]
+    layers = None if args.exit_layers == "all" else parse_layers(args.exit_layers)
+    cal = calibrate(EarlyExitDecoder(model), prompts, [references_of(spec, docs[i]) for i in ids], ids, GATES.get(gate)(),
+                    args.gate_kv, spec.until, spec.max_gen_toks, layers, 4, "chrf", KEEP, target_lang="en",
+                    batch_size=args.eval_batch_size, patience=args.calibration_patience,
+                    out_path=out / f"calibration_wmt22_de_en_{gate}_{args.gate_kv}.json")
+    sweep = rescore_run(results_path, gate).report.sweep
+    return {"gate_sweep": [s.to_dict() for s in sweep],
+            "calibration": cal.to_dict()}
 
 
 def gate_at_calibrated(res: dict, kv: str) -> dict:
     """The offline gate row (distance to the first-match oracle, accuracy) at the τ calibrated for ``kv``."""
-    tau = (res["measured_speedup"][kv].get("calibration") or {}).get("chosen")
+    cal = res["calibration"] if "calibration" in res else res["measured_speedup"][kv].get("calibration")
+    tau = (cal or {}).get("chosen")
     row = next((g for g in res["gate_sweep"] if tau is not None and g["threshold"] == tau), None)
     return {"threshold": tau, **({k: row[k] for k in ("signed_distance", "abs_distance", "accuracy",
                                                        "mean_layers_run")} if row else {})}
 
 
-def trace(args, model: str, kv: str, tau) -> dict:
-    cmd = ["trace", "--model", model, "--text", SENTENCE, "--kv", kv, "--gate", "confidence", "--min-prefix", "4",
+def trace(args, model: str, kv: str, tau, gate: str = "confidence") -> dict:
+    cmd = ["trace", "--model", model, "--text", SENTENCE, "--kv", kv, "--gate", gate, "--min-prefix", "4",
            "--device", "cpu", "--json"] + ([] if tau is None else ["--threshold", str(tau)])
     return json.loads(run(cmd))
 
@@ -129,10 +172,16 @@ def tables(names: list[str], evals: dict, kvs: list[str], gates: list[str]) -> s
     for n in names:
         for g in gates:
             r = evals[n][g]
-            for kv in kvs:
-                at, m = gate_at_calibrated(r, kv), r["measured_speedup"][kv]
+            for kv in (kvs if "measured_speedup" in r else [f"{r['calibration']['kv']} (τ only)"]):
+                at = gate_at_calibrated(r, kv)
+                m = r.get("measured_speedup", {}).get(kv)
+                if m is None:  # calibrated and scored offline only
+                    rows.append([n, g, kv, fmt(at["threshold"], "g"), fmt(at.get("signed_distance"), "+.2f"),
+                                 fmt(at.get("abs_distance")), fmt(at.get("accuracy"), ".1f"), *["-"] * 5])
+                    continue
                 q = m["quality"].get("chrf", {})
-                rows.append([n, g, kv, fmt(at["threshold"], "g"), fmt(at.get("signed_distance"), "+.2f"),
+                tau = fmt(at["threshold"], "g") if at["threshold"] is not None else f"none kept {KEEP:.0%}; ran {m['threshold']:g}"
+                rows.append([n, g, kv, tau, fmt(at.get("signed_distance"), "+.2f"),
                              fmt(at.get("abs_distance")), fmt(at.get("accuracy"), ".1f"), fmt(q.get("early_exit")),
                              fmt(None if q.get("ratio") is None else 100 * q["ratio"], ".1f"),
                              fmt(100 * m["token_agreement"], ".1f"), fmt(m["implied_speedup"]), fmt(m["per_token_speedup"])])
@@ -162,7 +211,13 @@ def main(argv=None) -> int:
     training = {}
     for objective, ckpt in ckpts.items():
         t, cpu = time.perf_counter(), time.process_time()
+        reused = args.reuse and (ckpt / "ee_bench_card.yaml").exists()
         rec = train(args, objective, ckpt)
+        if reused:  # trained by an earlier run: its own record holds the time (Trainer's train_runtime)
+            training[objective] = {**rec, "reused": True}
+            print(f"[{time.perf_counter() - t0:6.0f}s] reused {objective}: {rec['global_steps']} steps, train loss "
+                  f"{rec['train_loss']:.3f}, train_runtime {rec['train_runtime_s']:.0f} s ({rec['command']})", flush=True)
+            continue
         training[objective] = {**rec, "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu}
         print(f"[{time.perf_counter() - t0:6.0f}s] trained {objective}: {rec['global_steps']} steps, train loss "
               f"{rec['train_loss']:.3f}, {training[objective]['wall_s']:.0f} s wall, {training[objective]['cpu_s']:.0f} "
@@ -170,9 +225,11 @@ def main(argv=None) -> int:
     models = {"pretrained": args.model, "final": str(ckpts["final"]), "joint": str(ckpts["joint"])}
     evals: dict = {n: {} for n in models}
     for n, m in models.items():
-        for g in gates:
-            evals[n][g] = evaluate(args, m, g, out / "results")
-            print(f"[{time.perf_counter() - t0:6.0f}s] evaluated {n} with gate {g}", flush=True)
+        evals[n][gates[0]], path = evaluate(args, m, gates[0], out / "results")
+        print(f"[{time.perf_counter() - t0:6.0f}s] evaluated {n} with gate {gates[0]}", flush=True)
+        for g in gates[1:]:
+            evals[n][g] = other_gate(args, m, g, path, out / "calibration" / n)
+            print(f"[{time.perf_counter() - t0:6.0f}s] calibrated {n} with gate {g}", flush=True)
     report = tables(list(models), evals, kvs, gates)
 
     from ee_bench.decoder_similarity import profile_decoder_on_task
@@ -190,13 +247,17 @@ def main(argv=None) -> int:
 
     t6 = []
     for tag, n in (("pre", "pretrained"), ("j", "joint")):
-        per_kv = {kv: trace(args, models[n], kv, gate_at_calibrated(evals[n]["confidence"], kv)["threshold"]
-                            if "confidence" in evals[n] else None) for kv in kvs}
+        # each KV strategy at the τ its early-exit decoding ran with (the calibrated one, else the gate's default)
+        taus = {kv: evals[n][gates[0]]["measured_speedup"][kv]["threshold"] for kv in kvs}
+        per_kv = {kv: trace(args, models[n], kv, taus[kv], gates[0]) for kv in kvs}
         t6.append((tag, per_kv[kvs[0]]["full"]))
-        t6 += [(f"{tag}-{ {'copy': 'd', 'recompute': 'c'}.get(kv, kv) }", per_kv[kv]["traces"][0]) for kv in kvs]
-    text = "\n\n".join([f"# Joint optimisation demo: {base}, {args.steps} steps, {args.eval_docs} WMT22 de-en docs",
+        t6 += [(f"{tag}-{ {'copy': 'd', 'recompute': 'c'}.get(kv, kv) } (τ {taus[kv]:g})", per_kv[kv]["traces"][0])
+               for kv in kvs]
+    text = "\n\n".join([f"# Joint optimisation demo: {base}, {args.steps} steps, {args.eval_docs} WMT22 de-en docs "
+                        f"(early-exit decoding exits at layers {args.exit_layers}; {args.calibration_docs} disjoint "
+                        f"calibration docs; {args.speedup_repeats} timed round(s))",
                         report, "Per-layer confidence and divergence to the last layer (cells: pretrained → other):",
-                        sim, f"plot: {png}", "Table 6/11 layout (confidence gate, calibrated τ per KV strategy):",
+                        sim, f"plot: {png}", f"Table 6/11 layout ({gates[0]} gate, exits at every layer; τ per KV strategy as in its early-exit run):",
                         table6(t6)])
     print(text)
     (out / "summary.md").write_text(text + "\n", encoding="utf-8")

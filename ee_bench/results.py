@@ -79,6 +79,29 @@ def write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
+TRAINING_RECORD = "ee_bench_finetune.json"  # written by `ee-bench finetune` next to the checkpoint
+TRAINING_KEYS = ("command", "config", "n_examples", "global_steps", "train_loss", "train_runtime_s", "world_size")
+
+
+def training_provenance(pretrained: str | None) -> dict[str, Any] | None:
+    """How a checkpoint folder was trained, for a results file's provenance (None for anything else).
+
+    Args:
+        pretrained: the card's ``pretrained`` (a hub id, or the folder ``ee-bench finetune`` wrote).
+
+    Returns:
+        The training command, settings, steps, loss and ``train_runtime_s`` (seconds) of the folder's
+        ``ee_bench_finetune.json``; None when there is no such file or it is not JSON.
+    """
+    if not pretrained or not (Path(pretrained) / TRAINING_RECORD).is_file():
+        return None
+    try:
+        rec = json.loads((Path(pretrained) / TRAINING_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {k: rec[k] for k in TRAINING_KEYS if k in rec} if isinstance(rec, dict) else None
+
+
 def git_sha() -> str | None:
     """The commit of the ee-bench checkout in use (None outside a git checkout)."""
     here = Path(__file__).resolve().parent

@@ -209,6 +209,9 @@ def test_saved_checkpoint_works_in_run_trace_and_similarity(trained, tmp_path, c
                  "--device", "cpu", "--no-progress", "--output_path", str(tmp_path / "runs")]) == 0
     res = json.loads((tmp_path / "runs" / "tiny-joint" / "results_tiny_copy_confidence.json").read_text())
     assert res["model"] == "tiny-joint" and res["n_docs"]["evaluated"] == 2
+    record = json.loads((out / "ee_bench_finetune.json").read_text())  # the training command travels with the -J rows
+    assert res["provenance"]["training"]["command"] == record["command"]
+    assert res["provenance"]["training"]["global_steps"] == record["global_steps"]
     capsys.readouterr()
     assert main(["trace", "--model", str(out), "--text", "w1 w2 w3", "--kv", "copy,recompute", "--max-gen-toks", "4",
                  "--min-prefix", "1", "--json", "--device", "cpu"]) == 0

@@ -148,7 +148,8 @@ def main(argv: list[str]) -> int:
     from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
-    from ee_bench.results import git_sha, package_versions, result_dict, sample_rows, write_task_result
+    from ee_bench.results import (git_sha, package_versions, result_dict, sample_rows, training_provenance,
+                                  write_task_result)
 
     dist = DistContext.from_env()
     if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars
@@ -158,6 +159,8 @@ def main(argv: list[str]) -> int:
         transformers.utils.logging.disable_progress_bar()
         datasets.disable_progress_bars()
     provenance = {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions()}
+    if (trained := training_provenance(card.pretrained)) is not None:  # the finetune command, for -J rows
+        provenance["training"] = trained
     config = dict(vars(args))
     if ee_options:  # the parsed --exit-layers, as recorded since the early-exit options exist
         config["exit_layers_list"] = None if ee_options.exit_layers is None else list(ee_options.exit_layers)
