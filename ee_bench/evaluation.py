@@ -50,7 +50,8 @@ class EvalOptions:
         progress: show a progress bar (on the main process).
         early_exit: :class:`~ee_bench.decoding.early_exit_stage.EarlyExitOptions` for real early-exit
             decoding on generation tasks (``--kv``), or None.
-        output_dir: where side files (calibration sweeps) go; None writes nothing.
+        output_dir: where side files (calibration sweeps) go, the model's results folder; None
+            writes nothing.
         dist: the process group (single process by default).
         seed: seeds the bootstrap intervals over documents (:mod:`ee_bench.uncertainty`).
     """

@@ -32,7 +32,7 @@ def test_kv_calibrate_writes_traces_speedup_and_sweep(tmp_path, capsys):
         # each of the 3 documents' first token (prompt pass) runs 4 blocks; with --exit-layers 1,2 every
         # later token runs 2, 3 or 4 blocks
         assert 3 * 4 + 2 * (rep["ee_tokens"] - 3) <= rep["ee_counts"]["token_layers"] <= 4 * rep["ee_tokens"]
-        sweep = json.loads((out / f"calibration_tiny_copy_{kv}.json").read_text())
+        sweep = json.loads((res_file.parent / f"calibration_tiny_copy_confidence_{kv}.json").read_text())  # by model
         assert len(sweep["points"]) == 7  # the confidence grid
     rows = [json.loads(line) for line in next(out.rglob("samples_*.jsonl")).read_text().splitlines()]
     assert [r["doc_id"] for r in rows] == [0, 1, 2]

@@ -4,7 +4,8 @@
 (:func:`ee_bench.evaluation.evaluate_task` calls it when :class:`EarlyExitOptions` are given):
 
 1. with ``calibrate``: the threshold sweep on documents disjoint from the evaluated ones (paper
-   Fig. 2 protocol), written to ``calibration_<task>_<kv>.json`` after every point, choosing τ;
+   Fig. 2 protocol), written to ``calibration_<task>_<gate>_<kv>.json`` (next to the model's
+   results) after every point, choosing τ;
 2. the measured speed-up against full depth on the evaluated documents, per KV strategy
    (``measured_speedup`` in the results JSON), whose early-exit runs also give the exit traces
    (output text, ids and exit layer per token) of each document's samples row
@@ -158,6 +159,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     from ee_bench.decoding.calibration import calibrate, calibration_ids
     from ee_bench.decoding.early_exit import EarlyExitDecoder
     from ee_bench.decoding.speedup import EESetting, measure_speedups
+    from ee_bench.exits.gates import gate_name as registered_gate_name
     from ee_bench.task_runners.generation import build_prompts, references_of
 
     if spec.output_type != "generate_until":
@@ -183,7 +185,8 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
         for kv in kvs:
             from ee_bench.results import safe_name  # sec: a task name never names a parent folder
 
-            path = None if out_dir is None else out_dir / f"calibration_{safe_name(spec.task)}_{safe_name(kv)}.json"
+            name = f"calibration_{safe_name(spec.task)}_{safe_name(registered_gate_name(gate))}_{safe_name(kv)}.json"
+            path = None if out_dir is None else out_dir / name
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
                             batch_size=batch_size, out_path=path, patience=options.calibration_patience)
