@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -151,6 +152,18 @@ def trace(args, model: str, kv: str, tau, gate: str = "confidence") -> dict:
     return json.loads(run(cmd))
 
 
+def finite(obj):
+    """``obj`` with every non-finite float as None: KL(p_last ‖ p_ℓ) is inf where an early layer's
+    float32 softmax underflows to 0 on a token the last layer gives mass (strict JSON has no inf)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def fmt(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -264,7 +277,8 @@ def main(argv=None) -> int:
     summary = {"schema": "ee-bench/decoder-joint-demo/v1", "settings": vars(args), "command": "python " + " ".join(sys.argv),
                "training": training, "similarity": [p.to_dict() for p in profs], "table6": [[n, t] for n, t in t6],
                "results_dir": str(out / "results"), "total_s": time.perf_counter() - t0}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False, ensure_ascii=False), encoding="utf-8")
+    text_json = json.dumps(finite(summary), indent=1, allow_nan=False, ensure_ascii=False)
+    (out / "summary.json").write_text(text_json, encoding="utf-8")
     print(f"results: {out / 'results'} (leaderboard: {out / 'results' / 'leaderboard.md'}); summary: {out / 'summary.md'}; "
           f"total {time.perf_counter() - t0:.0f}s")
     return 0
