@@ -37,8 +37,13 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_.") or "model"
 
 
+def model_dir(output_path: str | Path, model: str) -> Path:
+    """``<output_path>/<model>``: the folder of one model's results, samples and side files (name sanitised)."""
+    return Path(output_path) / safe_name(model)
+
+
 def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> tuple[Path, Path]:
-    base = Path(output_path) / safe_name(model)
+    base = model_dir(output_path, model)
     stem = f"{safe_name(task)}_{safe_name(gate)}"
     return base / f"results_{stem}.json", base / f"samples_{stem}.jsonl"
 

@@ -123,6 +123,8 @@ CASES = [
     C("min-prefix-negative", lambda e: e.run("--kv", "copy", "--min-prefix", "-1"), "--min-prefix must be >= 0"),
     C("exit-layers-garbage", lambda e: e.run("--kv", "copy", "--exit-layers", "a,b"), "--exit-layers 'a,b' must be comma-separated integers"),
     C("quality-ratio", lambda e: e.run("--kv", "copy", "--min-quality-ratio", "1.5"), "--min-quality-ratio must be in (0, 1]"),
+    C("calibration-patience-0", lambda e: e.run("--kv", "copy", "--calibrate", "--calibration-patience", "0"),
+      "--calibration-patience must be positive"),
     C("checkpoint-folder-empty", lambda e: ["--model", str(e.root / "empty_ckpt"), *e.run()[2:]] if (e.root / "empty_ckpt").mkdir() is None else [],
       "empty_ckpt is a folder without a checkpoint (no config.json"),
     C("comet-model-missing", lambda e: e.run("--comet-model", str(e.root / "no_comet")),

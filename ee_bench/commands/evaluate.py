@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
-    from ee_bench.results import (git_sha, package_versions, result_dict, result_paths, sample_rows,
+    from ee_bench.results import (git_sha, model_dir, package_versions, result_dict, sample_rows,
                                   training_provenance, write_task_result)
 
     dist = DistContext.from_env()
@@ -179,8 +179,8 @@ def main(argv: list[str]) -> int:
         load_s = time.perf_counter() - t0
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
         options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
-                              output_dir=result_paths(args.output_path, card.name, "x", "x")[0].parent
-                              if args.output_path else None, dist=dist)  # side files go next to the model's results
+                              output_dir=model_dir(args.output_path, card.name) if args.output_path else None,
+                              dist=dist)  # side files (calibration sweeps) go next to the model's results
         written = []
         for spec in specs:
             cache = None

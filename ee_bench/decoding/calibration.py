@@ -5,7 +5,8 @@ decoding on a calibration subset disjoint from the evaluated documents; keep the
 threshold whose quality is at least ``min_ratio`` (default 98 %) of the full model's on the same
 subset. With ``patience`` N the sweep stops after N consecutive thresholds below that floor: the grid
 runs from least to most aggressive, and on the models measured here quality only fell further past
-such a point, while an aggressive point costs the most (degenerate outputs run to the token budget). The sweep file is rewritten atomically after every point, so a crash keeps what finished.
+such a point, while an aggressive point costs the most (degenerate outputs run to the token budget).
+The sweep file is rewritten atomically after every point, so a crash keeps what finished.
 """
 
 from __future__ import annotations

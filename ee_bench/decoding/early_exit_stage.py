@@ -60,9 +60,11 @@ class EarlyExitOptions:
             raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
-        if self.speedup_repeats < 1 or self.calibration_docs < 1 or (self.calibration_patience or 1) < 1:
-            raise EEBenchError("--speedup-repeats, --calibration-docs and --calibration-patience must be positive "
-                               "integers.")
+        if self.speedup_repeats < 1 or self.calibration_docs < 1:
+            raise EEBenchError("--speedup-repeats and --calibration-docs must be positive integers.")
+        if self.calibration_patience is not None and self.calibration_patience < 1:  # 0 is bad, not "unset"
+            raise EEBenchError(f"--calibration-patience must be positive (got {self.calibration_patience}); give 1 "
+                               f"or more, or omit it to sweep the whole grid.")
         from ee_bench.options import check_options
 
         check_options(self.check, self.draft_len)
