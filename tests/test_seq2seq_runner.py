@@ -20,7 +20,7 @@ import torch
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.summary import summarise_exits
-from ee_bench.models.hf_causal import LayerAnalysis
+from ee_bench.models.capture import LayerAnalysis
 from ee_bench.task_runners import get_runner
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats

@@ -21,16 +21,13 @@ import os
 import warnings
 from pathlib import Path
 
-from ee_bench.commands.trace import show_token, translation_prompt
+from ee_bench.commands.trace import add_sentence_args, show_token, translation_prompt
 from ee_bench.errors import EEBenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ee-bench inspect", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="decoder model card (ee-bench ls models) or checkpoint folder")
-    p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2")
-    p.add_argument("--text", required=True, help="the source sentence")
-    p.add_argument("--task", default="wmt22_de_en", help="translation task whose prompt template is used")
+    add_sentence_args(p, model_help="decoder model card (ee-bench ls models) or checkpoint folder")
     p.add_argument("--top-k", type=int, default=5, help="hypotheses kept per layer and readout (paper: 10)")
     p.add_argument("--table-k", type=int, default=1, help="hypotheses shown in each table cell (≤ --top-k)")
     p.add_argument("--sublayers", action="store_true",

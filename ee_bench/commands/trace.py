@@ -21,12 +21,17 @@ import json
 from ee_bench.errors import EEBenchError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench trace", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model card (ee-bench ls models)")
+def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
+    """The options ``trace`` and ``inspect`` share: the model and one source sentence in a task's prompt."""
+    p.add_argument("--model", required=True, help=model_help)
     p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2")
     p.add_argument("--text", required=True, help="the source sentence")
     p.add_argument("--task", default="wmt22_de_en", help="translation task whose prompt template is used")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ee-bench trace", description=__doc__.split("\n\n")[0])
+    add_sentence_args(p, model_help="model card (ee-bench ls models)")
     p.add_argument("--kv", default="copy,recompute", help="comma-separated KV strategies (ee-bench ls kv)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates)")
     p.add_argument("--threshold", type=float, default=None, help="gate threshold (default: the gate's default)")

@@ -12,6 +12,7 @@ through the final norm, which is why ee-bench decodes block outputs itself (see
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from torch import nn
 
@@ -69,14 +70,28 @@ def register_decoder_arch(model_type: str, arch: DecoderArch) -> None:
     Raises:
         ValueError: if ``model_type`` is already in the table.
     """
-    if model_type in DECODER_ARCHS:
-        raise ValueError(f"model_type {model_type!r} is already in DECODER_ARCHS ({DECODER_ARCHS[model_type]})")
-    DECODER_ARCHS[model_type] = arch
+    add_to_table(DECODER_ARCHS, "DECODER_ARCHS", model_type, arch)
+
+
+def add_to_table(table: dict[str, Any], table_name: str, model_type: str, arch: Any) -> None:
+    """Add one entry to an architecture table (decoder, encoder-decoder or encoder), never replacing one.
+
+    Raises:
+        ValueError: if ``model_type`` is already in ``table``.
+    """
+    if model_type in table:
+        raise ValueError(f"model_type {model_type!r} is already in {table_name} ({table[model_type]})")
+    table[model_type] = arch
+
+
+def blockwise_types(table: dict[str, Any]) -> list[str]:
+    """The model types of an architecture table whose entry supports block-by-block decoding, in table order."""
+    return [t for t, a in table.items() if a.blockwise]
 
 
 def blockwise_model_types() -> list[str]:
     """The model types the early-exit decoding loop supports, in table order."""
-    return [t for t, a in DECODER_ARCHS.items() if a.blockwise]
+    return blockwise_types(DECODER_ARCHS)
 
 
 def get_path(root: nn.Module, path: str) -> nn.Module:

@@ -107,7 +107,7 @@ class CausalExitModel(ExitModel):
 
     @abstractmethod
     def captured_layers(self, store: dict[str, Any], final: tuple[Tensor, Tensor, Tensor]) -> Any:
-        """The :class:`~ee_bench.models.hf_causal.LayerAnalysis` of a :meth:`capture_blocks` store plus
+        """The :class:`~ee_bench.models.capture.LayerAnalysis` of a :meth:`capture_blocks` store plus
         the final layer's (top1, top1_prob, entropy) from the model's own logits."""
 
     @abstractmethod
@@ -210,7 +210,7 @@ class Seq2SeqExitModel(ExitModel):
     @abstractmethod
     def analyse_outputs(self, sources: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list:
         """Teacher-forced per-decoder-layer statistics of every output token; B
-        :class:`~ee_bench.models.hf_causal.LayerAnalysis` with (L, N_b) stats."""
+        :class:`~ee_bench.models.capture.LayerAnalysis` with (L, N_b) stats."""
 
     @abstractmethod
     def pad_sources(self, sources: list[list[int]]) -> tuple[Tensor, Tensor]:

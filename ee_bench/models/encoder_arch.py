@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.models.arch import get_path
+from ee_bench.models.arch import add_to_table, get_path
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,9 @@ def register_encoder_arch(model_type: str, arch: EncoderArch) -> None:
     Raises:
         ValueError: if ``model_type`` is already in the table or the head kind is unknown.
     """
-    if model_type in ENCODER_ARCHS:
-        raise ValueError(f"encoder model_type {model_type!r} is already in ENCODER_ARCHS")
     if arch.head not in HEADS:
         raise ValueError(f"unknown head kind {arch.head!r}; use one of {sorted(HEADS)}")
-    ENCODER_ARCHS[model_type] = arch
+    add_to_table(ENCODER_ARCHS, "ENCODER_ARCHS", model_type, arch)
 
 
 def supported_encoders() -> list[str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,18 @@ from torch import Tensor
 from ee_bench.errors import EEBenchError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
 from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.capture import (
+    LayerAnalysis,
+    assemble_analysis,
+    capture_block_outputs,
+    empty_analyses,
+    reduce_selected_logits,
+    split_analysis,
+)
 from ee_bench.models.contracts import CausalExitModel
 from ee_bench.models.gguf_cache import load_gguf_cached
 from ee_bench.models.packaging import gguf_file
-from ee_bench.models.unembed import Unembed, reduce_logits
-from ee_bench.types import LayerStats
+from ee_bench.models.unembed import Unembed
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +72,6 @@ def until_criteria(prompt_width: int, until: tuple[str, ...], decode):
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     return UntilCriteria()
-
-
-@dataclass(frozen=True)
-class LayerAnalysis:
-    """Per-layer statistics of N selected positions, plus optional hidden states.
-
-    Attributes:
-        stats: (L, N) statistics.
-        hidden: (L, N, H) float32 block outputs (before the final norm), if requested.
-        embeddings: (N, H) float32 inputs of block 0, if requested.
-    """
-
-    stats: LayerStats
-    hidden: Tensor | None = None
-    embeddings: Tensor | None = None
 
 
 class HFCausalLM(CausalExitModel):
@@ -233,45 +223,19 @@ class HFCausalLM(CausalExitModel):
         return [self.truncate_output(row, until) for row in gen]
 
     # ------------------------------------------------------------------ per-layer analysis
-    @contextlib.contextmanager
-    def capture_blocks(self, select: tuple[Tensor, Tensor], keep_hidden: bool) -> Iterator[dict[str, Any]]:
-        """Forward hooks that reduce each block's output at the selected positions.
+    def capture_blocks(self, select: tuple[Tensor, Tensor], keep_hidden: bool) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """Forward hooks that reduce each block's output at the selected positions
+        (:func:`~ee_bench.models.capture.capture_block_outputs` with this model's blocks and ``Unembed``).
 
         Args:
             select: (batch index (N,), position index (N,)) of the positions to decode.
             keep_hidden: also keep the (N, H) block outputs and block-0 inputs.
 
-        Yields:
-            A dict filled during the forward pass: ``stats[ℓ]`` = (top1, prob, entropy) for
-            ℓ < L−1, and ``hidden[ℓ]`` / ``embeddings`` when ``keep_hidden``. The hooks are removed
-            on exit, also after an error.
+        Returns:
+            A context manager yielding the dict filled during the forward pass: ``stats[ℓ]`` for
+            ℓ < L−1, and ``hidden[ℓ]`` / ``embeddings`` when ``keep_hidden``.
         """
-        rows, cols = select
-        store: dict[str, Any] = {"stats": {}, "hidden": {}, "embeddings": None}
-        last = self.n_layers - 1
-
-        def post_hook(layer: int):
-            def hook(_module, _args, output):
-                h = output[0] if isinstance(output, tuple) else output  # (B, T, H)
-                picked = h[rows, cols]  # (N, H)
-                if layer < last:
-                    store["stats"][layer] = self.unembed.reduce(picked)
-                if keep_hidden:
-                    store["hidden"][layer] = picked.float()
-            return hook
-
-        def pre_hook(_module, args, kwargs):
-            h = args[0] if args else kwargs["hidden_states"]
-            store["embeddings"] = h[rows, cols].float()
-
-        handles = [blk.register_forward_hook(post_hook(i)) for i, blk in enumerate(self.parts.layers)]
-        if keep_hidden:
-            handles.append(self.parts.layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-        try:
-            yield store
-        finally:
-            for h in handles:
-                h.remove()
+        return capture_block_outputs(self.parts.layers, select, keep_hidden, self.unembed.reduce)
 
     @torch.no_grad()
     def analyse_positions(self, input_ids: Tensor, attention_mask: Tensor, select: tuple[Tensor, Tensor],
@@ -300,30 +264,22 @@ class HFCausalLM(CausalExitModel):
                              use_cache=False, logits_to_keep=keep)
         logits, cols_kept = out.logits, cols - (width - keep)  # (B, keep, V)
         del out
-        step = max(1, self.unembed.tile_elems // logits.shape[-1])
-        parts = [reduce_logits(logits[rows[i : i + step], cols_kept[i : i + step]], inplace=True)  # gathered copy
-                 for i in range(0, rows.numel(), step)]
+        final = reduce_selected_logits(logits, rows, cols_kept, self.unembed.tile_elems)
         del logits
-        final = tuple(torch.cat(xs) for xs in zip(*parts))
         return self.captured_layers(store, final)
 
     def captured_layers(self, store: dict[str, Any], final: tuple[Tensor, Tensor, Tensor]) -> LayerAnalysis:
-        """Assemble what :meth:`capture_blocks` caught into a :class:`LayerAnalysis` on the CPU.
+        """Assemble what :meth:`capture_blocks` caught into a :class:`LayerAnalysis` on the CPU
+        (:func:`~ee_bench.models.capture.assemble_analysis`).
 
         Args:
             store: the dict :meth:`capture_blocks` filled (N selected positions).
             final: (top1, top1_prob, entropy), each (N,), of layer L−1, reduced from the model's own logits.
 
         Returns:
-            (L, N) stats (:meth:`LayerStats.stack`); (L, N, H) hidden states and (N, H) embeddings
-            when they were kept.
+            (L, N) stats; (L, N, H) hidden states and (N, H) embeddings when they were kept.
         """
-        per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [final]
-        hidden = embeddings = None
-        if store["hidden"]:
-            hidden = torch.stack([store["hidden"][i] for i in range(self.n_layers)]).cpu()  # (L, N, H)
-            embeddings = store["embeddings"].cpu()
-        return LayerAnalysis(LayerStats.stack(per_layer), hidden, embeddings)
+        return assemble_analysis(store, final, self.n_layers)
 
     def analyse_outputs(self, prompts: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list[LayerAnalysis]:
         """Per-layer statistics of every generated token, teacher-forced in one forward pass.
@@ -343,16 +299,6 @@ class HFCausalLM(CausalExitModel):
             b_idx += [b] * n
             t_idx += list(range(width - n, width))
         if not b_idx:
-            empty = LayerStats(torch.zeros(self.n_layers, 0, dtype=torch.long), torch.zeros(self.n_layers, 0), torch.zeros(self.n_layers, 0))
-            return [LayerAnalysis(empty) for _ in outputs]
+            return empty_analyses(self.n_layers, len(outputs))
         res = self.analyse_positions(ids, mask, (torch.tensor(b_idx), torch.tensor(t_idx)), keep_hidden)
-        out, start = [], 0
-        for n in sizes:
-            sl = slice(start, start + n)
-            out.append(LayerAnalysis(
-                res.stats.select(sl),
-                None if res.hidden is None else res.hidden[:, sl],
-                None if res.embeddings is None else res.embeddings[sl],
-            ))
-            start += n
-        return out
+        return split_analysis(res, sizes)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,15 +25,22 @@ from torch import Tensor
 
 from ee_bench.errors import EEBenchError
 from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.capture import (
+    LayerAnalysis,
+    assemble_analysis,
+    capture_block_outputs,
+    empty_analyses,
+    reduce_selected_logits,
+    split_analysis,
+)
 from ee_bench.models.contracts import Seq2SeqExitModel
-from ee_bench.models.hf_causal import LayerAnalysis, truncate_output, until_criteria
+from ee_bench.models.hf_causal import truncate_output, until_criteria
 from ee_bench.models.seq2seq_arch import (
     Seq2SeqParts,
     locate_seq2seq_parts,
     require_blockwise,
 )
-from ee_bench.models.unembed import Unembed, reduce_logits
-from ee_bench.types import LayerStats
+from ee_bench.models.unembed import Unembed
 
 logger = logging.getLogger(__name__)
 
@@ -214,46 +220,20 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         return [self.truncate_output(row, until) for row in out[:, width:].tolist()]
 
     # ------------------------------------------------------------------ per-layer analysis
-    @contextlib.contextmanager
-    def capture_blocks(self, select: tuple[Tensor, Tensor], keep_hidden: bool) -> Iterator[dict[str, Any]]:
-        """Forward hooks that reduce each decoder block's output at the selected positions.
+    def capture_blocks(self, select: tuple[Tensor, Tensor], keep_hidden: bool) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """Forward hooks that reduce each decoder block's output at the selected positions
+        (:func:`~ee_bench.models.capture.capture_block_outputs`; FSMT's blocks are time-major).
 
         Args:
             select: (batch index (N,), decoder position index (N,)).
             keep_hidden: also keep the (N, H) block outputs and block-0 inputs.
 
-        Yields:
-            A dict filled during the forward pass: ``stats[ℓ]`` for ℓ < L−1, ``hidden[ℓ]`` and
-            ``embeddings`` when ``keep_hidden``. Hooks are removed on exit, also after an error.
+        Returns:
+            A context manager yielding the dict filled during the forward pass: ``stats[ℓ]`` for
+            ℓ < L−1, ``hidden[ℓ]`` and ``embeddings`` when ``keep_hidden``.
         """
-        rows, cols = select
-        store: dict[str, Any] = {"stats": {}, "hidden": {}, "embeddings": None}
-        last, time_major = self.n_layers - 1, self.parts.arch.time_major
-
-        def batch_first(h: Tensor) -> Tensor:
-            return h.transpose(0, 1) if time_major else h  # FSMT blocks are (T, B, H)
-
-        def post_hook(layer: int):
-            def hook(_module, _args, output):
-                picked = batch_first(output[0] if isinstance(output, tuple) else output)[rows, cols]  # (N, H)
-                if layer < last:
-                    store["stats"][layer] = self.unembed.reduce(picked)
-                if keep_hidden:
-                    store["hidden"][layer] = picked.float()
-            return hook
-
-        def pre_hook(_module, args, kwargs):
-            h = args[0] if args else kwargs["hidden_states"]
-            store["embeddings"] = batch_first(h)[rows, cols].float()
-
-        handles = [blk.register_forward_hook(post_hook(i)) for i, blk in enumerate(self.layers)]
-        if keep_hidden:
-            handles.append(self.layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-        try:
-            yield store
-        finally:
-            for h in handles:
-                h.remove()
+        return capture_block_outputs(self.layers, select, keep_hidden, self.unembed.reduce,
+                                     time_major=self.parts.arch.time_major)
 
     @torch.no_grad()
     def analyse_outputs(self, sources: list[list[int]], outputs: list[list[int]], keep_hidden: bool = False) -> list[LayerAnalysis]:
@@ -270,31 +250,16 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         P = len(self.decoder_prefix)
         sizes = [len(o) for o in outputs]
         if not any(sizes):
-            empty = LayerStats(torch.zeros(self.n_layers, 0, dtype=torch.long), torch.zeros(self.n_layers, 0), torch.zeros(self.n_layers, 0))
-            return [LayerAnalysis(empty) for _ in outputs]
+            return empty_analyses(self.n_layers, len(outputs))
         ids, mask = self.pad_sources(sources)
         dec, _ = _right_pad([list(self.decoder_prefix) + o[:-1] for o in outputs], self.tokenizer.pad_token_id, self.device)
         b_idx = torch.tensor([b for b, n in enumerate(sizes) for _ in range(n)], device=self.device)
         t_idx = torch.tensor([P - 1 + i for n in sizes for i in range(n)], device=self.device)
         with self.capture_blocks((b_idx, t_idx), keep_hidden) as store:
             logits = self.model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, use_cache=False).logits
-        step = max(1, self.unembed.tile_elems // logits.shape[-1])
-        parts = [reduce_logits(logits[b_idx[i : i + step], t_idx[i : i + step]], inplace=True)
-                 for i in range(0, b_idx.numel(), step)]
+        final = reduce_selected_logits(logits, b_idx, t_idx, self.unembed.tile_elems)
         del logits
-        final = tuple(torch.cat(xs) for xs in zip(*parts))
-        per_layer = [store["stats"][i] for i in range(self.n_layers - 1)] + [final]
-        top1, prob, ent = (torch.stack([p[k] for p in per_layer]).cpu() for k in range(3))  # (L, N)
-        stats = LayerStats(top1, prob.float(), ent.float())
-        hidden = torch.stack([store["hidden"][i] for i in range(self.n_layers)]).cpu() if keep_hidden else None  # (L, N, H)
-        emb = store["embeddings"].cpu() if keep_hidden else None
-        out, start = [], 0
-        for n in sizes:
-            sl = slice(start, start + n)
-            out.append(LayerAnalysis(stats.select(sl), None if hidden is None else hidden[:, sl],
-                                     None if emb is None else emb[sl]))
-            start += n
-        return out
+        return split_analysis(assemble_analysis(store, final, self.n_layers), sizes)
 
     # ------------------------------------------------------------------ pieces for block-by-block decoding
     @torch.no_grad()

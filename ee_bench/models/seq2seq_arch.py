@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.models.arch import get_path
+from ee_bench.models.arch import add_to_table, blockwise_types, get_path
 
 
 @dataclass(frozen=True)
@@ -84,14 +84,12 @@ def register_seq2seq_arch(model_type: str, arch: Seq2SeqArch) -> None:
     Raises:
         ValueError: if ``model_type`` is already in the table.
     """
-    if model_type in SEQ2SEQ_ARCHS:
-        raise ValueError(f"model_type {model_type!r} is already in SEQ2SEQ_ARCHS ({SEQ2SEQ_ARCHS[model_type]})")
-    SEQ2SEQ_ARCHS[model_type] = arch
+    add_to_table(SEQ2SEQ_ARCHS, "SEQ2SEQ_ARCHS", model_type, arch)
 
 
 def blockwise_seq2seq_types() -> list[str]:
     """The encoder-decoder model types the early-exit decoding loop supports, in table order."""
-    return [t for t, a in SEQ2SEQ_ARCHS.items() if a.blockwise]
+    return blockwise_types(SEQ2SEQ_ARCHS)
 
 
 def require_blockwise(model_type: str, name: str) -> None:
