@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from ee_bench.errors import EEBenchError
-from ee_bench.task_runners.generation import references_of
+from ee_bench.task_runners.generation import generate_and_analyse
 from ee_bench.tasks.spec import TaskSpec
 from ee_bench.tasks.templates import render
 from ee_bench.types import DocRecord
@@ -84,20 +84,5 @@ def run_seq2seq_generation(model, spec: TaskSpec, docs: list[dict[str, Any]], do
         One :class:`DocRecord` per document, in order; stats are (L decoder layers, output tokens).
     """
     sources = build_sources(model, spec, docs)
-    records: list[DocRecord] = []
-    for start in range(0, len(docs), batch_size):
-        chunk = range(start, min(start + batch_size, len(docs)))
-        ids = [sources[i][1] for i in chunk]
-        outputs = model.generate(ids, spec.until, spec.max_gen_toks)
-        analyses = model.analyse_outputs(ids, [o[0] for o in outputs], keep_hidden=keep_hidden)
-        for i, (out_ids, text), an in zip(chunk, outputs, analyses):
-            records.append(DocRecord(
-                doc_id=doc_ids[i], prompt=sources[i][0], prompt_token_ids=sources[i][1],
-                output_text=text, output_token_ids=out_ids, prediction=text,
-                references=references_of(spec, docs[i]), stats=an.stats,
-                hidden=an.hidden, embeddings=an.embeddings,
-                extra={"decoder_prefix_ids": list(model.decoder_prefix)},
-            ))
-        if progress is not None:
-            progress.update(len(chunk))
-    return records
+    return generate_and_analyse(model, spec, docs, doc_ids, sources, batch_size=batch_size, keep_hidden=keep_hidden,
+                                progress=progress, extra={"decoder_prefix_ids": list(model.decoder_prefix)})
