@@ -65,3 +65,35 @@ def test_page_sorts_loads_images_and_logs_no_error(tmp_path):
         assert any("boom" in e for e in browser.errors())
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_committed_leaderboard_page_loads_and_sorts(tmp_path):
+    """The page of the committed leaderboard (leaderboard/, real runs): every figure loads, nothing is
+    logged as an error, and sorting wmt22_de_en by first-match avg orders its ranked rows ascending
+    (lower is better), with the preview rows after them. Screenshot: ``leaderboard_committed.png``."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.fail(f"No Chromium found for the browser test: {INSTALL_HINT}.")
+    root = Path(__file__).resolve().parents[1] / "leaderboard"
+    site = tmp_path / "site"
+    assert main(["leaderboard", "--results", str(root), "--output", str(tmp_path / "README.md"),
+                 "--html", str(site)]) == 0
+    rows_js = ("Array.from(document.querySelectorAll('#table-wmt22_de_en tbody tr')).map(r => "
+               "[r.dataset.preview, Number(r.cells[{col}].dataset.v)])")
+    with Browser(binary) as browser:
+        browser.open((site / "index.html").as_uri())
+        col = browser.eval(_header("first-match avg"))
+        assert col > 0
+        browser.click(f"#table-wmt22_de_en th:nth-child({col})")
+        rows = browser.eval(rows_js.format(col=col - 1))
+        flags = [p for p, _ in rows]
+        ranked = [v for p, v in rows if p == "0"]
+        assert len(ranked) >= 3  # SmolLM2, Gemma-3 and the joint-optimised checkpoint at 200 documents
+        assert flags == sorted(flags)  # every ranked row ("0") before every preview ("1")
+        assert ranked == sorted(ranked)
+        images = browser.eval("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        assert images and all(done and width > 0 for _, done, width in images), images
+        assert browser.errors() == []
+        shot = browser.screenshot(ARTEFACTS / "leaderboard_committed.png")
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
