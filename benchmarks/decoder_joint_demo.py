@@ -70,6 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-batch-size", type=int, default=8, help="rows per batch of the analysis and calibration runs")
     p.add_argument("--speedup-repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available, else cpu)")
     p.add_argument("--reuse", action="store_true", help="keep checkpoints already in OUT/ckpt")
     return p.parse_args(argv)
 
@@ -84,12 +85,17 @@ def run(argv: list[str]) -> str:
     return buf.getvalue()
 
 
+def device_args(args) -> list[str]:
+    """``--device`` for the ee-bench commands this script runs, when one was chosen."""
+    return ["--device", args.device] if args.device else []
+
+
 def train(args, objective: str, ckpt: Path) -> dict:
     if not (args.reuse and (ckpt / "ee_bench_card.yaml").exists()):
         cmd = ["finetune", "--model", args.model, "--task-type", "causal", "--train-task", "wmt14_de_en",
                "--data-dir", args.data_dir, "--rows", f"0:{args.train_docs}", "--objective", objective,
                "--max-steps", str(args.steps), "--lr", str(args.lr), "--batch_size", str(args.batch_size),
-               "--seed", str(args.seed), "--device", "cpu", "--output_dir", str(ckpt)]
+               "--seed", str(args.seed), "--output_dir", str(ckpt)] + device_args(args)
         if objective == "joint":
             cmd += ["--layer-weights", args.layer_weights, "--sample-layers", str(args.sample_layers)]
         print(run(cmd).strip(), flush=True)
@@ -102,8 +108,8 @@ def evaluate(args, model: str, gate: str, results: Path) -> tuple[dict, Path]:
                "--gate", gate, "--kv", args.kv, "--calibrate", "--calibration-docs", str(args.calibration_docs),
                "--calibration-patience", str(args.calibration_patience), "--min-quality-ratio", str(KEEP),
                "--speedup-repeats", str(args.speedup_repeats), "--batch_size", str(args.eval_batch_size),
-               "--device", "cpu", "--seed", str(args.seed), "--no-progress", "--output_path", str(results)]
-              + ([] if args.exit_layers == "all" else ["--exit-layers", args.exit_layers]))
+               "--seed", str(args.seed), "--no-progress", "--output_path", str(results)]
+              + device_args(args) + ([] if args.exit_layers == "all" else ["--exit-layers", args.exit_layers]))
     path = Path(next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("results: ")).split(", ")[0])
     return json.loads(path.read_text()), path
 
@@ -124,7 +130,7 @@ def other_gate(args, model_path: str, gate: str, results_path: Path, out: Path) 
 
     spec = TaskIndex().expand(["wmt22_de_en"])[0]
     docs = load_docs(spec, args.data_dir)
-    model = load_model(resolve_card(model_path), device="cpu")
+    model = load_model(resolve_card(model_path), device=args.device)
     ids = calibration_ids(len(docs), range(args.eval_docs), args.calibration_docs)
     prompts = [p for _, p in build_prompts(model, spec, [docs[i] for i in ids])]
     layers = None if args.exit_layers == "all" else parse_layers(args.exit_layers)
@@ -148,7 +154,7 @@ def gate_at_calibrated(res: dict, kv: str) -> dict:
 
 def trace(args, model: str, kv: str, tau, gate: str = "confidence") -> dict:
     cmd = ["trace", "--model", model, "--text", SENTENCE, "--kv", kv, "--gate", gate, "--min-prefix", "4",
-           "--device", "cpu", "--json"] + ([] if tau is None else ["--threshold", str(tau)])
+           "--json"] + device_args(args) + ([] if tau is None else ["--threshold", str(tau)])
     return json.loads(run(cmd))
 
 
@@ -253,7 +259,7 @@ def main(argv=None) -> int:
 
     spec = TaskIndex().expand(["wmt22_de_en"])[0]
     docs = load_docs(spec, args.data_dir)[: args.eval_docs]
-    profs = [profile_decoder_on_task(load_model(resolve_card(m), device="cpu"), spec, docs, name=n)
+    profs = [profile_decoder_on_task(load_model(resolve_card(m), device=args.device), spec, docs, name=n)
              for n, m in models.items()]
     png = plot_profiles(profs, str(out / "similarity.png"), f"{base} on WMT22 de-en ({len(docs)} docs): pretrained, final, joint")
     sim = "\n\n".join(format_table([profs[0], p]) for p in profs[1:])

@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--reuse", action="store_true", help="reuse checkpoints already in --output_dir")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available, else cpu)")
     return p.parse_args(argv)
 
 
@@ -97,7 +98,7 @@ def choose_threshold(gate, name: str, records, gold, final_acc: float):
     return tau, layers_at[tau], dict(points)[tau]
 
 
-def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats: int) -> dict:
+def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats: int, device: str | None = None) -> dict:
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -115,7 +116,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
                        "output_type": "multiple_choice", "doc_to_text": "", "doc_to_choice": words,
                        "encoder_fields": list(fields), "metric_list": [{"metric": "acc"}],
                        "metadata": {"version": 0}}, f"<demo {task}>")
-    model = load_model(resolve_card(str(ckpt)), device="cpu")
+    model = load_model(resolve_card(str(ckpt)), device=device)
     t0 = time.perf_counter()
     records = run_classification(model, spec, docs, batch_size=32)
     run_s = time.perf_counter() - t0
@@ -219,9 +220,9 @@ def main(argv=None) -> int:
                                      schedule=args.schedule, epochs=args.epochs, learning_rate=args.lr,
                                      batch_size=args.batch_size, max_length=max_len, seed=args.seed,
                                      label_names=tuple(words), task=f"glue {task} dev rows 0..{half - 1}")
-                finetune_classifier(cfg, train, ckpt, device="cpu")
+                finetune_classifier(cfg, train, ckpt, device=args.device)
             train_s = time.perf_counter() - t0
-            res = evaluate(ckpt, task, test, args.timing_batch, args.repeats)
+            res = evaluate(ckpt, task, test, args.timing_batch, args.repeats, args.device)
             res.update({"train_rows": len(train), "train_s": train_s, "checkpoint": str(ckpt)})
             results[task][objective] = res
             write_results(out, args, results, t_start, partial=True)  # a crash keeps what finished
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
         from ee_bench.models.cards import load_model, resolve_card
 
         texts = [(d["sentence"],) for d in halves["sst2"]]
-        profs = [profile_model(load_model(resolve_card(results["sst2"][o]["checkpoint"]), device="cpu"), texts,
+        profs = [profile_model(load_model(resolve_card(results["sst2"][o]["checkpoint"]), device=args.device), texts,
                                name=f"sst2-{o}") for o in ("final", "joint")]
         print("\nLayer similarity on the SST-2 evaluation half (paper §5.1; cells final → joint):")
         print(format_table(profs))

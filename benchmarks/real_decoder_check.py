@@ -42,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=2, help="documents (the first N)")
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--max-gen-toks", type=int, default=None, help="default: the task's max_gen_toks")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available, else cpu)")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    model = load_model(resolve_card(args.model), device="cpu")
+    model = load_model(resolve_card(args.model), device=args.device)
     load_s = time.perf_counter() - t0
     print(f"model {model.name}: {model.describe()}")
     print(f"load_s={load_s:.2f} peak_rss_mib_after_load={peak_rss_mib():.0f}")
