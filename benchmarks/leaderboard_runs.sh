@@ -17,21 +17,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JOBS=1 DATA_DIR=../shared/data ONLY=. PUBLISH=1 LIMIT=200 DRY=0
+need_value() { [ $# -ge 2 ] || { echo "leaderboard_runs.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --jobs) JOBS=$2; shift 2;;
-    --data-dir) DATA_DIR=$2; shift 2;;
-    --only) ONLY=$2; shift 2;;
+    --jobs) need_value "$@"; JOBS=$2; shift 2;;
+    --data-dir) need_value "$@"; DATA_DIR=$2; shift 2;;
+    --only) need_value "$@"; ONLY=$2; shift 2;;
     --no-publish) PUBLISH=0; shift;;
     --dry-run) DRY=1; shift;;
     -h|--help) sed -n 2,17p "$0"; exit 0;;
     *) echo "leaderboard_runs.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "leaderboard_runs.sh: --jobs $JOBS: give a whole number >= 1" >&2; exit 2; }
 EE=${EE:-.venv/bin/ee-bench}
 JOINT=runs/decoder_joint_demo/ckpt/smollm2-135m-ee-wmt14-joint
 OUT=runs/leaderboard
-mkdir -p "$OUT"
 
 # model (card or checkpoint folder)  task  (the main command's --limit: 200, or the whole set when smaller)
 LIST=$(cat <<EOF
@@ -65,6 +66,7 @@ if grep -q "^$JOINT " <<<"$LIST" && [ ! -d "$JOINT" ]; then
   exit 2
 fi
 THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
+mkdir -p "$OUT"
 
 run_one() {  # $1 model, $2 task
   local name out start rc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,30 +46,104 @@ Rows marked *degenerate* (at least 95 % of the documents share one final predict
 REQUIRED = {"task": str, "model": str, "gate": str, "threshold": (int, float), "metrics": dict, "oracle": dict,
             "gate_at_threshold": dict, "n_docs": dict}
 
+SITE_MARKER = ".ee-bench-site"
+"""File ``ee-bench leaderboard --html`` writes into its site folder; :func:`collect` never scans below it
+(the site holds copies of the results files, which would otherwise come back as duplicate rows)."""
+
+
+def _number(x: Any) -> bool:
+    """A finite int or float (not a bool): what every numeric field of a results file must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _bad_numbers(obj: Any, where: str, *, allow_none: bool = True) -> list[str]:
+    """The fields of a dict of statistics that are neither a finite number nor (where allowed) null."""
+    if not isinstance(obj, dict):
+        return [f"{where} (not an object)"]
+    return [f"{where}.{k}" for k, v in obj.items()
+            if not (_number(v) or (allow_none and v is None) or isinstance(v, (dict, list, str)))]
+
+
+def _bad_intervals(obj: Any, where: str) -> list[str]:
+    """Every interval ({"low", "high", …}) under ``obj`` must have finite bounds, low ≤ high."""
+    if isinstance(obj, list):
+        return [b for i, x in enumerate(obj) for b in _bad_intervals(x, f"{where}[{i}]")]
+    if not isinstance(obj, dict):
+        return []
+    if "low" in obj or "high" in obj:
+        ok = _number(obj.get("low")) and _number(obj.get("high")) and obj["low"] <= obj["high"]
+        return [] if ok else [f"{where} (an interval needs finite low <= high)"]
+    return [b for k, v in obj.items() for b in _bad_intervals(v, f"{where}.{k}")]
+
 
 def _problem(data: Any) -> str | None:
+    """Why a results file cannot be shown (None when it can, or when it is another tool's file).
+
+    Checked: the keys every row reads, their types, every number finite (NaN and ±inf are refused,
+    as ``results.write_json`` refuses to write them), intervals with finite ``low <= high``, and
+    ``figures`` / ``samples_file`` of the right type.
+    """
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
     if not str(data.get("schema", "")).startswith("ee-bench/results/"):
         return None  # another tool's results_*.json (e.g. lm-eval's): not ours, silently ignored
-    missing = [k for k, t in REQUIRED.items() if not isinstance(data.get(k), t)]
-    try:
-        data["oracle"]["first_match"]["avg"], data["oracle"]["saturation"]["avg"]
-        data["n_docs"]["evaluated"], data["n_docs"]["total"]
-    except (KeyError, TypeError):
-        missing.append("oracle.first_match/saturation or n_docs fields")
-    return f"missing or mistyped keys: {', '.join(missing)}" if missing else None
+    bad = [k for k, t in REQUIRED.items() if not isinstance(data.get(k), t)]
+    if bad:
+        return f"missing or mistyped keys: {', '.join(bad)}"
+    if not _number(data["threshold"]):
+        bad.append("threshold (not a finite number)")
+    n = data["n_docs"]
+    if not all(isinstance(n.get(k), int) and not isinstance(n.get(k), bool) and n[k] >= 0
+               for k in ("evaluated", "total")):
+        bad.append("n_docs.evaluated/total (non-negative integers)")
+    bad += _bad_numbers(data["metrics"], "metrics")
+    bad += [f"metrics.{k} (not a number)" for k, v in data["metrics"].items() if isinstance(v, (dict, list, str))]
+    for name in ("first_match", "saturation"):
+        section = data["oracle"].get(name)
+        if not isinstance(section, dict) or not _number(section.get("avg")) or not isinstance(section.get("n_layers"), int):
+            bad.append(f"oracle.{name}.avg/n_layers")
+        else:
+            bad += _bad_numbers(section, f"oracle.{name}")
+    bad += _bad_numbers(data["gate_at_threshold"], "gate_at_threshold")
+    bad += _bad_intervals(data.get("intervals"), "intervals")
+    measured = data.get("measured_speedup")
+    if not (measured is None or _number(measured)
+            or (isinstance(measured, dict) and all(isinstance(v, dict) for v in measured.values()))):
+        bad.append("measured_speedup (null, a number, or an object of per-setting reports)")
+    figures = data.get("figures")
+    if figures is not None and not (isinstance(figures, list) and all(isinstance(f, str) for f in figures)):
+        bad.append("figures (a list of paths)")
+    if data.get("samples_file") is not None and not isinstance(data["samples_file"], str):
+        bad.append("samples_file (a path)")
+    return f"bad values: {', '.join(bad)}" if bad else None
 
 
-def collect(dirs: list[Path]) -> list[tuple[dict[str, Any], Path]]:
-    """Every ``results_*.json`` under the given folders, parsed, in path order.
+def _in_site(path: Path, stop: Path) -> bool:
+    """Whether ``path`` lies in an ee-bench site folder (one holding :data:`SITE_MARKER`) below ``stop``."""
+    for parent in path.parents:
+        if (parent / SITE_MARKER).exists():
+            return True
+        if parent == stop:
+            return False
+    return False
+
+
+def collect(dirs: list[Path], exclude: list[Path] = ()) -> list[tuple[dict[str, Any], Path]]:
+    """Every ``results_*.json`` under the given folders, parsed, in path order, each file once.
 
     A file that is not readable JSON (truncated, not UTF-8), not an object, or an ee-bench results
-    file missing the keys the leaderboard reads is skipped with a warning naming it.
+    file with missing, mistyped or non-finite values is skipped with a warning naming it. Files under
+    ``exclude`` or inside an ee-bench site folder (:data:`SITE_MARKER`) are not read.
     """
-    items = []
+    items, seen = [], set()
+    skip = [Path(e).resolve() for e in exclude]
     for d in dirs:
+        root = Path(d).resolve()
         for path in sorted(Path(d).rglob("results_*.json")):
+            real = path.resolve()
+            if real in seen or any(real.is_relative_to(e) for e in skip) or _in_site(real, root):
+                continue
+            seen.add(real)
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -81,6 +156,13 @@ def collect(dirs: list[Path]) -> list[tuple[dict[str, Any], Path]]:
             elif data.get("schema", "").startswith("ee-bench/results/"):
                 items.append((data, path))
     return items
+
+
+def count_results_files(dirs: list[Path], exclude: list[Path] = ()) -> int:
+    """How many ``results_*.json`` files :func:`collect` would read (valid or not)."""
+    skip = [Path(e).resolve() for e in exclude]
+    return len({p.resolve() for d in dirs for p in Path(d).rglob("results_*.json")
+                if not any(p.resolve().is_relative_to(e) for e in skip) and not _in_site(p.resolve(), Path(d).resolve())})
 
 
 MIN_DOCS = 200  # rows on fewer documents (unless that is the whole set) are previews, never ranked
@@ -279,6 +361,13 @@ def row_is_degenerate(item: tuple[dict[str, Any], Path | None]) -> bool:
     return _DEGENERATE[key]
 
 
+def md_text(text: str) -> str:
+    """A name from a results file, safe in a markdown table cell or heading: one line, ``|`` escaped,
+    ``<``/``>``/``&`` as entities (results files may come from anyone; GitHub renders raw HTML)."""
+    return (" ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
+
+
 def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path | None = None) -> str:
     """Markdown tables (one per task) for the given results; links are relative to ``link_from``.
 
@@ -295,27 +384,30 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
             headers.append("results")
         table = []
         for res, path in rows_in:
-            row = [res["model"] + (" (degenerate)" if row_is_degenerate((res, path)) else ""), res["gate"],
-                   f"{res['threshold']:g}", *([", ".join(res["pairs"])] if has_pairs else []),
+            row = [md_text(res["model"]) + (" (degenerate)" if row_is_degenerate((res, path)) else ""),
+                   md_text(res["gate"]), f"{res['threshold']:g}", *([md_text(", ".join(res["pairs"]))] if has_pairs else []),
                    *[fmt_value(c.value(res), c.interval(res), c.digits) for c in cols],
                    measured_cell(res), _docs_cell(res)]
             if link_from is not None and not has_pairs and path is not None:
                 rel = Path(os.path.relpath(path.resolve(), link_from.resolve().parent)).as_posix()
                 row.append(f"[json]({rel})")
             table.append(row)
-        out.append(f"## {task}\n\n" + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
+        out.append(f"## {md_text(task)}\n\n" + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(out) + "\n"
 
 
-def render_leaderboard(dirs: list[Path], out_path: Path) -> str:
-    """The full leaderboard markdown for every results file under ``dirs``."""
-    items = collect(dirs)
+def render_leaderboard(dirs: list[Path], out_path: Path,
+                       items: list[tuple[dict[str, Any], Path]] | None = None) -> str:
+    """The full leaderboard markdown for every results file under ``dirs`` (or the given ``items``,
+    as :func:`collect` returns them)."""
+    items = collect(dirs) if items is None else items
     sources = ", ".join(Path(os.path.relpath(Path(d).resolve(), out_path.resolve().parent)).as_posix() for d in dirs)
     body = format_rows(items, link_from=out_path) if items else "_No results yet._\n"
     return HEADER.format(sources=sources) + "\n" + body
 
 
-def write_leaderboard(dirs: list[Path], out_path: Path) -> Path:
+def write_leaderboard(dirs: list[Path], out_path: Path,
+                      items: list[tuple[dict[str, Any], Path]] | None = None) -> Path:
     """Regenerate ``out_path`` atomically; returns it."""
-    atomic_write(out_path, render_leaderboard(dirs, out_path))
+    atomic_write(out_path, render_leaderboard(dirs, out_path, items))
     return out_path

@@ -57,7 +57,7 @@ def exit_histogram(first_match: list[int], saturation: list[int], n_layers: int,
     ax.bar(x + 0.2, pct(sat), width=0.4, label="saturation")
     ax.set_xlabel("oracle exit layer (0-based)")
     ax.set_ylabel("% of output tokens")
-    ax.set_title(f"{title} ({fm.size} tokens)", fontsize=9)
+    ax.set_title(f"{title} ({fm.size} tokens)", fontsize=9, parse_math=False)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -90,7 +90,7 @@ def gate_tradeoff(sweep: list[dict[str, Any]], intervals: list[dict[str, Any]] |
             ax.plot([s["mean_layers_run"]], [s["accuracy"]], "o", ms=10, mfc="none", color="red")
     ax.set_xlabel("mean layers run")
     ax.set_ylabel("gate accuracy %")
-    ax.set_title(title + (" (95 % bootstrap bars)" if intervals else ""), fontsize=9)
+    ax.set_title(title + (" (95 % bootstrap bars)" if intervals else ""), fontsize=9, parse_math=False)
     return _save(fig, path)
 
 
@@ -114,11 +114,11 @@ def quality_vs_speedup(measured: dict[str, dict[str, Any]], title: str, path: Pa
     fig, ax = plt.subplots(figsize=SIZE)
     for kv, sp, q, _ in pts:
         ax.plot([sp], [q], "o")
-        ax.annotate(kv, (sp, q), fontsize=8, textcoords="offset points", xytext=(4, 4))
+        ax.annotate(kv, (sp, q), fontsize=8, textcoords="offset points", xytext=(4, 4), parse_math=False)
     if full is not None:
         ax.plot([1.0], [full], "s", color="black")
         ax.annotate("full depth", (1.0, full), fontsize=8, textcoords="offset points", xytext=(4, -10))
     ax.set_xlabel("measured speed-up (tokens/s ratio)")
     ax.set_ylabel(pts[0][3])
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)
     return _save(fig, path)

@@ -18,7 +18,6 @@ from results files, which may come from anyone.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from ee_bench.decoding.speedup import result_verdicts
 from ee_bench.errors import EEBenchError
 from ee_bench.leaderboard import (
     MIN_DOCS,
+    SITE_MARKER,
     collect,
     columns,
     fmt_value,
@@ -36,6 +36,7 @@ from ee_bench.leaderboard import (
     row_is_degenerate,
     row_is_preview,
 )
+from ee_bench.records import read_samples, samples_path
 from ee_bench.results import atomic_write, safe_name
 
 FIGURE_SUFFIXES = (".png", ".svg")
@@ -136,17 +137,37 @@ def _site_names(items: list[tuple[dict[str, Any], Path]], dirs: list[Path]) -> l
     return out
 
 
-def _read_samples(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def check_site_folder(out_dir: Path) -> None:
+    """Refuse a site folder that cannot hold the site; writes nothing.
+
+    Raises:
+        EEBenchError: ``out_dir`` is a file, lies under a file, cannot be written, or is a non-empty
+            folder that ``ee-bench leaderboard --html`` did not write (its files would be mixed with
+            the site's, and a rerun clears the site's ``data/`` and ``figures/``).
+    """
+    from ee_bench.preflight import check_output_folder
+
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, option="--html")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).exists():
+        raise EEBenchError(f"--html {out_dir} is a non-empty folder that ee-bench did not write; give a new or empty "
+                           f"folder (e.g. runs/site), or one an earlier `ee-bench leaderboard --html` wrote.")
+
+
+def inside(base: Path, entry: str) -> Path | None:
+    """``base / entry`` resolved, or None when it leaves ``base`` (``..``, an absolute path, a symlink
+    out): results files may come from anyone, and the site copies what they name."""
+    base = base.resolve()
+    p = (base / entry).resolve()
+    return p if p.is_relative_to(base) else None
 
 
 def _analysis_figures(res: dict[str, Any], res_path: Path) -> tuple[list[Path], list[str]]:
     """The results file's ``figures`` entries that exist inside its folder (and notes for the rest)."""
     found, notes = [], []
-    base = res_path.parent.resolve()
     for entry in res.get("figures") or []:
-        p = (base / str(entry)).resolve()
-        if not p.is_relative_to(base) or p.suffix.lower() not in FIGURE_SUFFIXES:
+        p = inside(res_path.parent, str(entry))
+        if p is None or p.suffix.lower() not in FIGURE_SUFFIXES:
             notes.append(f"figure {entry!s} skipped: not a PNG/SVG inside the results folder")
         elif not p.is_file():
             notes.append(f"figure {entry!s} listed in the results file was not found")
@@ -163,11 +184,15 @@ def _run_figures(res: dict[str, Any], res_path: Path, site: Path, name: str) -> 
     out_dir = site / "figures"
     title = f"{res['model']} · {res['task']} · {res['gate']} τ={res['threshold']:g}"
     made, notes = [], []
-    samples = res_path.parent / str(res.get("samples_file", ""))
-    if res.get("samples_file") and samples.is_file():
-        rows = _read_samples(samples)
-        fm = [x for r in rows for x in r.get("oracle_first_match", [])]
-        sat = [x for r in rows for x in r.get("oracle_saturation", [])]
+    samples = samples_path(res, res_path)
+    if samples is not None:
+        try:
+            rows = read_samples(samples)
+            fm = [int(x) for r in rows for x in r.get("oracle_first_match", [])]
+            sat = [int(x) for r in rows for x in r.get("oracle_saturation", [])]
+        except (EEBenchError, AttributeError, TypeError, ValueError) as exc:  # a damaged or foreign samples file
+            fm, sat = [], []
+            notes.append(f"samples file {samples.name} unreadable ({exc}): no exit-layer histogram")
         if fm:
             p = figs.exit_histogram(fm, sat, res["oracle"]["first_match"]["n_layers"], title,
                                     out_dir / f"{stem}_exit_hist.png")
@@ -241,7 +266,8 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
         for c in cols:
             v, iv = c.value(res), c.interval(res)
             cls = "best" if (not preview and v is not None and best.get(c.label) == v) else ""
-            title = f"95 % interval [{iv['low']:.{c.digits}f}, {iv['high']:.{c.digits}f}], {iv['n_resamples']} resamples" if iv else ""
+            title = (f"95 % interval [{iv['low']:.{c.digits}f}, {iv['high']:.{c.digits}f}], "
+                     f"{iv.get('n_resamples', '?')} resamples") if iv else ""
             cells.append({"v": "" if v is None else repr(float(v)), "text": fmt_value(v, iv, c.digits), "cls": cls,
                           "title": title})
         cells.append(_measured_site_cell(res))
@@ -251,21 +277,25 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], links: dic
     return {"task": task, "id": safe_name(task), "headers": headers, "rows": out_rows}
 
 
-def write_site(dirs: list[Path], out_dir: Path) -> Path:
-    """Write the static site for every results file under ``dirs`` into ``out_dir``; returns index.html.
+def write_site(dirs: list[Path], out_dir: Path, items: list[tuple[dict[str, Any], Path]] | None = None) -> Path:
+    """Write the static site for every results file under ``dirs`` (or the given ``items``, as
+    :func:`~ee_bench.leaderboard.collect` returns them) into ``out_dir``; returns index.html.
 
     Raises:
-        EEBenchError: if ``out_dir`` is an existing file, or there is no results file.
+        EEBenchError: from :func:`check_site_folder`, or when there is no usable results file.
     """
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EEBenchError(f"--html {out_dir} is a file; give a folder (it is created if missing).")
-    items = collect(dirs)
+    check_site_folder(out_dir)
+    items = collect(dirs, exclude=[out_dir]) if items is None else items
     if not items:
-        raise EEBenchError(f"no results_*.json under {', '.join(map(str, dirs))}; run ee-bench with --output_path first.")
+        raise EEBenchError(f"no usable results_*.json under {', '.join(map(str, dirs))}; run ee-bench with "
+                           f"--output_path first (or fix the files the warnings name).")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SITE_MARKER).write_text("written by ee-bench leaderboard --html; rerunning it clears data/ and figures/\n")
+    for sub in ("data", "figures"):  # a rerun leaves no file of an earlier run behind
+        shutil.rmtree(out_dir / sub, ignore_errors=True)
     links: dict[int, list[dict]] = {}
     runs_by_model: dict[str, list[dict]] = {}
     for (res, path), name in zip(items, _site_names(items, dirs)):
@@ -273,8 +303,8 @@ def write_site(dirs: list[Path], out_dir: Path) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dst)
         row_links = [{"href": _rel(dst, out_dir), "label": "json"}]
-        samples = path.parent / str(res.get("samples_file", ""))
-        if res.get("samples_file") and samples.is_file():
+        samples = samples_path(res, path)
+        if samples is not None:
             shutil.copyfile(samples, dst.parent / samples.name)
             row_links.append({"href": _rel(dst.parent / samples.name, out_dir), "label": "samples"})
         figures, notes = _run_figures(res, path, out_dir, name)

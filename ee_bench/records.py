@@ -146,6 +146,22 @@ def read_layer_stats(path: Path) -> LayerStatsFile:
     return LayerStatsFile(stats, doc_ids, offsets, path)
 
 
+def samples_path(result: dict[str, Any], results_path: Path) -> Path | None:
+    """The samples JSONL of a run: its results file's ``samples_file``, resolved next to the results.
+
+    Returns:
+        The path, or None when the entry is absent, not a string, names no file, or leads out of the
+        results folder (``..``, an absolute path, a symlink out): results files may come from anyone,
+        and the leaderboard site copies what they name.
+    """
+    entry = result.get("samples_file")
+    if not entry or not isinstance(entry, str):
+        return None
+    base = Path(results_path).parent.resolve()
+    path = (base / entry).resolve()
+    return path if path.is_relative_to(base) and path.is_file() else None
+
+
 def read_samples(path: Path) -> list[dict[str, Any]]:
     """The rows of a samples JSONL.
 

@@ -119,3 +119,90 @@ def test_html_flag_on_a_file_is_a_user_error(tmp_path, capsys):
     target.write_text("x")
     assert main(["leaderboard", "--results", str(board), "--output", str(tmp_path / "R.md"), "--html", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+# --- bad input from results files (which may come from anyone)
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data), encoding="utf-8")  # json.dumps writes NaN / Infinity as given
+
+
+@pytest.mark.parametrize("change,named", [
+    (lambda d: d["metrics"].__setitem__("chrf", float("nan")), "metrics.chrf"),
+    (lambda d: d["gate_at_threshold"].__setitem__("accuracy", float("-inf")), "gate_at_threshold.accuracy"),
+    (lambda d: d.__setitem__("threshold", True), "threshold"),
+    (lambda d: d["n_docs"].__setitem__("evaluated", "20"), "n_docs.evaluated/total"),
+    (lambda d: d["metrics"].__setitem__("chrf", [1, 2]), "metrics.chrf (not a number)"),
+    (lambda d: d["oracle"]["first_match"].pop("n_layers"), "oracle.first_match.avg/n_layers"),
+    (lambda d: d["intervals"]["metrics"]["chrf"].__setitem__("low", 99.0), "intervals.metrics.chrf"),
+    (lambda d: d.__setitem__("figures", "plot.png"), "figures (a list of paths)"),
+])
+def test_a_file_with_bad_values_is_skipped_and_named(tmp_path, caplog, change, named):
+    board = build_board(tmp_path / "results")
+    bad = board / "model-b" / "results_wmt22_de_en_confidence.json"
+    _edit(bad, change)
+    items = collect([board])
+    assert sorted(r["model"] for r, _ in items if r["task"] == "wmt22_de_en") == ["model-a", "model-c", "model-d"]
+    assert str(bad) in caplog.text and named in caplog.text
+
+
+def test_all_files_skipped_is_an_error_and_the_board_is_kept(tmp_path, capsys):
+    folder = tmp_path / "results"
+    path = write_run(folder, "model-a", "wmt22_de_en", chrf=50.0, fm_avg=20.0, acc=80.0, evaluated=250)
+    _edit(path, lambda d: d["metrics"].__setitem__("chrf", float("inf")))
+    board = tmp_path / "README.md"
+    board.write_text("old board\n")
+    assert main(["leaderboard", "--results", str(folder), "--output", str(board)]) == 2
+    assert "all 1 results_*.json files" in capsys.readouterr().err
+    assert board.read_text() == "old board\n"
+
+
+def test_names_cannot_break_the_markdown_table():
+    from ee_bench.leaderboard import md_text
+
+    assert md_text("a|b\n## x <script>") == "a\\|b ## x &lt;script&gt;"
+
+
+def test_samples_file_outside_the_results_folder_is_not_read(tmp_path):
+    from ee_bench.records import samples_path
+
+    path = write_run(tmp_path / "r", "model-a", "wmt22_de_en", chrf=50.0, fm_avg=20.0, acc=80.0, evaluated=250)
+    (tmp_path / "secret.jsonl").write_text('{"doc_id": 0}\n')
+    res = json.loads(path.read_text())
+    assert samples_path(res, path) == (path.parent / res["samples_file"]).resolve()
+    assert samples_path({**res, "samples_file": "../../secret.jsonl"}, path) is None
+    assert samples_path({**res, "samples_file": str(tmp_path / "secret.jsonl")}, path) is None
+
+
+def test_a_site_inside_the_scanned_folder_adds_no_rows(tmp_path):
+    board = build_board(tmp_path / "leaderboard")
+    readme = board / "README.md"
+    for _ in range(2):  # the second run would also scan the first run's copies under site/data/
+        assert main(["leaderboard", "--results", str(board), "--output", str(readme), "--html", str(board / "site")]) == 0
+    rows = [line for line in readme.read_text().split("## wmt22_de_en\n")[1].split("##")[0].splitlines()
+            if line.startswith("| model-")]
+    assert len(rows) == 4  # model-a..d, once each
+
+
+def test_html_into_a_foreign_non_empty_folder_is_refused_before_writing(tmp_path, capsys):
+    board = build_board(tmp_path / "results")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    readme = tmp_path / "README.md"
+    readme.write_text("old board\n")
+    assert main(["leaderboard", "--results", str(board), "--output", str(readme), "--html", str(other)]) == 2
+    assert "non-empty folder that ee-bench did not write" in capsys.readouterr().err
+    assert readme.read_text() == "old board\n" and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_a_damaged_samples_file_costs_only_its_histogram(tmp_path):
+    from ee_bench.leaderboard_site import write_site
+
+    board = build_board(tmp_path / "results")
+    (board / "model-c" / "samples_wmt22_de_en_confidence.jsonl").write_text("{not json\n")
+    html = write_site([board], tmp_path / "site").read_text(encoding="utf-8")
+    assert "line 1: not JSON" in html and "no exit-layer histogram" in html
+    assert html.count("<figcaption>oracle exit-layer histogram</figcaption>") == 5  # the other five runs keep theirs

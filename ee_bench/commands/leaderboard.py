@@ -29,12 +29,24 @@ def main(argv: list[str]) -> int:
     from ee_bench.preflight import check_output_folder
 
     check_output_folder(out_path.parent if str(out_path.parent) else ".", option=f"--output {out_path}: its folder")
-    from ee_bench.leaderboard import collect, write_leaderboard
+    site = Path(args.html) if args.html else None
+    if site is not None:  # every check before anything is written
+        from ee_bench.leaderboard_site import check_site_folder
 
-    out = write_leaderboard(dirs, Path(args.output))
-    print(f"{out} ({len(collect(dirs))} results)")
-    if args.html:
+        check_site_folder(site)
+    from ee_bench.leaderboard import collect, count_results_files, write_leaderboard
+
+    exclude = [site] if site is not None else []
+    items = collect(dirs, exclude=exclude)  # read once: each warning about a bad file is printed once
+    found = count_results_files(dirs, exclude=exclude)
+    if not items and found:
+        raise EEBenchError(f"all {found} results_*.json files under {', '.join(map(str, dirs))} were skipped (see the "
+                           f"warnings above: each names the file and the problem); fix or delete them, then rerun. "
+                           f"{out_path} was left as it was.")
+    out = write_leaderboard(dirs, out_path, items)
+    print(f"{out} ({len(items)} results)")
+    if site is not None:
         from ee_bench.leaderboard_site import write_site
 
-        print(f"site: {write_site(dirs, Path(args.html))}")
+        print(f"site: {write_site(dirs, site, items)}")
     return 0

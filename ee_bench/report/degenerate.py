@@ -11,10 +11,13 @@ keep them out of rankings.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEGENERATE_SHARE = 0.95
 """Share of documents with the most common final prediction from which a run is degenerate."""
@@ -47,10 +50,17 @@ def degeneracy(predictions: list[Any]) -> Degeneracy:
 
 
 def run_degeneracy(result: dict[str, Any], results_path: Path) -> Degeneracy | None:
-    """:func:`degeneracy` of a run from its samples file (beside the results); None if it is missing."""
-    name = result.get("samples_file")
-    path = Path(results_path).parent / name if name else None
-    if path is None or not path.is_file():
+    """:func:`degeneracy` of a run from its samples file (beside the results); None if it is missing,
+    outside the results folder or unreadable (a warning names the file)."""
+    from ee_bench.errors import EEBenchError
+    from ee_bench.records import read_samples, samples_path
+
+    path = samples_path(result, results_path)
+    if path is None:
         return None
-    preds = [json.loads(line).get("prediction") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return degeneracy(preds)
+    try:
+        rows = read_samples(path)
+    except EEBenchError as exc:
+        logger.warning("degeneracy of %s not checked: %s", results_path, exc)
+        return None
+    return degeneracy([r.get("prediction") if isinstance(r, dict) else None for r in rows])

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
-from ee_bench.records import LayerStatsFile, read_layer_stats, read_samples
+from ee_bench.records import (
+    LayerStatsFile,
+    read_layer_stats,
+    read_samples,
+    samples_path,
+)
 from ee_bench.report.degenerate import Degeneracy, degeneracy
 
 _PAIR = re.compile(r"_([a-z]{2,3})_([a-z]{2,3})$")
@@ -93,8 +98,8 @@ def load_runs(folder: Path, lang_overrides: dict[str, str] | None = None) -> lis
         if not str(result.get("schema", "")).startswith("ee-bench/results/"):
             continue
         missing, rows, side = [], None, None
-        sam = path.parent / result.get("samples_file", "")
-        if result.get("samples_file") and sam.is_file():
+        sam = samples_path(result, path)
+        if sam is not None:
             rows = read_samples(sam)
         else:
             missing.append("samples file")
