@@ -56,12 +56,18 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _bad_numbers(obj: Any, where: str, *, allow_none: bool = True) -> list[str]:
-    """The fields of a dict of statistics that are neither a finite number nor (where allowed) null."""
+def _bad_numbers(obj: Any, where: str, *, nested_ok: bool = True) -> list[str]:
+    """The fields of a dict of statistics that are neither a finite number nor null (nor, with
+    ``nested_ok``, a nested object, list or string, which other checks cover)."""
     if not isinstance(obj, dict):
         return [f"{where} (not an object)"]
-    return [f"{where}.{k}" for k, v in obj.items()
-            if not (_number(v) or (allow_none and v is None) or isinstance(v, (dict, list, str)))]
+    bad = []
+    for k, v in obj.items():
+        if v is None or _number(v) or (nested_ok and isinstance(v, (dict, list, str))):
+            continue
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        bad.append(f"{where}.{k}" + (" (not finite)" if number else " (not a number)"))
+    return bad
 
 
 def _bad_intervals(obj: Any, where: str) -> list[str]:
@@ -96,8 +102,7 @@ def _problem(data: Any) -> str | None:
     if not all(isinstance(n.get(k), int) and not isinstance(n.get(k), bool) and n[k] >= 0
                for k in ("evaluated", "total")):
         bad.append("n_docs.evaluated/total (non-negative integers)")
-    bad += _bad_numbers(data["metrics"], "metrics")
-    bad += [f"metrics.{k} (not a number)" for k, v in data["metrics"].items() if isinstance(v, (dict, list, str))]
+    bad += _bad_numbers(data["metrics"], "metrics", nested_ok=False)
     for name in ("first_match", "saturation"):
         section = data["oracle"].get(name)
         if not isinstance(section, dict) or not _number(section.get("avg")) or not isinstance(section.get("n_layers"), int):
@@ -128,14 +133,10 @@ def _in_site(path: Path, stop: Path) -> bool:
     return False
 
 
-def collect(dirs: list[Path], exclude: list[Path] = ()) -> list[tuple[dict[str, Any], Path]]:
-    """Every ``results_*.json`` under the given folders, parsed, in path order, each file once.
-
-    A file that is not readable JSON (truncated, not UTF-8), not an object, or an ee-bench results
-    file with missing, mistyped or non-finite values is skipped with a warning naming it. Files under
-    ``exclude`` or inside an ee-bench site folder (:data:`SITE_MARKER`) are not read.
-    """
-    items, seen = [], set()
+def results_files(dirs: list[Path], exclude: list[Path] = ()) -> list[Path]:
+    """Every ``results_*.json`` under the given folders, in path order, each file once; files under
+    ``exclude`` or inside an ee-bench site folder (:data:`SITE_MARKER`) are left out."""
+    out, seen = [], set()
     skip = [Path(e).resolve() for e in exclude]
     for d in dirs:
         root = Path(d).resolve()
@@ -144,25 +145,30 @@ def collect(dirs: list[Path], exclude: list[Path] = ()) -> list[tuple[dict[str, 
             if real in seen or any(real.is_relative_to(e) for e in skip) or _in_site(real, root):
                 continue
             seen.add(real)
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                logger.warning("skipping %s: not a readable results file (%s: %s); delete or regenerate it",
-                               path, type(exc).__name__, str(exc)[:120])
-                continue
-            problem = _problem(data)
-            if problem:
-                logger.warning("skipping %s: %s; delete or regenerate it", path, problem)
-            elif data.get("schema", "").startswith("ee-bench/results/"):
-                items.append((data, path))
+            out.append(path)
+    return out
+
+
+def collect(dirs: list[Path], exclude: list[Path] = ()) -> list[tuple[dict[str, Any], Path]]:
+    """Every results file :func:`results_files` lists, parsed, in path order.
+
+    A file that is not readable JSON (truncated, not UTF-8), not an object, or an ee-bench results
+    file with missing, mistyped or non-finite values is skipped with a warning naming it.
+    """
+    items = []
+    for path in results_files(dirs, exclude):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            logger.warning("skipping %s: not a readable results file (%s: %s); delete or regenerate it",
+                           path, type(exc).__name__, str(exc)[:120])
+            continue
+        problem = _problem(data)
+        if problem:
+            logger.warning("skipping %s: %s; delete or regenerate it", path, problem)
+        elif data.get("schema", "").startswith("ee-bench/results/"):
+            items.append((data, path))
     return items
-
-
-def count_results_files(dirs: list[Path], exclude: list[Path] = ()) -> int:
-    """How many ``results_*.json`` files :func:`collect` would read (valid or not)."""
-    skip = [Path(e).resolve() for e in exclude]
-    return len({p.resolve() for d in dirs for p in Path(d).rglob("results_*.json")
-                if not any(p.resolve().is_relative_to(e) for e in skip) and not _in_site(p.resolve(), Path(d).resolve())})
 
 
 MIN_DOCS = 200  # rows on fewer documents (unless that is the whole set) are previews, never ranked

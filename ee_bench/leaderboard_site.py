@@ -36,6 +36,7 @@ from ee_bench.leaderboard import (
     row_is_degenerate,
     row_is_preview,
 )
+from ee_bench.preflight import path_inside
 from ee_bench.records import read_samples, samples_path
 from ee_bench.results import atomic_write, safe_name
 
@@ -154,19 +155,11 @@ def check_site_folder(out_dir: Path) -> None:
                            f"folder (e.g. runs/site), or one an earlier `ee-bench leaderboard --html` wrote.")
 
 
-def inside(base: Path, entry: str) -> Path | None:
-    """``base / entry`` resolved, or None when it leaves ``base`` (``..``, an absolute path, a symlink
-    out): results files may come from anyone, and the site copies what they name."""
-    base = base.resolve()
-    p = (base / entry).resolve()
-    return p if p.is_relative_to(base) else None
-
-
 def _analysis_figures(res: dict[str, Any], res_path: Path) -> tuple[list[Path], list[str]]:
     """The results file's ``figures`` entries that exist inside its folder (and notes for the rest)."""
     found, notes = [], []
     for entry in res.get("figures") or []:
-        p = inside(res_path.parent, str(entry))
+        p = path_inside(res_path.parent, str(entry))
         if p is None or p.suffix.lower() not in FIGURE_SUFFIXES:
             notes.append(f"figure {entry!s} skipped: not a PNG/SVG inside the results folder")
         elif not p.is_file():

@@ -19,6 +19,16 @@ from typing import Any
 from ee_bench.errors import EEBenchError
 
 
+def path_inside(base: str | os.PathLike, entry: str | os.PathLike) -> Path | None:
+    """``base / entry`` resolved (symlinks and ``..`` followed; an absolute ``entry`` replaces ``base``),
+    or None when it lies outside ``base``. Task files and results files come from strangers: every path
+    they name is followed through this one check (offline data, samples files, figures).
+    """
+    root = Path(base).resolve()
+    real = (root / entry).resolve()
+    return real if real.is_relative_to(root) else None
+
+
 def check_output_folder(path: str | os.PathLike, option: str = "--output_path") -> None:
     """Refuse an output folder that cannot be created or written; writes nothing.
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ee_bench.errors import EEBenchError
+from ee_bench.preflight import path_inside
 from ee_bench.results import write_bytes
 from ee_bench.types import DocRecord, LayerStats
 
@@ -157,9 +158,8 @@ def samples_path(result: dict[str, Any], results_path: Path) -> Path | None:
     entry = result.get("samples_file")
     if not entry or not isinstance(entry, str):
         return None
-    base = Path(results_path).parent.resolve()
-    path = (base / entry).resolve()
-    return path if path.is_relative_to(base) and path.is_file() else None
+    path = path_inside(Path(results_path).parent, entry)
+    return path if path is not None and path.is_file() else None
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:

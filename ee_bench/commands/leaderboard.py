@@ -34,11 +34,11 @@ def main(argv: list[str]) -> int:
         from ee_bench.leaderboard_site import check_site_folder
 
         check_site_folder(site)
-    from ee_bench.leaderboard import collect, count_results_files, write_leaderboard
+    from ee_bench.leaderboard import collect, results_files, write_leaderboard
 
     exclude = [site] if site is not None else []
     items = collect(dirs, exclude=exclude)  # read once: each warning about a bad file is printed once
-    found = count_results_files(dirs, exclude=exclude)
+    found = len(results_files(dirs, exclude=exclude))
     if not items and found:
         raise EEBenchError(f"all {found} results_*.json files under {', '.join(map(str, dirs))} were skipped (see the "
                            f"warnings above: each names the file and the problem); fix or delete them, then rerun. "

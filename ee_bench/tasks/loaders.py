@@ -58,8 +58,10 @@ def inside(root: Path, path: Path, what: str = "offline path") -> Path:
     Raises:
         ConfigError: naming the escaping path and the folder it must stay in.
     """
+    from ee_bench.preflight import path_inside
+
     real, base = Path(path).resolve(), Path(root).resolve()
-    if real != base and base not in real.parents:
+    if path_inside(base, real) in (None, base):
         raise EEBenchError(f"The task's {what} {path} resolves to {real}, outside the folder {base}. "
                            f"Offline paths must be relative paths inside --data-dir (data_files: inside the "
                            f"task file's folder); fix the task file.")
