@@ -19,7 +19,7 @@ available offline):
 3. for each gate (confidence, entropy, patience) sweeps τ and keeps the threshold with the largest
    implied speed-up whose accuracy is ≥ 98 % of the final layer's (paper Fig. 2 / §B.1), and reports
    its distance to the oracle, implied speed-up and *measured* speed-up (real layer-by-layer early
-   exit, :func:`ee_bench.exits.encoder_exit.measure_encoder_speedup`, against the model's full forward on
+   exit, :func:`ee_bench.decoding.encoder_exit.measure_encoder_speedup`, against the model's full forward on
    the same batch);
 4. prints both objectives side by side (cells ``final → joint``), the layer-similarity table of SST-2
    (paper §5.1), and writes ``results.json`` and ``similarity_sst2.png``.
@@ -102,7 +102,7 @@ def evaluate(ckpt: Path, task: str, docs: list[dict], timing_batch: int, repeats
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from ee_bench.exits.encoder_exit import measure_encoder_speedup
+    from ee_bench.decoding.encoder_exit import measure_encoder_speedup
     from ee_bench.exits.gates import GATES
     from ee_bench.exits.oracle import first_match_layer, saturation_layer, summarize_layers
     from ee_bench.exits.scoring import score_gate

@@ -280,7 +280,7 @@ def main(argv=None) -> int:
 
     with redirect_stdout(Tee()):
         report = run(args)
-    from ee_bench.results import atomic_write
+    from ee_bench.files import atomic_write
 
     atomic_write(out / "peers.json", json.dumps(report, indent=1))
     atomic_write(out / "peers.txt", buf.getvalue())

@@ -37,3 +37,7 @@ class DataNotFoundError(EEBenchError):
 
 class ModelStructureError(EEBenchError):
     """A model whose layers, final norm or output head cannot be located."""
+
+
+class DecodingOptionError(EEBenchError):
+    """An early-exit option (exit layers, min prefix, forced layer, token budget, draft length) out of range."""

@@ -269,7 +269,7 @@ def _measured_stage(model, spec, all_docs, docs, records, gate, chosen, scores: 
         return stage.measured_speedup, stage.samples
     if model.kind == "encoder" and not getattr(gate, "needs_final", False):  # real layer-by-layer exit, timed
         # (not for the oracle gate: it reads the final layer, so there is no exit to time)
-        from ee_bench.task_runners.classification import measure_classification_speedup
+        from ee_bench.decoding.encoder_exit import measure_classification_speedup
 
         timing = measure_classification_speedup(model, spec, docs, gate, chosen, batch_size=min(32, len(docs)))
         return {"layerwise": timing.to_dict()}, None
@@ -297,10 +297,6 @@ def evaluate_task(model, spec, docs: list[dict[str, Any]], gate, thresholds: lis
     from ee_bench.exits.gates import gate_name
 
     options = options or EvalOptions()
-    if getattr(spec, "engine", "ee-bench") == "lm-eval":  # issue 16: lm-eval builds, runs and scores the task
-        from ee_bench.lm_eval.tasks import evaluate_lm_eval_task
-
-        return evaluate_lm_eval_task(model, spec, gate, thresholds, chosen, options, threshold_swept=threshold_swept)
     if not docs:
         raise ValueError(f"task {spec.task} has no documents")
     evaluated = docs[: options.limit] if options.limit else docs

@@ -19,7 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ee_bench.results import atomic_write
+from ee_bench.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from ee_bench.leaderboard import (
 )
 from ee_bench.preflight import path_inside
 from ee_bench.records import read_samples, samples_path
-from ee_bench.results import atomic_write, safe_name
+from ee_bench.files import atomic_write, safe_name
 
 FIGURE_SUFFIXES = (".png", ".svg")
 

@@ -3,14 +3,21 @@
 - :func:`parse_layers`: ``--exit-layers 8,12`` → [8, 12];
 - :func:`parse_kv_list`: ``--kv copy,recompute`` → names checked against the KV registry;
 - :func:`add_early_exit_arguments` / :func:`early_exit_options`: the early-exit decoding options of
-  the main evaluation, turned into :class:`~ee_bench.decoding.early_exit_stage.EarlyExitOptions`.
+  the main evaluation, turned into :class:`~ee_bench.decoding.early_exit_stage.EarlyExitOptions`
+  (``--check`` / ``--draft-len`` are validated by :func:`ee_bench.decoding.checks.check_options`).
+
+It sits above the engine: it imports the decoding options it builds, and nothing below imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ee_bench.decoding.checks import check_options
+from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
+from ee_bench.exits.kv import KV_STRATEGIES
 
 
 def parse_layers(text: str | None) -> list[int] | None:
@@ -33,8 +40,6 @@ def parse_kv_list(text: str) -> list[str]:
     Raises:
         EEBenchError: for an empty list; UnknownNameError for an unknown strategy (with suggestions).
     """
-    from ee_bench.exits.kv import KV_STRATEGIES
-
     names = [k.strip() for k in text.split(",") if k.strip()]
     if not names:
         raise EEBenchError("--kv is empty; give one or more KV strategies, e.g. --kv copy,recompute (ee-bench ls kv).")
@@ -51,8 +56,8 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
                    help="comma-separated 0-based layers where tokens may exit (default: every layer); fewer "
                         "layers = fewer gate checks but later exits (docs/kv_strategies.md)")
-    g.add_argument("--min-prefix", "--min_prefix", dest="min_prefix", type=int, default=4,
-                   help="the first N generated tokens never exit (paper: 4)")
+    g.add_argument("--min-prefix", "--min_prefix", dest="min_prefix", type=int, default=DEFAULT_MIN_PREFIX,
+                   help=f"the first N generated tokens never exit (default {DEFAULT_MIN_PREFIX}, the paper's)")
     add_check_arguments(g)
     g.add_argument("--calibrate", action="store_true",
                    help="choose the threshold by a sweep on documents disjoint from the evaluated ones")
@@ -77,24 +82,6 @@ def add_check_arguments(g) -> None:
                    help="--kv speculative: tokens drafted per round (default 4)")
 
 
-def check_options(check: str, draft_len: int | None):
-    """Validate ``--check`` and ``--draft-len``.
-
-    Returns:
-        (the :class:`~ee_bench.decoding.checks.CheckMode`, the draft length or None).
-
-    Raises:
-        CheckModeError: unknown check mode; EEBenchError: a draft length < 1 (both name the fix).
-    """
-    from ee_bench.decoding.checks import parse_check_mode
-
-    mode = parse_check_mode(check)
-    if draft_len is not None and draft_len < 1:
-        raise EEBenchError(f"--draft-len {draft_len} is invalid: speculative decoding drafts a whole number >= 1 of "
-                           f"tokens per round; try --draft-len 4.")
-    return mode, draft_len
-
-
 def early_exit_options(args: argparse.Namespace):
     """The parsed early-exit options, validated before anything loads (None without ``--kv``).
 
@@ -104,8 +91,6 @@ def early_exit_options(args: argparse.Namespace):
     Raises:
         EEBenchError: for bad values (message names the fix); UnknownNameError for unknown strategies.
     """
-    from ee_bench.decoding.early_exit_stage import EarlyExitOptions
-
     if args.kv is None:
         if args.calibrate or args.exit_layers is not None or args.check != "full" or args.draft_len is not None:
             raise EEBenchError("--calibrate, --exit-layers, --check and --draft-len apply to early-exit decoding; "

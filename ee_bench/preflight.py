@@ -1,9 +1,11 @@
 """Checks run before the model loads, so bad input fails in seconds and nothing is half-written.
 
+The ground floor: it imports nothing of ee-bench but its errors.
+
 - :func:`check_output_folder`: ``--output_path`` can be created and written (probed with a temporary
   folder that is removed at once), not ``/proc/x`` or a path under a regular file;
-- :func:`check_first_document`: a task's templates render on its first document (``{{1/0}}``, a
-  missing field, an unsafe attribute), and a multiple-choice task's gold label resolves;
+- (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`);
+- :func:`path_inside`: a path named by a task or results file stays inside its folder;
 - :func:`check_device`: the device exists on this machine (``--device mps`` on a machine without it).
 
 Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the problem and the fix.
@@ -55,23 +57,6 @@ def check_output_folder(path: str | os.PathLike, option: str = "--output_path") 
     except OSError as exc:
         raise EEBenchError(f"{option} {path} cannot be written ({probe}: {exc.strerror or exc}). Give a folder "
                            f"you can write to, e.g. runs/.") from None
-
-
-def check_first_document(spec: Any, doc: dict[str, Any]) -> None:
-    """Render ``spec``'s templates on one document, as the run will (before the model loads).
-
-    Raises:
-        ConfigError: naming the task file, if a template fails or the gold label cannot be read.
-    """
-    from ee_bench.tasks.templates import render
-
-    render(spec.doc_to_text, doc, source=spec.source_file)
-    if spec.doc_to_target:
-        render(spec.doc_to_target, doc, source=spec.source_file)
-    if spec.output_type == "multiple_choice":
-        from ee_bench.task_runners.multiple_choice import gold_label
-
-        gold_label(spec, doc)
 
 
 def check_device(device: str) -> None:

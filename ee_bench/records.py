@@ -38,7 +38,7 @@ import torch
 
 from ee_bench.errors import EEBenchError
 from ee_bench.preflight import path_inside
-from ee_bench.results import write_bytes
+from ee_bench.files import write_bytes
 from ee_bench.types import DocRecord, LayerStats
 
 SIDECAR_SCHEMA = "ee-bench/layer-stats/v1"

@@ -7,81 +7,28 @@ Layout under ``--output_path DIR``::
 
 This module owns the result schema (:data:`RESULTS_SCHEMA`): :func:`result_dict` and
 :func:`sample_rows` turn an :class:`~ee_bench.evaluation.TaskResult` into the two files, and
-:func:`write_task_result` writes them (:func:`atomic_write`).
+:func:`write_task_result` writes them (:func:`ee_bench.files.atomic_write`). It sits above the
+evaluation layer (it reads :class:`~ee_bench.evaluation.TaskResult`); the file writing itself is the
+ground floor's :mod:`ee_bench.files`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import re
 import subprocess
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ee_bench.evaluation import TaskResult
+from ee_bench.evaluation import TaskResult
+from ee_bench.files import result_paths, write_json, write_jsonl
+from ee_bench.records import write_layer_stats
 
 RESULTS_SCHEMA = "ee-bench/results/v1"
 TRACKED_PACKAGES = ("ee-bench", "torch", "transformers", "accelerate", "datasets", "sacrebleu", "rouge-score",
                     "scikit-learn", "gguf", "numpy")
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of a model or task name: letters, digits, ``.``, ``_``, ``-`` only, and no
-    leading or trailing dot (so ``..`` or ``../x`` can never name a parent folder or a hidden file)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_.") or "model"
-
-
-def model_dir(output_path: str | Path, model: str) -> Path:
-    """``<output_path>/<model>``: the folder of one model's results, samples and side files (name sanitised)."""
-    return Path(output_path) / safe_name(model)
-
-
-def result_paths(output_path: str | Path, model: str, task: str, gate: str) -> tuple[Path, Path]:
-    base = model_dir(output_path, model)
-    stem = f"{safe_name(task)}_{safe_name(gate)}"
-    return base / f"results_{stem}.json", base / f"samples_{stem}.jsonl"
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write ``text`` (str: UTF-8; bytes: as is) to ``path`` via a temp file in the same folder and a
-    rename (creates the folder); on any error nothing is left behind and an existing file is unchanged."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        binary = isinstance(text, bytes)
-        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary, shareable files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write one JSON document atomically (``allow_nan=False``: NaN is a bug, not a value)."""
-    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write JSON lines atomically."""
-    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a binary file (e.g. the layer-statistics sidecar) atomically."""
-    atomic_write(path, data)
 
 
 TRAINING_RECORD = "ee_bench_finetune.json"  # written by `ee-bench finetune` next to the checkpoint
@@ -203,8 +150,6 @@ def write_task_result(output_path: str | Path, result: dict[str, Any], samples: 
     """
     res_path, sam_path = result_paths(output_path, result["model"], result["task"], result["gate"])
     if records is not None:  # per-layer sidecar (issue 13)
-        from ee_bench.records import write_layer_stats
-
         result["layer_stats"] = write_layer_stats(sam_path, list(records), samples, gate)
     write_jsonl(sam_path, samples)
     result["samples_file"] = sam_path.name

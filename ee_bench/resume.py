@@ -189,7 +189,7 @@ def task_cache(output_path: str | os.PathLike, model_name: str, spec, gate: str,
                *, fresh: bool) -> RecordCache:
     """The record cache of one task under ``output_path`` (see the module docstring for the layout)."""
     from ee_bench import __version__
-    from ee_bench.results import safe_name
+    from ee_bench.files import safe_name
 
     key = cache_key({**parts, "task_spec_hash": spec.spec_hash, "gate": gate, "ee_bench_version": __version__})
     folder = Path(output_path) / safe_name(model_name) / ".records"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ee_bench.results import safe_name
+from ee_bench.files import safe_name
 from pathlib import Path
 
 L = 10

@@ -1,9 +1,13 @@
 """The architecture's seams: the one exit decider, the evaluation layer, the model contracts, the task
-runner registry, and the import rules (nothing below ``commands/`` imports it)."""
+runner registry, and the import rules (import-linter's layer contracts in pyproject.toml, no circle)."""
 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,14 +171,71 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_nothing_below_commands_imports_commands():
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE)
-        if rel.parts[0] == "commands" or rel.name in ("cli.py", "__main__.py"):
-            continue
-        offenders += [f"{rel}: {m}" for m in _imports(path) if m.startswith("ee_bench.commands")]
-    assert offenders == []
+def _lint_imports(root: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    """Run import-linter's ``lint-imports`` on the contracts of ``root/pyproject.toml``."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+                           "sys.exit(lint_imports_command())", "--no-cache"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_import_contracts_hold():
+    """The layers of docs/architecture.md, written as import-linter contracts in pyproject.toml."""
+    root = PACKAGE.parent
+    out = _lint_imports(root, root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_an_upward_import_breaks_the_contracts(tmp_path):
+    """A copy of the package where the exit decider imports the decoding loop (a floor above it)."""
+    root = PACKAGE.parent
+    shutil.copytree(PACKAGE, tmp_path / "ee_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(root / "pyproject.toml", tmp_path / "pyproject.toml")
+    kv = tmp_path / "ee_bench" / "exits" / "kv.py"
+    kv.write_text(kv.read_text(encoding="utf-8") + "\nfrom ee_bench.decoding import early_exit  # noqa: E402,F401\n",
+                  encoding="utf-8")
+    out = _lint_imports(tmp_path, tmp_path)
+    assert out.returncode != 0
+    assert "ee_bench.exits is not allowed to import ee_bench.decoding" in out.stdout
+    assert "ee_bench.exits.kv -> ee_bench.decoding.early_exit" in out.stdout
+
+
+def test_no_import_circle():
+    """No module reaches itself through imports (function-level imports count), by Tarjan's strongly
+    connected components over grimp's graph (the library import-linter builds on)."""
+    import grimp
+
+    graph = grimp.build_graph("ee_bench")
+    mods = sorted(graph.modules)
+    index, low, stack, on, circles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for m in mods:
+        if m not in index:
+            visit(m)
+    assert circles == []
 
 
 def test_registry_module_knows_no_plugin_kind():

@@ -86,10 +86,10 @@ def test_exit_layers_restricted_by_confidence_gate(model):
 
 def test_gate_without_head_costs_no_head_projection_at_checks(model):
     prompts = prompt_ids(model)
-    res = EarlyExitDecoder(model).decode(prompts, AlwaysGate(needs_head=False), 0.5, "copy", (), 5, exit_layers=[0])
+    res = EarlyExitDecoder(model).decode(prompts, AlwaysGate(needs_head=False), 0.5, "copy", (), 5, exit_layers=[0], min_prefix=0)
     assert res.counts.gate_checks == 3 * 4
     assert res.counts.head_rows == res.counts.tokens == 15  # one projection per emitted token
-    with_head = EarlyExitDecoder(model).decode(prompts, AlwaysGate(), 0.5, "copy", (), 5, exit_layers=[0])
+    with_head = EarlyExitDecoder(model).decode(prompts, AlwaysGate(), 0.5, "copy", (), 5, exit_layers=[0], min_prefix=0)
     assert with_head.counts.head_rows == 3 + 3 * 4  # prompt-pass tokens + one check per exited token
     assert [t.token_ids for t in with_head.traces] == [t.token_ids for t in res.traces]
 

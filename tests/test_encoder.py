@@ -8,7 +8,7 @@ import transformers as tf
 from tiny_models import encoder_config, encoder_tokenizer, tiny_encoder, toy_rows
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.exits.encoder_exit import early_exit_classify, measure_encoder_speedup
+from ee_bench.decoding.encoder_exit import early_exit_classify, measure_encoder_speedup
 from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
@@ -166,7 +166,7 @@ def test_runner_pairs_and_label_mismatch():
 
 
 def test_measure_classification_speedup_on_task_docs():
-    from ee_bench.task_runners.classification import measure_classification_speedup
+    from ee_bench.decoding.encoder_exit import measure_classification_speedup
 
     w = _wrap(tiny_encoder("bert"))
     m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,

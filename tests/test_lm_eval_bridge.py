@@ -115,7 +115,7 @@ def _layer0_logprob(wrapper, context: list[int], continuation: list[int]) -> flo
 def test_always_firing_gate_scores_with_layer_0(setup, tmp_path):
     model_dir, tasks, wrapper = setup
     side = tmp_path / "stats" / "exit.json"
-    ee = evaluate("ee-hf", f"pretrained={model_dir},{ALWAYS},kv=copy,measure_speedup=false,exit_stats_path={side}", tasks)
+    ee = evaluate("ee-hf", f"pretrained={model_dir},{ALWAYS},kv=copy,min_prefix=0,measure_speedup=false,exit_stats_path={side}", tasks)
     assert json.loads(side.read_text()) == ee_bench.lm_eval.last_exit_stats()
     tok = wrapper.tokenizer
     for sample in ee["samples"]["tiny_mc"]:

@@ -384,7 +384,7 @@ def test_filter_list_is_honoured_only_with_registered_lm_eval_filters(tmp_path, 
 
 
 def test_name_precedence_ee_bench_first_then_lm_eval():
-    from ee_bench.tasks.resolve import resolve_tasks
+    from ee_bench.task_resolution import resolve_tasks
 
     # ee-bench has it (here from --include_path): ee-bench reads the file (and hands it to lm-eval for TER)
     (mine,) = resolve_tasks(["wmt16-de-en"], [WMT16], HUB_MIRROR, limit=1)

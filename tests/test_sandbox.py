@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ee_bench.cli import main
-from ee_bench.results import result_paths, safe_name
+from ee_bench.files import result_paths, safe_name
 
 from tiny_models import save_tiny_llama, write_tiny_task
 

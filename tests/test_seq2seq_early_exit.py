@@ -16,6 +16,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from ee_bench.decoding.decoders import decoder_for
 from ee_bench.decoding.early_exit import DecodingOptionError
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.errors import ModelStructureError
@@ -64,7 +65,7 @@ def _hf_greedy(w, src, n):
 def test_full_depth_and_silent_gate_equal_hf_generate(tiny, batch_size):
     src = sources(3)
     ref = _hf_greedy(tiny, src, 7)
-    dec = tiny.early_exit_decoder()
+    dec = decoder_for(tiny)
     full = dec.decode(src, None, None, "copy", (), 7, exit_layers=(), batch_size=batch_size)
     assert [t.token_ids for t in full.traces] == ref
     assert all(set(t.exit_layers) == {D_LAYERS - 1} for t in full.traces)
@@ -75,7 +76,7 @@ def test_full_depth_and_silent_gate_equal_hf_generate(tiny, batch_size):
 
 def test_cross_attention_kv_equal_hf_cache(tiny):
     src = sources(2)
-    dec = tiny.early_exit_decoder()
+    dec = decoder_for(tiny)
     dec.decode(src, None, None, "copy", (), 2, exit_layers=())
     ids, mask = tiny.pad_sources(src)
     with torch.no_grad():
@@ -96,7 +97,7 @@ def _capture(layers):
 @pytest.mark.parametrize("kv", ["copy", "recompute"])
 def test_first_token_exits_at_layer_0_second_token_sees_right_cross_attention(tiny, kv):
     src = sources(1)
-    dec = tiny.early_exit_decoder()
+    dec = decoder_for(tiny)
     seen, handles = _capture(tiny.layers)
     try:
         res = dec.decode(src, FirstCheckGate(), 0.5, kv, (), 2, exit_layers=(0,), min_prefix=0)
@@ -148,7 +149,7 @@ def test_first_token_exits_at_layer_0_second_token_sees_right_cross_attention(ti
 
 def test_deferred_and_non_blockwise_architectures_are_refused(tiny):
     with pytest.raises(DecodingOptionError, match="copy or --kv recompute"):
-        tiny.early_exit_decoder().decode(sources(1), "confidence", 0.9, "deferred", (), 3)
+        decoder_for(tiny).decode(sources(1), "confidence", 0.9, "deferred", (), 3)
     from ee_bench.models.seq2seq_arch import require_blockwise
 
     with pytest.raises(ModelStructureError, match="oracle analysis"):  # e.g. a plug-in entry without blockwise
@@ -157,7 +158,7 @@ def test_deferred_and_non_blockwise_architectures_are_refused(tiny):
 
 def test_measured_speedup_runs_on_seq2seq_loop(tiny):
     src = sources(2)
-    dec = tiny.early_exit_decoder()
+    dec = decoder_for(tiny)
     (rep,) = measure_speedups(tiny, src, [EESetting("copy", NeverGate(), 0.5, None, 0)], (), 4, repeats=1, decoder=dec)
     assert rep.n_layers == D_LAYERS and rep.token_agreement == 1.0 and rep.implied_speedup == pytest.approx(1.0)
     assert rep.full_wall_s > 0 and rep.ee_wall_s > 0

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from ee_bench.decoding.decoders import decoder_for
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.summary import summarise_exits
@@ -184,7 +185,7 @@ def test_trace_on_tiny_marian_decodes_the_raw_source(tmp_path, capsys):
     model = load_model(resolve_card(str(ckpt)), device="cpu")
     spec = TaskIndex().load("wmt22_de_en")
     ids = build_sources(model, spec, [translation_doc(text, [""], spec.dataset_name)])[0][1]
-    dec = model.early_exit_decoder()
+    dec = decoder_for(model)
     ref = dec.decode([ids], None, None, "copy", spec.until, 5, exit_layers=()).traces[0]
     ee = dec.decode([ids], "confidence", 0.5, "copy", spec.until, 5, None, 4).traces[0]  # trace's default min_prefix 4
     assert out["full"]["token_ids"] == list(ref.token_ids) and out["full"]["exit_layers"] == [model.n_layers - 1] * len(ref.token_ids)

@@ -42,7 +42,7 @@ def test_output_equals_full_depth_greedy(model, draft_len, batch, monkeypatch):
     prompts = prompt_ids(model)[:batch]
     dec = EarlyExitDecoder(model)
     full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
-    spec = dec.decode(prompts, None, None, "speculative", (), 10, exit_layers=[1])
+    spec = dec.decode(prompts, None, None, "speculative", (), 10, exit_layers=[1], min_prefix=0)
     reference = model.generate(prompts, (), 10)
     for s, f, (ids, _text) in zip(spec.traces, full.traces, reference):
         for pos, (a, b) in enumerate(zip(s.token_ids, f.token_ids)):
@@ -68,7 +68,7 @@ def test_counts_when_the_upper_blocks_are_identities(monkeypatch):
             layer.mlp.down_proj.weight.zero_()
         m.model.lm_head.weight[256].zero_()  # EOS (id 256) logit 0, below the top-1: the run uses its budget
     dec = EarlyExitDecoder(m)
-    res = dec.decode(prompt_ids(m)[:1], None, None, "speculative", (), 9, exit_layers=[1])
+    res = dec.decode(prompt_ids(m)[:1], None, None, "speculative", (), 9, exit_layers=[1], min_prefix=0)
     (trace,) = res.traces
     c = res.counts
     assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (9, 2, 8, 8)
@@ -115,7 +115,7 @@ def test_gate_chosen_draft_layer_equals_full_depth_greedy(model, draft_len, batc
     prompts = prompt_ids(model)[:batch]
     dec = EarlyExitDecoder(model)
     full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
-    spec = dec.decode(prompts, gate, tau, "speculative", (), 10, exit_layers=None, draft_len=draft_len)
+    spec = dec.decode(prompts, gate, tau, "speculative", (), 10, exit_layers=None, draft_len=draft_len, min_prefix=0)
     for row, (s, f) in enumerate(zip(spec.traces, full.traces)):
         for pos, (a, b) in enumerate(zip(s.token_ids, f.token_ids)):
             assert a == b, f"row {row}: gate-chosen speculative diverges from full depth at position {pos}: {a} != {b}"
@@ -133,7 +133,7 @@ def test_gate_chosen_draft_with_restricted_checks_equals_full_depth_greedy(model
     prompts = prompt_ids(model)[:batch]
     dec = EarlyExitDecoder(model, check="topk:2")
     full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
-    spec = dec.decode(prompts, "confidence", 0.3, "speculative", (), 10, draft_len=3)
+    spec = dec.decode(prompts, "confidence", 0.3, "speculative", (), 10, draft_len=3, min_prefix=0)
     assert [t.token_ids for t in spec.traces] == [t.token_ids for t in full.traces]
     assert spec.counts.restricted_checks > 0
 
@@ -156,7 +156,7 @@ def test_gate_chosen_counts_on_a_hand_built_case():
     Head rows: 1 + 8 drafts (head-free gate) + 8 verified. Acceptance 8/8, 4 per round."""
     m = _identity_upper_blocks()
     res = EarlyExitDecoder(m).decode(prompt_ids(m)[:1], FireAtLayer(1), 0.5, "speculative", (), 9,
-                                     exit_layers=[0, 1, 2], draft_len=4)
+                                     exit_layers=[0, 1, 2], draft_len=4, min_prefix=0)
     (trace,) = res.traces
     c = res.counts
     assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (9, 2, 8, 8)
@@ -166,6 +166,26 @@ def test_gate_chosen_counts_on_a_hand_built_case():
     assert (c.acceptance_rate, c.mean_accepted_per_round) == (1.0, 4.0)
     assert trace.speculative == {"draft_len": 4, "draft_rounds": 2, "draft_tokens": 8, "accepted_tokens": 8,
                                  "acceptance_rate": 1.0, "mean_accepted_per_round": 4.0}
+
+
+def test_speculative_honours_min_prefix():
+    """Issue 21: --kv speculative drafts no token below --min-prefix. Same model and gate as above with
+    min_prefix 3: token 0 (prompt pass) and tokens 1, 2 (one full-depth step each) exit at L−1 = 3;
+    tokens 3 … 8 are drafted: a round of 4 then, with 2 tokens of budget left, a round of 2, all
+    accepted at e = 1. Blocks: 4 + 2 × 4 + 6 × (e + 1) + 6 × (L − 1 − e) = 4 + 8 + 12 + 12 = 36.
+    Gate checks 6 × 2 (layers 0 and 1); fills 6 × 1; head rows 1 + 2 + 6 drafts + 6 verified = 15."""
+    m = _identity_upper_blocks()
+    res = EarlyExitDecoder(m).decode(prompt_ids(m)[:1], FireAtLayer(1), 0.5, "speculative", (), 9,
+                                     exit_layers=[0, 1, 2], draft_len=4, min_prefix=3)
+    (trace,) = res.traces
+    c = res.counts
+    assert list(trace.exit_layers) == [N_LAYERS - 1] * 3 + [1] * 6
+    assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (9, 2, 6, 6)
+    assert (c.gate_checks, c.kv_fill_token_layers, c.head_rows, c.token_layers) == (12, 6, 15, 36)
+    fixed = EarlyExitDecoder(m).decode(prompt_ids(m)[:1], None, None, "speculative", (), 9, exit_layers=[1],
+                                       draft_len=4, min_prefix=5)
+    assert list(fixed.traces[0].exit_layers)[:5] == [N_LAYERS - 1] * 5
+    assert list(fixed.traces[0].token_ids) == list(trace.token_ids)  # lossless either way
 
 
 def test_acceptance_figures_without_drafts_are_none():

@@ -76,7 +76,7 @@ def test_state_gate_in_the_decoding_loop_projects_only_emitted_tokens(kv):
     counter = CountingUnembed(dec.runner.unembed)
     dec.runner.unembed = counter
     prompts = prompt_ids(model)
-    res = dec.decode(prompts, StateGate(), -1.0, kv, ("\n",), 6)  # τ = −1: fires at the first check
+    res = dec.decode(prompts, StateGate(), -1.0, kv, ("\n",), 6, min_prefix=0)  # τ = −1: fires at the first check
     assert counter.reduce_calls == 0  # no head projection at any gate check
     assert counter.rows == res.counts.tokens == res.counts.head_rows  # one per emitted token
     assert res.counts.gate_checks > 0
@@ -100,6 +100,6 @@ def test_state_gate_loop_agrees_with_offline_analysis():
     values = sorted(cos.tolist())
     for tau in [(a + b) / 2 for a, b in itertools.pairwise(values)]:  # thresholds away from ties
         offline = gate_exit_layers(StateGate(), an.stats, tau, an.hidden, an.embeddings)
-        trace = early_exit_generate(model, prompt, StateGate(), tau, "recompute", (), 2)[0]
+        trace = early_exit_generate(model, prompt, StateGate(), tau, "recompute", (), 2, min_prefix=0)[0]
         assert trace.exit_layers[1] == int(offline[1])
         assert trace.token_ids[1] == int(an.stats.top1[offline[1], 1])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
+from ee_bench.tasks.spec import is_lm_eval
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _prepare(args: argparse.Namespace):
     from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
     from ee_bench.tasks.loaders import load_docs
-    from ee_bench.tasks.resolve import is_lm_eval, resolve_tasks
+    from ee_bench.task_resolution import resolve_tasks
 
     _check_args(args)
     if args.comet_model:
@@ -122,7 +123,7 @@ def _prepare(args: argparse.Namespace):
         if not data[spec.task]:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
         if not is_lm_eval(spec):  # lm-eval rendered its own task's prompts when it built the task
-            from ee_bench.preflight import check_first_document  # templates render before the model loads
+            from ee_bench.task_runners import check_first_document  # templates render before the model loads
 
             check_first_document(spec, data[spec.task][0])
     return gate, thresholds, chosen, specs, card, data
@@ -137,7 +138,7 @@ def main(argv: list[str]) -> int:
     ee_options = early_exit_options(args)
     if ee_options:
         other = [f"{s.task} ({s.output_type})" for s in specs if s.output_type != "generate_until"]
-        other += [f"{s.task} (built by lm-eval)" for s in specs if getattr(s, "engine", "ee-bench") == "lm-eval"]  # issue 16
+        other += [f"{s.task} (built by lm-eval)" for s in specs if is_lm_eval(s)]  # issue 16
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")
@@ -148,8 +149,9 @@ def main(argv: list[str]) -> int:
     from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
-    from ee_bench.results import (git_sha, model_dir, package_versions, result_dict, sample_rows,
-                                  training_provenance, write_task_result)
+    from ee_bench.files import model_dir
+    from ee_bench.results import (git_sha, package_versions, result_dict, sample_rows, training_provenance,
+                                  write_task_result)
 
     dist = DistContext.from_env()
     if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars
@@ -190,8 +192,15 @@ def main(argv: list[str]) -> int:
                     "model_info": model.describe(), "thresholds": thresholds, "chosen": chosen,
                     "early_exit": repr(ee_options), "seed": args.seed, "batch_size": args.batch_size,
                     "limit": args.limit}, fresh=not args.resume)
-            task_result = evaluate_task(model, spec, data[spec.task], gate, thresholds, chosen,
-                                        replace(options, record_cache=cache), threshold_swept=args.threshold is None)
+            task_options = replace(options, record_cache=cache)
+            if is_lm_eval(spec):  # lm-eval builds, runs and scores the task (issue 16; ee_bench/lm_eval/tasks.py)
+                from ee_bench.lm_eval.tasks import evaluate_lm_eval_task  # deferred: imports lm-eval
+
+                task_result = evaluate_lm_eval_task(model, spec, gate, thresholds, chosen, task_options,
+                                                    threshold_swept=args.threshold is None)
+            else:
+                task_result = evaluate_task(model, spec, data[spec.task], gate, thresholds, chosen, task_options,
+                                            threshold_swept=args.threshold is None)
             if task_result is None:  # not the main process
                 continue
             result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)

@@ -27,6 +27,7 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.training.options import check_numbers, row_slice
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,37 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    """Reject a non-positive or non-finite --lr, --epochs, --batch_size, --max-steps (both model kinds).
-
-    Raises:
-        EEBenchError: naming the option and the fix.
-    """
-    import math
-
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise EEBenchError(f"--lr must be a positive finite number (a learning rate, e.g. 5e-5), got {args.lr}.")
-    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
-        raise EEBenchError(f"--epochs must be a positive number, got {args.epochs}; e.g. --epochs 3 "
-                           f"(a run that trains nothing would save an untrained checkpoint).")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise EEBenchError(f"--max-steps must be a positive integer, got {args.max_steps}; omit it to train --epochs.")
-    if args.max_length is not None and args.max_length < 2:
-        raise EEBenchError(f"--max_length must be a positive number of tokens, at least 2, got {args.max_length}.")
-
-
-def _slice(text: str | None, n: int) -> slice:
-    if not text:
-        return slice(0, n)
-    try:
-        a, b = text.split(":")
-        return slice(int(a) if a else 0, int(b) if b else n)
-    except ValueError:
-        raise EEBenchError(f"--rows {text!r} is not START:END (example: --rows 0:436)") from None
-
-
 def load_rows(args: argparse.Namespace, spec) -> list[dict]:
     """Training rows from ``--train_file`` or the task's hub dataset.
 
@@ -136,7 +106,7 @@ def load_rows(args: argparse.Namespace, spec) -> list[dict]:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Refuse numeric options that cannot train (:func:`_check_numbers`), a model folder without a checkpoint,
+    """Refuse numeric options that cannot train (:func:`~ee_bench.training.options.check_numbers`), a model folder without a checkpoint,
     and an output folder that cannot be written, before any data or model is read (both model kinds).
 
     Raises:
@@ -144,7 +114,7 @@ def check_args(args: argparse.Namespace) -> None:
     """
     from ee_bench.preflight import check_output_folder
 
-    _check_numbers(args)
+    check_numbers(args)
     if args.num_labels is not None and args.num_labels < 2:
         raise EEBenchError(f"--num_labels must be at least 2, got {args.num_labels}.")
     if args.seed < 0:
@@ -188,7 +158,7 @@ def main(argv: list[str]) -> int:
     if not num_labels:
         raise EEBenchError("give --num_labels (the task has no doc_to_choice)")
     rows = load_rows(args, spec)
-    rows = rows[_slice(args.rows, len(rows))]
+    rows = rows[row_slice(args.rows, len(rows))]
     if spec is not None and spec.doc_to_target:
         from ee_bench.task_runners.classification import gold_label
 

@@ -7,6 +7,7 @@ import argparse
 import shlex
 
 from ee_bench.errors import EEBenchError
+from ee_bench.training.options import check_numbers, row_slice
 
 
 def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
@@ -17,11 +18,10 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
     """
     from pathlib import Path
 
-    from ee_bench.commands.finetune import _check_numbers, _slice
     from ee_bench.training.causal_finetune import CausalFinetuneConfig, check_config
     from ee_bench.training.detect import detect_task_type
 
-    _check_numbers(args)
+    check_numbers(args)
     if Path(args.model).is_dir():
         detect_task_type(args.model)  # an empty or damaged folder fails here, before any data is read
     if bool(args.train_file) == bool(args.train_task):
@@ -47,7 +47,7 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
         from ee_bench.training.causal_data import read_instruction_jsonl
 
         rows = read_instruction_jsonl(args.train_file)
-        rows = rows[_slice(args.rows, len(rows))]
+        rows = rows[row_slice(args.rows, len(rows))]
     else:
         from ee_bench.tasks.index import TaskIndex
         from ee_bench.tasks.loaders import load_docs
@@ -57,7 +57,7 @@ def run_causal(args: argparse.Namespace, argv: list[str]) -> int:
             raise EEBenchError(f"--train-task {spec.task} is a {spec.output_type} task; causal fine-tuning needs a "
                                f"generation task (e.g. wmt14_de_en)")
         docs = load_docs(spec, args.data_dir)
-        docs = docs[_slice(args.rows, len(docs))]
+        docs = docs[row_slice(args.rows, len(docs))]
     if not (rows or docs):
         raise EEBenchError("the training set is empty (check --rows and the data source)")
 

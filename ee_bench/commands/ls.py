@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--match", default=None, help="with --lm-eval: only names matching this glob (e.g. 'wmt*')")
     args = p.parse_args(argv)
     if args.kind == "tasks" and args.lm_eval:
-        from ee_bench.tasks.resolve import lm_eval_listing
+        from ee_bench.task_resolution import lm_eval_listing
 
         rows, summary = lm_eval_listing([Path(x) for x in args.include_path], args.match)
         print(tabulate(rows, headers=["name", "kind", "output type", "ee-bench analyses", "from"], tablefmt="simple"))

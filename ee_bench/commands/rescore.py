@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--output", default=None, help="also write the rescored analyses to this JSON file")
     args = p.parse_args(argv)
     from ee_bench.rescore import find_results, rescore_run
-    from ee_bench.results import write_json
+    from ee_bench.files import write_json
 
     runs, skipped = [], []
     for path in find_results(Path(args.results)):

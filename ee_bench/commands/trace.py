@@ -93,7 +93,8 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.exits.gates import GATES
-    from ee_bench.options import check_options, parse_layers
+    from ee_bench.decoding.checks import check_options
+    from ee_bench.options import parse_layers
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
 
@@ -116,18 +117,15 @@ def main(argv: list[str]) -> int:
     spec, prompt = translation_prompt(args.task, args.text)
     model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
 
-    from ee_bench.decoding.early_exit import EarlyExitDecoder
+    from ee_bench.decoding.decoders import decoder_for
 
-    if model.kind == "seq2seq":  # encoder-decoder: the raw source (task's seq2seq_source), its own block loop
+    dec = decoder_for(model, mode, draft_len)  # the model's own block loop (encoder-decoder or causal)
+    if model.kind == "seq2seq":  # encoder-decoder: the raw source (task's seq2seq_source)
         from ee_bench.task_runners.seq2seq import build_sources
         from ee_bench.tasks.loaders import translation_doc
 
-        if mode.approximate or draft_len is not None:
-            raise EEBenchError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
-        dec = model.early_exit_decoder()
         ids = [build_sources(model, spec, [translation_doc(args.text, [""], spec.dataset_name)])[0][1]]
     else:
-        dec = EarlyExitDecoder(model, check=mode, draft_len=draft_len)
         ids = [model.encode_prompt(prompt)]
     budget = spec.max_gen_toks if args.max_gen_toks is None else args.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]

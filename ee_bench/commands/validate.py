@@ -36,7 +36,7 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
     from ee_bench.tasks.truncation import truncation_problems
 
     problems: list[str] = []
-    if spec.engine == "lm-eval":  # built and scored by lm-eval: its metrics and filters
+    if is_lm_eval(spec):  # built and scored by lm-eval: its metrics and filters
         try:
             from ee_bench.lm_eval.task_build import lm_eval_metric_problems
         except ImportError as exc:

@@ -18,7 +18,9 @@ from pathlib import Path
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.speedup import quality
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
 from ee_bench.exits.gates import gate_name as registered_gate_name
+from ee_bench.files import write_json
 
 
 class CalibrationError(EEBenchError):
@@ -105,7 +107,7 @@ def calibration_ids(n_docs: int, evaluated: Iterable[int], n_cal: int) -> list[i
 
 def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], references: Sequence[Sequence[str]],
               doc_ids: Sequence[int], gate, kv: str, until: Sequence[str], max_gen_toks: int,
-              exit_layers: Iterable[int] | None = None, min_prefix: int = 0, metric: str = "chrf",
+              exit_layers: Iterable[int] | None = None, min_prefix: int = DEFAULT_MIN_PREFIX, metric: str = "chrf",
               min_ratio: float = 0.98, grid: Sequence[float] | None = None, target_lang: str | None = None,
               batch_size: int | None = None, out_path: str | Path | None = None,
               patience: int | None = None) -> CalibrationResult:
@@ -128,7 +130,6 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
         CalibrationError: bad ``min_ratio`` or ``patience`` < 1; plus the errors of
             :meth:`EarlyExitDecoder.decode`.
     """
-    from ee_bench.results import write_json
 
     select_threshold([], 1.0, min_ratio, gate.aggressive)  # validate options before decoding
     if patience is not None and patience < 1:

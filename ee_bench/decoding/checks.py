@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ee_bench.errors import EEBenchError
+from ee_bench.errors import DecodingOptionError, EEBenchError
+from ee_bench.exits.gates import Gate
 from ee_bench.models.unembed import reduce_logits
 
 
@@ -118,3 +119,51 @@ def restricted_check(unembed, hidden: Tensor, cand: Tensor) -> tuple[Tensor, Ten
     logits = unembed.candidate_logits(hidden, cand)  # (b, K)
     idx, prob, ent = reduce_logits(logits, inplace=True)
     return cand.gather(1, idx.unsqueeze(1)).squeeze(1), prob, ent
+
+
+def check_draft_len(draft_len: int | None, option: str = "draft length") -> int | None:
+    """Validate a self-speculative draft length (tokens per round): None, or a whole number >= 1.
+
+    Args:
+        option: how the message names it (``--draft-len`` on the command line).
+
+    Raises:
+        DecodingOptionError: naming the fix.
+    """
+    if draft_len is not None and (isinstance(draft_len, bool) or int(draft_len) != draft_len or draft_len < 1):
+        raise DecodingOptionError(f"{option} {draft_len} is invalid: speculative decoding drafts a whole number "
+                                  f">= 1 of tokens per round; try --draft-len 4.")
+    return draft_len
+
+
+def check_options(check: str | CheckMode | None, draft_len: int | None) -> tuple[CheckMode, int | None]:
+    """Validate ``--check`` and ``--draft-len`` before anything loads (the command line and the stage).
+
+    Returns:
+        (the :class:`CheckMode`, the draft length or None).
+
+    Raises:
+        CheckModeError: unknown check mode. DecodingOptionError: a draft length < 1 (both name the fix).
+    """
+    return parse_check_mode(check), check_draft_len(draft_len, "--draft-len")
+
+
+def check_gate_mode(gate: Gate, mode: CheckMode, adds_queries: bool = False, kv: str = "") -> None:
+    """Refuse gate / check-mode / KV-strategy combinations that have no meaning.
+
+    Args:
+        gate: the resolved gate. mode: the check mode. adds_queries, kv: whether the KV strategy adds
+            catch-up query slots (deferred), and its name for the message.
+
+    Raises:
+        DecodingOptionError: a restricted check with a head-free or oracle gate; the oracle gate with a
+            strategy that re-runs skipped layers exactly.
+    """
+    if mode.approximate and (not gate.needs_head or gate.needs_final):
+        raise DecodingOptionError(f"--check {mode.name} restricts the head statistics a gate reads; the "
+                                  f"{type(gate).__name__} reads {'no head' if not gate.needs_head else 'the final layer'}. "
+                                  f"Use --check full with this gate.")
+    if gate.needs_final and adds_queries:
+        raise DecodingOptionError(f"--gate oracle fills skipped layers with a KV strategy as if the token had exited; "
+                                  f"{kv} re-runs them exactly (full-depth keys/values), so there is nothing to "
+                                  f"measure. Use --kv copy or recompute with the oracle gate.")

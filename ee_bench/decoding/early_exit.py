@@ -30,7 +30,6 @@ Shape notation: B = rows, b = running rows, q = query slots per row, H = hidden 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
@@ -39,126 +38,23 @@ from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.checks import (
     FULL,
     CheckMode,
+    check_draft_len,
+    check_gate_mode,
     full_check,
     parse_check_mode,
     restricted_check,
 )
 from ee_bench.decoding.kv_store import SlotIndex
+from ee_bench.decoding.speculative import decode_speculative
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
-from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import exits_here, first_exit_layers, observe_layer
-from ee_bench.exits.gates import GATES, Gate, GateObservation
+from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, speculative_summary
+from ee_bench.errors import DecodingOptionError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, ExitSchedule, Point
+from ee_bench.exits.gates import Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext, KVStrategy
 
-
-class DecodingOptionError(EEBenchError):
-    """An early-exit option (exit layers, min prefix, token budget) out of range."""
-
-
-@dataclass(frozen=True)
-class ExitTrace:
-    """One sequence decoded with early exit (a row of paper Table 6 / 11).
-
-    Attributes:
-        kv: KV strategy name. n_layers: L.
-        token_ids: output ids, cut after EOS or the token completing a stop string (as
-            :meth:`HFCausalLM.truncate_output`).
-        text: output text with the stop string removed.
-        exit_layers: 0-based exit layer of each token in ``token_ids`` (L−1 = full depth).
-        speculative: self-speculative decoding only: this sequence's draft length, rounds, drafted and
-            accepted tokens, acceptance rate and mean accepted tokens per round
-            (:func:`speculative_summary`); None otherwise (and left out of :meth:`to_dict`).
-    """
-
-    kv: str
-    n_layers: int
-    token_ids: tuple[int, ...]
-    text: str
-    exit_layers: tuple[int, ...]
-    speculative: dict | None = None
-
-    @property
-    def mean_layers_run(self) -> float:
-        """Mean blocks run per token, Σ(exit+1)/N, in layers (L for an empty output)."""
-        if not self.exit_layers:
-            return float(self.n_layers)
-        return sum(e + 1 for e in self.exit_layers) / len(self.exit_layers)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["token_ids"], d["exit_layers"] = list(self.token_ids), list(self.exit_layers)
-        if d["speculative"] is None:
-            del d["speculative"]
-        return d
-
-
-@dataclass(frozen=True)
-class DecodeCounts:
-    """Work done by one decoding call (all rows).
-
-    Attributes:
-        tokens: tokens generated (before truncation at a stop string).
-        token_layers: blocks run by generated tokens themselves, Σ(exit+1).
-        catchup_token_layers: blocks run by deferred catch-up slots.
-        kv_fill_token_layers: (token, layer) key/value entries filled by copy/recompute.
-        gate_checks: (token, layer) gate evaluations.
-        restricted_checks: those of them computed on a candidate set only (``--check topk:K``,
-            approximate; each costs H·K instead of H·V multiply-adds).
-        head_rows: rows projected through the full LM head (gate checks + emitted tokens).
-        prompt_positions: B × prompt width run through every block in the prompt pass.
-        draft_rounds / draft_tokens / accepted_tokens: self-speculative decoding only (``--kv
-            speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
-    """
-
-    tokens: int = 0
-    token_layers: int = 0
-    catchup_token_layers: int = 0
-    kv_fill_token_layers: int = 0
-    gate_checks: int = 0
-    restricted_checks: int = 0
-    head_rows: int = 0
-    prompt_positions: int = 0
-    draft_rounds: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def acceptance_rate(self) -> float | None:
-        """accepted_tokens / draft_tokens (self-speculative decoding); None when nothing was drafted."""
-        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
-
-    @property
-    def mean_accepted_per_round(self) -> float | None:
-        """accepted_tokens / draft_rounds, in tokens; None without rounds."""
-        return self.accepted_tokens / self.draft_rounds if self.draft_rounds else None
-
-    @staticmethod
-    def sum(parts: Sequence[DecodeCounts]) -> DecodeCounts:
-        return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
-
-
-def speculative_summary(counts: DecodeCounts, draft_len: int) -> dict:
-    """Acceptance figures of self-speculative decoding, for results and samples.
-
-    Returns:
-        ``{"draft_len", "draft_rounds", "draft_tokens", "accepted_tokens", "acceptance_rate" (accepted /
-        drafted, None without drafts), "mean_accepted_per_round" (tokens, None without rounds)}``.
-    """
-    return {"draft_len": draft_len, "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
-            "accepted_tokens": counts.accepted_tokens, "acceptance_rate": counts.acceptance_rate,
-            "mean_accepted_per_round": counts.mean_accepted_per_round}
-
-
-@dataclass(frozen=True)
-class DecodeResult:
-    """Traces, time split and work counts of one decoding call."""
-
-    traces: tuple[ExitTrace, ...]
-    split: TimeSplit
-    counts: DecodeCounts
+__all__ = ["DecodeCounts", "DecodeResult", "DecodingOptionError", "EarlyExitDecoder", "ExitTrace",
+           "early_exit_generate", "speculative_summary"]
 
 
 class _Flight:
@@ -200,42 +96,10 @@ class _Batch:
         self.exit_at[row].append(layer)
 
 
-def _resolve_gate(gate: Gate | str) -> Gate:
-    return GATES.get(gate)() if isinstance(gate, str) else gate
-
-
-def _check_gate_mode(gate: Gate, mode: CheckMode, strategy_cls: type[KVStrategy] | None, kv: str) -> None:
-    """Refuse combinations that have no meaning (DecodingOptionError naming the fix)."""
-    if mode.approximate and (not gate.needs_head or gate.needs_final):
-        raise DecodingOptionError(f"--check {mode.name} restricts the head statistics a gate reads; the "
-                                  f"{type(gate).__name__} reads {'no head' if not gate.needs_head else 'the final layer'}. "
-                                  f"Use --check full with this gate.")
-    if gate.needs_final and strategy_cls is not None and strategy_cls.adds_queries:
-        raise DecodingOptionError(f"--gate oracle fills skipped layers with a KV strategy as if the token had exited; "
-                                  f"{kv} re-runs them exactly (full-depth keys/values), so there is nothing to "
-                                  f"measure. Use --kv copy or recompute with the oracle gate.")
-
-
-def _check_draft_len(draft_len: int | None) -> int | None:
-    if draft_len is not None and (isinstance(draft_len, bool) or int(draft_len) != draft_len or draft_len < 1):
-        raise DecodingOptionError(f"draft length {draft_len} is invalid: speculative decoding drafts a whole number "
-                                  f">= 1 of tokens per round, e.g. --draft-len 4.")
-    return draft_len
-
-
-def _check_options(n_layers: int, exit_layers: Iterable[int] | None, min_prefix: int, max_gen_toks: int) -> frozenset[int]:
-    problems = []
-    layers = frozenset(range(n_layers - 1)) if exit_layers is None else frozenset(int(x) for x in exit_layers)
-    bad = sorted(x for x in layers if not 0 <= x < n_layers)
-    if bad:
-        problems.append(f"exit layers {bad} are outside 0..{n_layers - 1} (0-based blocks of this model)")
-    if min_prefix < 0:
-        problems.append(f"min_prefix {min_prefix} is negative; use 0 to allow exits from the first token")
+def check_budget(max_gen_toks: int) -> None:
+    """Raises DecodingOptionError for a negative token budget."""
     if max_gen_toks < 0:
-        problems.append(f"max_gen_toks {max_gen_toks} is negative")
-    if problems:
-        raise DecodingOptionError("; ".join(problems) + ".")
-    return frozenset(x for x in layers if x < n_layers - 1)  # L−1 is full depth, not an exit
+        raise DecodingOptionError(f"max_gen_toks {max_gen_toks} is negative.")
 
 
 class EarlyExitDecoder:
@@ -258,13 +122,13 @@ class EarlyExitDecoder:
         self.runner = BlockExecutor(model)
         self.n_layers = self.runner.n_layers
         self.check = parse_check_mode(check)
-        self.draft_len = _check_draft_len(draft_len)
+        self.draft_len = check_draft_len(draft_len)
 
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], gate: Gate | str | None, threshold: float | None,
                kv: str, until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
-               min_prefix: int = 0, batch_size: int | None = None, check: str | CheckMode | None = None,
-               draft_len: int | None = None) -> DecodeResult:
+               min_prefix: int = DEFAULT_MIN_PREFIX, batch_size: int | None = None,
+               check: str | CheckMode | None = None, draft_len: int | None = None) -> DecodeResult:
         """Decode every prompt greedily with early exit.
 
         Args:
@@ -275,7 +139,8 @@ class EarlyExitDecoder:
             until: stop strings. max_gen_toks: token budget per row.
             exit_layers: 0-based layers where a token may exit; default every layer below L−1;
                 ``()`` decodes at full depth without any gate check.
-            min_prefix: tokens 0 … min_prefix−1 of each output never exit (the paper uses 4).
+            min_prefix: tokens 0 … min_prefix−1 of each output never exit (default
+                :data:`~ee_bench.exits.decide.DEFAULT_MIN_PREFIX`, the paper's 4).
             batch_size: rows decoded together (default: all).
             check: check mode (default: the decoder's); ``topk:K`` needs a gate that reads the head.
             draft_len: tokens drafted per round with ``kv="speculative"`` (default: the decoder's, else
@@ -292,25 +157,22 @@ class EarlyExitDecoder:
                 strategy that adds queries (deferred).
             CheckModeError: unknown check mode.
         """
-        exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
+        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
+        check_budget(max_gen_toks)
         mode = self.check if check is None else parse_check_mode(check)
-        draft_len = _check_draft_len(draft_len) or self.draft_len
+        draft_len = check_draft_len(draft_len) or self.draft_len
         strategy_cls = KV_STRATEGIES.get(kv)
-        gate_obj = None
-        if exits and gate is not None:
-            gate_obj = _resolve_gate(gate)
-            threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else threshold, self.n_layers)
-        if getattr(strategy_cls, "self_speculative", False) and exits:
-            return self._decode_speculative(prompts, tuple(until), max_gen_toks, exits, gate_obj, threshold,
-                                            draft_len or strategy_cls.draft_len, mode)
-        if exits:
-            if gate_obj is None:
+        if getattr(strategy_cls, "self_speculative", False) and schedule.exits_early:
+            return decode_speculative(self, prompts, tuple(until), max_gen_toks, schedule,
+                                      draft_len or strategy_cls.draft_len, mode)
+        if schedule.exits_early:
+            if schedule.gate is None:
                 raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
-            _check_gate_mode(gate_obj, mode, strategy_cls, kv)
+            check_gate_mode(schedule.gate, mode, strategy_cls.adds_queries, kv)
         size = batch_size or max(1, len(prompts))
         results = [
-            self._decode_batch([list(p) for p in prompts[i : i + size]], gate_obj, threshold, strategy_cls, kv,
-                               tuple(until), max_gen_toks, exits, min_prefix, mode)
+            self._decode_batch([list(p) for p in prompts[i : i + size]], schedule, strategy_cls, kv, tuple(until),
+                               max_gen_toks, mode)
             for i in range(0, len(prompts), size)
         ]
         return DecodeResult(
@@ -319,61 +181,9 @@ class EarlyExitDecoder:
             DecodeCounts.sum([r.counts for r in results]),
         )
 
-    def _decode_speculative(self, prompts, until: tuple[str, ...], max_gen_toks: int, exits: frozenset[int],
-                            gate: Gate | None, threshold: float | None, draft_len: int, mode: CheckMode) -> DecodeResult:
-        """Lossless self-speculative decoding (:mod:`ee_bench.decoding.speculative`), row by row.
-
-        One allowed exit layer: the fixed draft layer E (no gate checks). Several (or every layer): each
-        draft token's exit layer is chosen by ``gate`` among them, up to the deepest.
-
-        Raises:
-            DecodingOptionError: several exit layers without a gate, or the oracle gate.
-        """
-        from ee_bench.decoding.speculative import SelfSpeculativeDecoder
-
-        layers = sorted(exits)
-        if len(layers) > 1 and gate is None:
-            raise DecodingOptionError(
-                "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E as "
-                f"one exit layer (--exit-layers E, 0-based, below {self.n_layers - 1}), or a gate to choose each "
-                f"draft's exit layer among several; got exit layers {layers} and no gate.")
-        if len(layers) > 1 and gate.needs_final:
-            raise DecodingOptionError(
-                "speculative decoding with a gate-chosen draft layer takes a deployable gate; the oracle reads the "
-                "final layer. Use e.g. --gate confidence, or one --exit-layers E.")
-        if len(layers) > 1:
-            _check_gate_mode(gate, mode, None, "speculative")
-
-            def observe(layer, h, prev, previous, cand):
-                return self._observe(gate, layer, h, prev, previous, mode, cand)
-
-            spec = SelfSpeculativeDecoder(self.runner, self.model, layers[-1], draft_len, gate, threshold, layers,
-                                          observe)
-        else:
-            spec = SelfSpeculativeDecoder(self.runner, self.model, layers[0], draft_len)
-        timer = SectionTimer(self.model.device)
-        counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
-        traces = []
-        for prompt in prompts:
-            if max_gen_toks == 0:
-                traces.append(ExitTrace("speculative", self.n_layers, (), "", ()))
-                continue
-            gen, exit_at, rounds, work = spec.decode_row(list(prompt), until, max_gen_toks, timer, self._finished)
-            for k, v in work.items():
-                counts[k] += v
-            row = DecodeCounts(draft_rounds=len(rounds), draft_tokens=sum(len(r.drafted) for r in rounds),
-                               accepted_tokens=sum(r.accepted for r in rounds))
-            counts["tokens"] += len(gen)
-            for k in ("draft_rounds", "draft_tokens", "accepted_tokens"):
-                counts[k] += getattr(row, k)
-            kept, text = self.model.truncate_output(gen, until)
-            traces.append(ExitTrace("speculative", self.n_layers, tuple(kept), text, tuple(exit_at[: len(kept)]),
-                                    speculative=speculative_summary(row, draft_len)))
-        return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
-
     # ------------------------------------------------------------------ one batch
-    def _decode_batch(self, prompts, gate, threshold, strategy_cls: type[KVStrategy], kv: str, until, max_gen_toks,
-                      exits: frozenset[int], min_prefix: int, mode: CheckMode = FULL) -> DecodeResult:
+    def _decode_batch(self, prompts, schedule: ExitSchedule, strategy_cls: type[KVStrategy], kv: str, until,
+                      max_gen_toks, mode: CheckMode = FULL) -> DecodeResult:
         model, runner, L = self.model, self.runner, self.n_layers
         timer = SectionTimer(model.device)
         if max_gen_toks == 0:
@@ -391,11 +201,11 @@ class EarlyExitDecoder:
             alive = [b for b in range(B) if not st.done[b]]
             if not alive:
                 break
-            allowed = exits if step >= min_prefix else frozenset()
-            if gate is not None and gate.needs_final and allowed:
-                self._step_oracle(st, alive, P + step - 1, gate, threshold, strategy, allowed)
+            gate = schedule.gate  # token ``step`` of every alive row is generated now
+            if gate is not None and gate.needs_final and schedule.checked_layers(step):
+                self._step_oracle(st, alive, P + step - 1, schedule, step, strategy)
             else:
-                self._step(st, alive, P + step - 1, gate, threshold, strategy, allowed, mode)
+                self._step(st, alive, P + step - 1, schedule, step, strategy, mode)
             self._mark_finished(st, alive, strategy, until)
         st.counts["tokens"] = sum(len(g) for g in st.gen)
         st.counts["token_layers"] += B * L  # first tokens ran every block in the prompt pass
@@ -432,13 +242,14 @@ class EarlyExitDecoder:
                        torch.ones((b, 1), dtype=torch.bool, device=dev), self.runner.embed(tok).unsqueeze(1), col + 1,
                        b == len(st.gen))
 
-    def _step(self, st: _Batch, alive: list[int], col: int, gate, threshold, strategy: KVStrategy,
-              check: frozenset[int], mode: CheckMode = FULL) -> None:
-        """Feed each alive row's last token (cache column ``col``) and emit its next token."""
-        runner, L, counts, timer = self.runner, self.n_layers, st.counts, st.timer
+    def _step(self, st: _Batch, alive: list[int], col: int, schedule: ExitSchedule, token_index: int,
+              strategy: KVStrategy, mode: CheckMode = FULL) -> None:
+        """Feed each alive row's last token (cache column ``col``) and emit its next token (output index
+        ``token_index``), running blocks until ``schedule`` lets each row leave."""
+        runner, counts, timer, gate = self.runner, st.counts, st.timer, schedule.gate
         fl = self._flight(st, alive, col)
         obs = cand = None  # cand: (b, K) candidate ids of a restricted check, kept from the token's first check
-        for layer in range(L):
+        for layer in range(self.n_layers):
             if strategy.adds_queries:
                 with timer.section("kv"):
                     fl = self._join(fl, strategy, layer)
@@ -451,13 +262,20 @@ class EarlyExitDecoder:
             n_run = int(fl.rows.numel())
             counts["token_layers"] += n_run
             counts["catchup_token_layers"] += int(fl.valid.sum()) - n_run
-            if layer == L - 1 or layer not in check:
+            point = schedule.point(layer, token_index)
+            if point is Point.PASS:
                 continue
+            h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
+            if point is Point.EXIT:  # the last layer (or a forced one): every running row leaves
+                with timer.section("emit"):
+                    toks = runner.unembed(h).argmax(dim=-1)
+                counts["head_rows"] += n_run
+                self._leave(st, fl, torch.arange(n_run, device=h.device), toks, layer, schedule, strategy)
+                return
             restricted = mode.approximate and cand is not None
             with timer.section("gate"):
-                h = fl.hidden[:, -1]  # (b, H) the new token's h^layer
-                obs, cand = self._observe(gate, layer, h, prev_hidden, obs, mode, cand)
-                fire = exits_here(gate, obs, threshold)
+                obs, cand = self._observe(schedule, layer, h, prev_hidden, obs, mode, cand)
+                fire = schedule.fires(obs)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += n_run
             counts["restricted_checks"] += n_run if restricted else 0
@@ -471,23 +289,26 @@ class EarlyExitDecoder:
                 with timer.section("emit"):
                     toks = runner.unembed(h[fired]).argmax(dim=-1)
                 counts["head_rows"] += n_fire
-            for r, t in zip(fl.rows[fired].tolist(), toks.tolist()):
-                st.emit(r, t, layer)
-            with timer.section("kv"):
-                v = fl.valid[fired]  # (n_fire, q)
-                counts["kv_fill_token_layers"] += strategy.on_exit(
-                    fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
+            self._leave(st, fl, fired, toks, layer, schedule, strategy)
             keep = ~fire
             fl = fl.subset(keep)
             obs = obs.select(keep)
             cand = None if cand is None else cand[keep]
             if not bool(keep.any()):
                 return
-        with timer.section("emit"):  # rows that reached the last block
-            toks = runner.unembed(fl.hidden[:, -1]).argmax(dim=-1)
-        counts["head_rows"] += int(fl.rows.numel())
-        for r, t in zip(fl.rows.tolist(), toks.tolist()):
-            st.emit(r, t, L - 1)
+
+    def _leave(self, st: _Batch, fl: _Flight, fired: Tensor, toks: Tensor, layer: int, schedule: ExitSchedule,
+               strategy: KVStrategy) -> None:
+        """Emit ``toks`` for the rows ``fired`` (indices into the flight) that exit at ``layer``, and let the
+        KV strategy fill what the blocks they skip would have cached."""
+        for r, t in zip(fl.rows[fired].tolist(), toks.tolist()):
+            st.emit(r, t, layer)
+        if not schedule.skips_blocks(layer):
+            return
+        with st.timer.section("kv"):
+            v = fl.valid[fired]  # (n_fire, q)
+            st.counts["kv_fill_token_layers"] += strategy.on_exit(
+                fl.rows[fired].unsqueeze(1).expand_as(v)[v], fl.cols[fired][v], layer, fl.hidden[fired][v])
 
     def _mark_finished(self, st: _Batch, rows: Iterable[int], strategy: KVStrategy, until: tuple[str, ...]) -> None:
         for r in rows:
@@ -503,14 +324,14 @@ class EarlyExitDecoder:
             return any(u in text for u in until)
         return False
 
-    def _observe(self, gate: Gate, layer: int, h: Tensor, prev_hidden: Tensor | None,
+    def _observe(self, schedule: ExitSchedule, layer: int, h: Tensor, prev_hidden: Tensor | None,
                  previous: GateObservation | None, mode: CheckMode = FULL,
                  cand: Tensor | None = None) -> tuple[GateObservation, Tensor | None]:
         """Gate observation at ``layer`` for (b, H) states (:func:`~ee_bench.exits.decide.observe_layer`);
         the streak counts consecutive checks. With a restricted check mode the statistics come from
         :mod:`ee_bench.decoding.checks` (full head at the token's first check, then its candidates
         ``cand`` (b, K)); returns the observation and the candidates to carry (None in ``full`` mode)."""
-        top1 = prob = ent = None
+        gate, top1, prob, ent = schedule.gate, None, None, None
         if gate.needs_head:
             if not mode.approximate:
                 top1, prob, ent = self.runner.unembed.reduce(h)
@@ -518,17 +339,17 @@ class EarlyExitDecoder:
                 top1, prob, ent, cand = full_check(self.runner.unembed, h, mode.k)
             else:
                 top1, prob, ent = restricted_check(self.runner.unembed, h, cand)
-        obs = observe_layer(layer, self.n_layers, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
-                            hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+        obs = schedule.observe(layer, previous, top1=top1, top1_prob=prob, entropy=ent,
+                               hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
         return obs, cand
 
-    def _step_oracle(self, st: _Batch, alive: list[int], col: int, gate: Gate, threshold, strategy: KVStrategy,
-                     check: frozenset[int]) -> None:
+    def _step_oracle(self, st: _Batch, alive: list[int], col: int, schedule: ExitSchedule, token_index: int,
+                     strategy: KVStrategy) -> None:
         """One step of the oracle exit mode (analysis; see the module docstring).
 
         Every alive row runs all L blocks (writing every layer's keys/values); the exit layer of each
         new token is the first allowed layer whose top-1 equals the final layer's
-        (:func:`~ee_bench.exits.decide.first_exit_layers` with the oracle gate); the token emitted is the
+        (:meth:`~ee_bench.exits.decide.ExitSchedule.walk` with the oracle gate); the token emitted is the
         final layer's top-1; then ``strategy.on_exit`` overwrites layers exit+1 … L−1 of that column.
         """
         runner, L, counts, timer = self.runner, self.n_layers, st.counts, st.timer
@@ -541,22 +362,22 @@ class EarlyExitDecoder:
                 states.append(fl.hidden[:, -1])
         b = len(alive)
         counts["token_layers"] += b * L
+        check = schedule.checked_layers(token_index)
         with timer.section("gate"):
-            stats = {layer: runner.unembed.reduce(states[layer]) for layer in sorted(check) + [L - 1]}
+            stats = {layer: runner.unembed.reduce(states[layer]) for layer in (*check, L - 1)}
             final = stats[L - 1][0]  # (b,) the final layer's top-1
             observations, previous = [], None
-            for layer in sorted(check):
+            for layer in check:
                 top1, prob, ent = stats[layer]
-                previous = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=previous,
-                                         final_top1=final)
+                previous = schedule.observe(layer, previous, top1=top1, top1_prob=prob, entropy=ent, final_top1=final)
                 observations.append(previous)
-            exit_layer = first_exit_layers(gate, threshold, observations, b, L)  # (b,)
+            exit_layer = schedule.walk(observations, b, token_index)  # (b,)
         counts["gate_checks"] += b * len(check)
         counts["head_rows"] += b * (len(check) + 1)
         for r, t, e in zip(alive, final.tolist(), exit_layer.tolist()):
             st.emit(r, t, e)
         with timer.section("kv"):
-            for e in sorted(set(exit_layer.tolist()) - {L - 1}):
+            for e in sorted(e for e in set(exit_layer.tolist()) if schedule.skips_blocks(e)):
                 sel = (exit_layer == e).nonzero().squeeze(1)
                 counts["kv_fill_token_layers"] += strategy.on_exit(fl.rows[sel], fl.cols[sel, -1], e, states[e][sel])
 
@@ -586,7 +407,7 @@ class EarlyExitDecoder:
 
 def early_exit_generate(model, prompts: Sequence[Sequence[int]], gate: Gate | str, threshold: float | None, kv: str,
                         until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
-                        min_prefix: int = 0, batch_size: int | None = None) -> list[ExitTrace]:
+                        min_prefix: int = DEFAULT_MIN_PREFIX, batch_size: int | None = None) -> list[ExitTrace]:
     """Early-exit greedy decoding; see :meth:`EarlyExitDecoder.decode` for arguments and errors.
 
     Returns:

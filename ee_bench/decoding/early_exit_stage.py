@@ -19,7 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ee_bench.decoding.calibration import calibrate, calibration_ids
+from ee_bench.decoding.checks import check_options, parse_check_mode
+from ee_bench.decoding.decoders import decoder_for
+from ee_bench.decoding.speedup import EESetting, measure_speedups
+from ee_bench.decoding.traces import speculative_summary
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
+from ee_bench.exits.gates import GATES, gate_name
+from ee_bench.exits.kv import KV_STRATEGIES
+from ee_bench.files import safe_name
+from ee_bench.task_runners.generation import build_prompts, references_of
+from ee_bench.task_runners.seq2seq import build_sources
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class EarlyExitOptions:
 
     kvs: tuple[str, ...]
     exit_layers: tuple[int, ...] | None = None
-    min_prefix: int = 4
+    min_prefix: int = DEFAULT_MIN_PREFIX
     calibrate: bool = False
     calibration_docs: int = 20
     min_quality_ratio: float = 0.98
@@ -60,12 +71,12 @@ class EarlyExitOptions:
             raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
-        if self.speedup_repeats < 1 or self.calibration_docs < 1:
-            raise EEBenchError("--speedup-repeats and --calibration-docs must be positive integers.")
+        for option, value in (("--speedup-repeats", self.speedup_repeats), ("--calibration-docs", self.calibration_docs)):
+            if value < 1:
+                raise EEBenchError(f"{option} must be a positive integer, got {value}; e.g. {option} 3.")
         if self.calibration_patience is not None and self.calibration_patience < 1:  # 0 is bad, not "unset"
             raise EEBenchError(f"--calibration-patience must be positive (got {self.calibration_patience}); give 1 "
                                f"or more, or omit it to sweep the whole grid.")
-        from ee_bench.options import check_options
 
         check_options(self.check, self.draft_len)
 
@@ -98,8 +109,6 @@ def early_exit_sample(gate, thresholds: Mapping[str, float | None], min_prefix: 
         "mean_layers_run", and for speculative "speculative": acceptance figures}}}}`` (exit layers
         0-based, L−1 = full depth).
     """
-    from ee_bench.decoding.checks import parse_check_mode
-    from ee_bench.exits.gates import gate_name
 
     return {"early_exit": {
         "gate": gate_name(gate), "thresholds": dict(thresholds), "min_prefix": min_prefix,
@@ -122,10 +131,6 @@ def measured_labels(gate, kv: str, counts, options: EarlyExitOptions) -> dict[st
         (:func:`~ee_bench.decoding.early_exit.speculative_summary`) for a self-speculative strategy; for
         the oracle gate the speed-up figures are set to None (they override the report's).
     """
-    from ee_bench.decoding.checks import parse_check_mode
-    from ee_bench.decoding.early_exit import speculative_summary
-    from ee_bench.exits.gates import GATES
-    from ee_bench.exits.kv import KV_STRATEGIES
 
     mode = parse_check_mode(options.check)
     oracle = bool(getattr(GATES.get(gate) if isinstance(gate, str) else gate, "needs_final", False))
@@ -158,23 +163,12 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     Raises:
         EEBenchError: if the task is not a generation task, or too few documents remain to calibrate.
     """
-    from ee_bench.decoding.calibration import calibrate, calibration_ids
-    from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from ee_bench.decoding.speedup import EESetting, measure_speedups
-    from ee_bench.exits.gates import gate_name as registered_gate_name
-    from ee_bench.task_runners.generation import build_prompts, references_of
 
     if spec.output_type != "generate_until":
         raise EEBenchError(f"--kv decodes generation tasks; {spec.task} is {spec.output_type}. Drop --kv for it.")
     kvs, layers = list(options.kvs), None if options.exit_layers is None else list(options.exit_layers)
-    if model.kind == "seq2seq":  # encoder-decoder: its own block loop and encoder inputs
-        from ee_bench.task_runners.seq2seq import build_sources as build_prompts  # noqa: F811
-
-        if options.check != "full" or options.draft_len is not None:
-            raise EEBenchError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
-        dec = model.early_exit_decoder()
-    else:
-        dec = EarlyExitDecoder(model, check=options.check, draft_len=options.draft_len)
+    dec = decoder_for(model, options.check, options.draft_len)
+    prompts_of = build_sources if model.kind == "seq2seq" else build_prompts  # encoder-decoder: encoder inputs
     prompts = [r.prompt_token_ids for r in records]
     refs = [r.references for r in records]
     taus = {kv: threshold for kv in kvs}
@@ -182,12 +176,11 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     if options.calibrate:
         cal_ids = calibration_ids(len(docs), [r.doc_id for r in records], options.calibration_docs)
         cal_docs = [docs[i] for i in cal_ids]
-        cal_prompts = [ids for _, ids in build_prompts(model, spec, cal_docs)]
+        cal_prompts = [ids for _, ids in prompts_of(model, spec, cal_docs)]
         cal_refs = [references_of(spec, d) for d in cal_docs]
         for kv in kvs:
-            from ee_bench.results import safe_name  # sec: a task name never names a parent folder
 
-            name = f"calibration_{safe_name(spec.task)}_{safe_name(registered_gate_name(gate))}_{safe_name(kv)}.json"
+            name = f"calibration_{safe_name(spec.task)}_{safe_name(gate_name(gate))}_{safe_name(kv)}.json"
             path = None if out_dir is None else out_dir / name
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,

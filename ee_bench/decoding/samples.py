@@ -12,11 +12,12 @@ from collections.abc import Iterable, Sequence
 
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.early_exit_stage import early_exit_sample
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
 
 
 def early_exit_fields(model, prompts: Sequence[Sequence[int]], until: Sequence[str], max_gen_toks: int, gate,
                       threshold: float | None, kvs: Sequence[str], exit_layers: Iterable[int] | None = None,
-                      min_prefix: int = 0, batch_size: int | None = 1,
+                      min_prefix: int = DEFAULT_MIN_PREFIX, batch_size: int | None = 1,
                       decoder: EarlyExitDecoder | None = None) -> list[dict]:
     """Early-exit decode every prompt under each KV strategy.
 

@@ -2,8 +2,8 @@
 
 The encoder runs once per batch, in full. The decoder runs block by block, as in the causal loop
 (:mod:`ee_bench.decoding.early_exit`): after every allowed exit layer ℓ the gate looks at the token's
-h^ℓ through the one exit decider (:func:`~ee_bench.exits.decide.observe_layer`,
-:func:`~ee_bench.exits.decide.exits_here`); where it fires, the token emitted is
+h^ℓ through the one exit decider (:class:`~ee_bench.exits.decide.ExitSchedule`,
+its ``point`` and ``fires``); where it fires, the token emitted is
 layer ℓ's top-1 through the model's own final decoder norm and head, blocks ℓ+1 … L−1 are not run
 for it, and the KV strategy (:mod:`ee_bench.exits.kv`, ``copy`` or ``recompute``) fills the
 *self-attention* keys/values they would have cached, in the same :class:`KVStore`.
@@ -17,8 +17,9 @@ object whose cross-attention part is marked as filled. No block ever computes th
 
 The decoder prefix (``decoder_start_token_id``, plus a forced target-language token for NLLB) is
 the "prompt" of the decoder: it runs through the blocks in one pass and the next token is predicted
-from its last position. That first generated token may itself exit (``min_prefix = 0``); tokens
-0 … min_prefix−1 never do. Supported: the BART family (marian, bart, mbart, m2m_100), T5
+from its last position. That first generated token may itself exit (with ``min_prefix = 0``); tokens
+0 … min_prefix−1 never do (the :class:`~ee_bench.exits.decide.ExitSchedule` decides, as in the causal
+loop). Supported: the BART family (marian, bart, mbart, m2m_100), T5
 (its first block's relative position biases are reused by the later blocks, as T5 does) and FSMT
 (time-major blocks), with sdpa or eager attention; ``deferred`` (catch-up query slots) is refused.
 
@@ -38,18 +39,12 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import EncoderDecoderCache
 
-from ee_bench.decoding.early_exit import (
-    DecodeCounts,
-    DecodeResult,
-    DecodingOptionError,
-    ExitTrace,
-    _check_options,
-    _resolve_gate,
-)
+from ee_bench.decoding.early_exit import check_budget
 from ee_bench.decoding.kv_store import KVStore, SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
-from ee_bench.errors import ModelStructureError
-from ee_bench.exits.decide import exits_here, observe_layer
+from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace
+from ee_bench.errors import DecodingOptionError, ModelStructureError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, ExitSchedule, Point
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext
 from ee_bench.models.arch import get_path
 from ee_bench.models.seq2seq_arch import require_blockwise
@@ -183,7 +178,7 @@ class Seq2SeqEarlyExitDecoder:
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str, until: Sequence[str],
-               max_gen_toks: int, exit_layers: Iterable[int] | None = None, min_prefix: int = 0,
+               max_gen_toks: int, exit_layers: Iterable[int] | None = None, min_prefix: int = DEFAULT_MIN_PREFIX,
                batch_size: int | None = None, check: str | None = None, draft_len: int | None = None) -> DecodeResult:
         """Decode every source greedily with early exit in the decoder.
 
@@ -199,15 +194,16 @@ class Seq2SeqEarlyExitDecoder:
             UnknownNameError: unknown gate or KV strategy. ThresholdError: τ out of range.
             DecodingOptionError: bad options, or a strategy that adds query slots (``deferred``).
         """
-        exits = _check_options(self.n_layers, exit_layers, min_prefix, max_gen_toks)
+        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
+        check_budget(max_gen_toks)
         if check not in (None, "full") or draft_len is not None:  # the causal loop's options (EarlyExitDecoder.decode)
             raise DecodingOptionError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
         strategy_cls = KV_STRATEGIES.get(kv)
-        if getattr(strategy_cls, "self_speculative", False) and exits:
+        if getattr(strategy_cls, "self_speculative", False) and schedule.exits_early:
             raise DecodingOptionError(
                 f"KV strategy {kv!r} (self-speculative decoding) runs on decoder-only models; use --kv copy or "
                 f"--kv recompute for translators.")
-        if exits and gate is not None and getattr(_resolve_gate(gate), "needs_final", False):
+        if schedule.gate is not None and schedule.gate.needs_final:
             raise DecodingOptionError("the oracle exit mode (--gate oracle) runs on decoder-only models; for translators "
                                       "the offline oracle analysis (without --kv) gives each token's first-match layer.")
         if strategy_cls.adds_queries:
@@ -215,22 +211,18 @@ class Seq2SeqEarlyExitDecoder:
                 f"KV strategy {kv!r} catches skipped blocks up with extra query slots, which the encoder-decoder "
                 f"loop does not run; use --kv copy or --kv recompute for translators."
             )
-        gate_obj = None
-        if exits:
-            if gate is None:
-                raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
-            gate_obj = _resolve_gate(gate)
-            threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else threshold, self.n_layers)
+        if schedule.exits_early and schedule.gate is None:
+            raise DecodingOptionError("early exit needs a gate; pass a gate or exit_layers=() for full depth.")
         size = batch_size or max(1, len(prompts))
-        results = [self._decode_batch([list(p) for p in prompts[i : i + size]], gate_obj, threshold, strategy_cls, kv,
-                                      tuple(until), max_gen_toks, exits, min_prefix)
+        results = [self._decode_batch([list(p) for p in prompts[i : i + size]], schedule, strategy_cls, kv,
+                                      tuple(until), max_gen_toks)
                    for i in range(0, len(prompts), size)]
         return DecodeResult(tuple(t for r in results for t in r.traces),
                             TimeSplit.sum([r.split for r in results]),
                             DecodeCounts.sum([r.counts for r in results]))
 
-    def _decode_batch(self, sources, gate, threshold, strategy_cls, kv: str, until, max_gen_toks: int,
-                      exits: frozenset[int], min_prefix: int) -> DecodeResult:
+    def _decode_batch(self, sources, schedule: ExitSchedule, strategy_cls, kv: str, until,
+                      max_gen_toks: int) -> DecodeResult:
         model, L = self.model, self.n_layers
         timer = SectionTimer(self.device)
         B = len(sources)
@@ -255,7 +247,7 @@ class Seq2SeqEarlyExitDecoder:
         cols = torch.arange(P, device=self.device).expand(B, P)
         causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
         self._run(st, all_rows, cols, torch.tensor([prefix] * B, device=self.device), causal[None, None],
-                  gate, threshold, exits if min_prefix == 0 else frozenset())
+                  schedule, 0)  # output token 0
         counts["prompt_positions"] = B * P
         for step in range(max_gen_toks):
             for r in range(B):
@@ -268,8 +260,8 @@ class Seq2SeqEarlyExitDecoder:
             col = P + step  # cache column of the token just generated
             rows = torch.tensor(alive, device=self.device)
             seq = torch.tensor([prefix + st.gen[r] for r in alive], device=self.device)  # (b, col+1)
-            check = exits if step + 1 >= min_prefix else frozenset()
-            self._run(st, rows, torch.full((len(alive), 1), col, device=self.device), seq, None, gate, threshold, check)
+            self._run(st, rows, torch.full((len(alive), 1), col, device=self.device), seq, None, schedule,
+                      step + 1)  # output token step + 1
         counts["tokens"] = sum(len(g) for g in st.gen)
         traces = []
         for g, e in zip(st.gen, st.exit_at):
@@ -277,17 +269,18 @@ class Seq2SeqEarlyExitDecoder:
             traces.append(ExitTrace(kv, L, tuple(kept), text, tuple(e[: len(kept)])))
         return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))
 
-    def _run(self, st, rows: Tensor, cols: Tensor, seq: Tensor, self_allowed: Tensor | None, gate, threshold,
-             check: frozenset[int]) -> None:
+    def _run(self, st, rows: Tensor, cols: Tensor, seq: Tensor, self_allowed: Tensor | None,
+             schedule: ExitSchedule, token_index: int) -> None:
         """Run the last ``q = cols.shape[1]`` positions of ``seq`` (b, T) through the blocks for ``rows``,
-        checking the gate on the last position after each layer in ``check``; emit each row's token."""
-        L, counts, timer = self.n_layers, st.counts, st.timer
+        asking ``schedule`` after each block about the output token ``token_index`` (the last position);
+        emit each row's token where it leaves."""
+        counts, timer, gate = st.counts, st.timer, schedule.gate
         q = cols.shape[1]
         hidden = self.model.embed_decoder(seq)[:, -q:]  # (b, q, H) block-0 inputs
         width = int(cols.max()) + 1
         obs = None
         biases: dict = {}  # T5: the first block's relative position biases, (1, h, q, W) and (1, h, q, S)
-        for layer in range(L):
+        for layer in range(self.n_layers):
             b = rows.numel()
             index = SlotIndex(rows, cols, torch.ones_like(cols, dtype=torch.bool), width, b == len(st.gen))
             src = st.src_real[rows][:, None, None, :]  # (b, 1, 1, S)
@@ -309,16 +302,23 @@ class Seq2SeqEarlyExitDecoder:
                 if self.arch.shared_position_bias and not biases:  # independent of the batch row
                     biases = {"position_bias": out[1], "encoder_decoder_position_bias": out[2]}
             counts["token_layers"] += b
-            if layer == L - 1 or layer not in check:
+            point = schedule.point(layer, token_index)
+            if point is Point.PASS:
                 continue
+            h = hidden[:, -1]  # (b, H)
+            if point is Point.EXIT:  # the last layer: every running row leaves
+                with timer.section("emit"):
+                    toks = self.unembed(h).argmax(dim=-1)
+                counts["head_rows"] += b
+                self._leave(st, rows, cols, hidden, torch.arange(b, device=h.device), toks, layer, schedule)
+                return
             with timer.section("gate"):
-                h = hidden[:, -1]  # (b, H)
                 top1 = prob = ent = None
                 if gate.needs_head:
                     top1, prob, ent = self.unembed.reduce(h)
-                obs = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=obs,
-                                    hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
-                fire = exits_here(gate, obs, threshold)
+                obs = schedule.observe(layer, obs, top1=top1, top1_prob=prob, entropy=ent,
+                                       hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
+                fire = schedule.fires(obs)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += b
             counts["head_rows"] += b if gate.needs_head else 0
@@ -331,24 +331,26 @@ class Seq2SeqEarlyExitDecoder:
                 with timer.section("emit"):
                     toks = self.unembed(h[fired]).argmax(dim=-1)
                 counts["head_rows"] += n_fire
-            for r, t in zip(rows[fired].tolist(), toks.tolist()):
-                st.gen[r].append(t)
-                st.exit_at[r].append(layer)
-            with timer.section("kv"):
-                n = fired.numel()
-                counts["kv_fill_token_layers"] += st.strategy.on_exit(
-                    rows[fired].repeat_interleave(q), cols[fired].reshape(-1), layer, hidden[fired].reshape(n * q, -1))
+            self._leave(st, rows, cols, hidden, fired, toks, layer, schedule)
             keep = ~fire
             rows, cols, hidden = rows[keep], cols[keep], hidden[keep]
             obs = obs.select(keep)
             if not bool(keep.any()):
                 return
-        with timer.section("emit"):
-            toks = self.unembed(hidden[:, -1]).argmax(dim=-1)
-        counts["head_rows"] += int(rows.numel())
-        for r, t in zip(rows.tolist(), toks.tolist()):
+
+    def _leave(self, st, rows: Tensor, cols: Tensor, hidden: Tensor, fired: Tensor, toks: Tensor, layer: int,
+               schedule: ExitSchedule) -> None:
+        """Emit ``toks`` for the rows ``fired`` (indices into ``rows``) exiting at ``layer``; the KV strategy
+        fills the self-attention keys/values of the blocks they skip, for all q query slots."""
+        for r, t in zip(rows[fired].tolist(), toks.tolist()):
             st.gen[r].append(t)
-            st.exit_at[r].append(L - 1)
+            st.exit_at[r].append(layer)
+        if not schedule.skips_blocks(layer):
+            return
+        with st.timer.section("kv"):
+            n, q = fired.numel(), cols.shape[1]
+            st.counts["kv_fill_token_layers"] += st.strategy.on_exit(
+                rows[fired].repeat_interleave(q), cols[fired].reshape(-1), layer, hidden[fired].reshape(n * q, -1))
 
     def _finished(self, ids: list[int], until: tuple[str, ...], max_gen_toks: int) -> bool:
         if not ids:

@@ -21,6 +21,10 @@ Cost per round (fixed E): d × (E+1) blocks for the draft, d × (L−1−E) bloc
 call: on an accelerator almost the price of one), and 2d head projections. Nothing is saved when drafts
 are rejected: the speed-up comes from verifying several tokens per call, so it needs acceptance.
 
+Tokens 0 … min_prefix−1 of the output are not drafted: each is one full-depth step (the
+:class:`~ee_bench.exits.decide.ExitSchedule` lets no such token exit), so ``--min-prefix`` means the same
+here as in the early-exit loop. Every emitted token is the full model's either way.
+
 The draft layer is fixed (one ``--exit-layers E``) or **chosen by the gate** (several exit layers, or
 none = every layer): each draft token runs blocks one at a time and stops at the first checked layer
 e_i ≤ E where the gate fires (E = the deepest allowed layer, where every draft stops at the latest).
@@ -47,9 +51,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ee_bench.decoding.checks import CheckMode, check_gate_mode
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer
-from ee_bench.exits.decide import exits_here
+from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, speculative_summary
+from ee_bench.errors import DecodingOptionError
+from ee_bench.exits.decide import ExitSchedule, Point
 
 
 @dataclass(frozen=True)
@@ -93,33 +100,32 @@ class SelfSpeculativeDecoder:
     Args:
         runner: the :class:`~ee_bench.decoding.blocks.BlockExecutor` of the model (blocks, cache, rotary).
         model: the causal wrapper (its ``eos_token_ids``, ``decode``, ``truncate_output``).
-        draft_layer: E, 0-based, in 0 … L−2: the fixed draft layer, or with a gate the deepest layer a
-            draft may run to.
+        schedule: the draft's :class:`~ee_bench.exits.decide.ExitSchedule`: ``force_layer`` = E, the
+            fixed draft layer or, with a gate, the deepest layer a draft may run to; with a gate, each
+            draft token exits at the first of ``exit_layers`` (< E) where it fires; ``min_prefix``:
+            output tokens that are never drafted.
         draft_len: d ≥ 1, tokens drafted per round.
-        gate, threshold: with a gate, each draft token exits at the first layer of ``exit_layers`` where
-            the gate fires (else at E); None: every draft exits at E.
-        exit_layers: the layers where the gate is checked (those < E are used). observe:
-            callable(layer, h (1, H), prev_h (1, H), previous, candidates) → (GateObservation,
-            candidates), the decoding loop's observation builder with its check mode
-            (:func:`~ee_bench.exits.decide.observe_layer` underneath; candidates None in ``full`` mode).
+        observe: with a gate, callable(layer, h (1, H), prev_h (1, H), previous, candidates) →
+            (GateObservation, candidates), the decoding loop's observation builder with its check mode
+            (:meth:`~ee_bench.exits.decide.ExitSchedule.observe` underneath; candidates None in ``full``
+            mode).
 
     Raises:
         ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
     """
 
-    def __init__(self, runner, model, draft_layer: int, draft_len: int, gate=None, threshold: float | None = None,
-                 exit_layers: Sequence[int] = (), observe=None):
+    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int, observe=None):
         L = runner.n_layers
-        if not 0 <= draft_layer < L - 1:
+        draft_layer = schedule.force_layer
+        if draft_layer is None or not 0 <= draft_layer < L - 1:
             raise ValueError(f"draft layer {draft_layer} is outside 0..{L - 2} (the draft must stop before the last block)")
         if draft_len < 1:
             raise ValueError(f"draft length must be >= 1, got {draft_len}")
-        if gate is not None and observe is None:
+        if schedule.gate is not None and observe is None:
             raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
-        self.runner, self.model = runner, model
+        self.runner, self.model, self.schedule = runner, model, schedule
         self.E, self.d, self.L = draft_layer, draft_len, L
-        self.gate, self.threshold, self.observe = gate, threshold, observe
-        self.checked = frozenset(x for x in exit_layers if x < draft_layer) if gate is not None else frozenset()
+        self.gate, self.observe = schedule.gate, observe
 
     def _slots(self, cols: list[int], device, key_real: Tensor):
         """(index, mask, rope) of one row's query slots at cache columns ``cols``."""
@@ -136,37 +142,41 @@ class SelfSpeculativeDecoder:
             hidden = self.runner.run_layer(layer, hidden, index, store, mask, rope)
         return hidden
 
-    def _draft(self, tok: int, col: int, store, key_real: Tensor, timer: SectionTimer,
+    def _draft(self, tok: int, col: int, token_index: int, store, key_real: Tensor, timer: SectionTimer,
                counts: dict[str, int]) -> tuple[int, int, list[Tensor]]:
-        """Draft one token fed ``tok`` at column ``col``: blocks 0 … e, e the first checked layer where the
-        gate fires (else E). Layers e+1 … E of that column get layer e's keys/values (a copy, so later
-        drafts of the round read something; the verification overwrites them).
+        """Draft output token ``token_index``, fed ``tok`` at column ``col``: blocks 0 … e, e the first
+        layer where the schedule lets it leave (a checked layer where the gate fires, else E). Layers
+        e+1 … E of that column get layer e's keys/values (a copy, so later drafts of the round read
+        something; the verification overwrites them).
 
         Returns:
             (draft token, e, the (1, 1, H) outputs of blocks 0 … e).
         """
-        runner, dev = self.runner, store.written.device
+        runner, dev, schedule = self.runner, store.written.device, self.schedule
         index, mask, rope = self._slots([col], dev, key_real)
         x = runner.embed(torch.tensor([[tok]], device=dev))  # (1, 1, H)
-        states, obs, cand, exit_layer, exact = [], None, None, self.E, False
-        for layer in range(self.E + 1):
+        states, obs, cand, exact = [], None, None, False
+        for layer in range(self.L):
             prev = x[:, -1]
             with timer.section("layers"):
                 x = runner.run_layer(layer, x, index, store, mask, rope)
             states.append(x)
-            if layer not in self.checked:
+            point = schedule.point(layer, token_index)
+            if point is Point.EXIT:
+                break
+            if point is Point.PASS:
                 continue
             restricted = cand is not None  # candidates kept from this token's first check (--check topk:K)
             with timer.section("gate"):
                 obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
-                fire = bool(exits_here(self.gate, obs, self.threshold)[0])
+                fire = bool(schedule.fires(obs)[0])
             counts["gate_checks"] += 1
             counts["restricted_checks"] += 1 if restricted else 0
             counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
             exact = self.gate.needs_head and not restricted
             if fire:
-                exit_layer = layer
                 break
+        exit_layer = len(states) - 1
         if exit_layer < self.E:
             rows, cols = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([col], device=dev)
             with timer.section("kv"):
@@ -179,6 +189,19 @@ class SelfSpeculativeDecoder:
             draft = int(runner.unembed(x[:, -1]).argmax(dim=-1))
         counts["head_rows"] += 1
         return draft, exit_layer, states
+
+    def _full_step(self, tok: int, col: int, store, key_real: Tensor, timer: SectionTimer,
+                   counts: dict[str, int]) -> int:
+        """One output token at full depth (a prefix token the schedule never lets exit): blocks 0 … L−1
+        over ``tok`` at column ``col``; returns the full model's greedy token."""
+        dev = store.written.device
+        with timer.section("layers"):
+            y = self._run(range(self.L), self.runner.embed(torch.tensor([[tok]], device=dev)), [col], store, key_real)
+        with timer.section("emit"):
+            nxt = int(self.runner.unembed(y[:, -1]).argmax(dim=-1))
+        counts["token_layers"] += self.L
+        counts["head_rows"] += 1
+        return nxt
 
     def decode_row(self, prompt: Sequence[int], until: tuple[str, ...], max_gen_toks: int, timer: SectionTimer,
                    finished) -> tuple[list[int], list[int], list[DraftRound], dict[str, int]]:
@@ -209,11 +232,16 @@ class SelfSpeculativeDecoder:
         exits, rounds = [L - 1], []
         col = P  # cache column of gen[-1], not yet fed to the model
         while not finished(gen, until, max_gen_toks):
+            if not self.schedule.may_exit(len(gen)):  # a prefix token: never drafted
+                gen.append(self._full_step(gen[-1], col, store, key_real, timer, counts))
+                exits.append(L - 1)
+                col += 1
+                continue
             d = min(self.d, max_gen_toks - len(gen))
             drafted, drafts_at, states = [], [], []
             tok = gen[-1]
             for i in range(d):  # draft: blocks 0..e_i, one position at a time
-                tok, e, s = self._draft(tok, col + i, store, key_real, timer, counts)
+                tok, e, s = self._draft(tok, col + i, len(gen) + i, store, key_real, timer, counts)
                 drafted.append(tok)
                 drafts_at.append(e)
                 states.append(s)
@@ -234,3 +262,67 @@ class SelfSpeculativeDecoder:
                 if finished(gen, until, max_gen_toks):
                     break
         return gen, exits, rounds, counts
+
+
+def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: int, schedule: ExitSchedule,
+                       draft_len: int, mode: CheckMode) -> DecodeResult:
+    """Lossless self-speculative decoding of every prompt, row by row (``--kv speculative``).
+
+    One allowed exit layer: the fixed draft layer E (no gate checks). Several (or every layer): each
+    draft token's exit layer is chosen by the schedule's gate among them, up to the deepest.
+
+    Args:
+        decoder: the :class:`~ee_bench.decoding.early_exit.EarlyExitDecoder` (its block runner, model,
+            observation builder and stop rule).
+        prompts: token-id lists. until, max_gen_toks: stop strings and token budget per row.
+        schedule: the run's exit schedule (exit layers, gate, τ, min_prefix). draft_len: d ≥ 1.
+        mode: the check mode of gate checks.
+
+    Returns:
+        :class:`~ee_bench.decoding.traces.DecodeResult`, each trace carrying its acceptance figures.
+
+    Raises:
+        DecodingOptionError: several exit layers without a gate, or the oracle gate.
+    """
+    L = decoder.n_layers
+    layers = sorted(schedule.exit_layers)
+    if len(layers) > 1 and schedule.gate is None:
+        raise DecodingOptionError(
+            "speculative decoding drafts with blocks 0..E and verifies with the rest; give the draft layer E as "
+            f"one exit layer (--exit-layers E, 0-based, below {L - 1}), or a gate to choose each "
+            f"draft's exit layer among several; got exit layers {layers} and no gate.")
+    if len(layers) > 1 and schedule.gate.needs_final:
+        raise DecodingOptionError(
+            "speculative decoding with a gate-chosen draft layer takes a deployable gate; the oracle reads the "
+            "final layer. Use e.g. --gate confidence, or one --exit-layers E.")
+    if len(layers) > 1:
+        check_gate_mode(schedule.gate, mode)
+        draft = ExitSchedule(L, schedule.gate, schedule.threshold, frozenset(layers[:-1]), schedule.min_prefix,
+                             force_layer=layers[-1])
+
+        def observe(layer, h, prev, previous, cand):
+            return decoder._observe(draft, layer, h, prev, previous, mode, cand)
+
+        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len, observe)
+    else:
+        draft = ExitSchedule(L, None, None, frozenset(), schedule.min_prefix, force_layer=layers[0])
+        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len)
+    timer = SectionTimer(decoder.model.device)
+    counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+    traces = []
+    for prompt in prompts:
+        if max_gen_toks == 0:
+            traces.append(ExitTrace("speculative", L, (), "", ()))
+            continue
+        gen, exit_at, rounds, work = spec.decode_row(list(prompt), until, max_gen_toks, timer, decoder._finished)
+        for k, v in work.items():
+            counts[k] += v
+        row = DecodeCounts(draft_rounds=len(rounds), draft_tokens=sum(len(r.drafted) for r in rounds),
+                           accepted_tokens=sum(r.accepted for r in rounds))
+        counts["tokens"] += len(gen)
+        for k in ("draft_rounds", "draft_tokens", "accepted_tokens"):
+            counts[k] += getattr(row, k)
+        kept, text = decoder.model.truncate_output(gen, until)
+        traces.append(ExitTrace("speculative", L, tuple(kept), text, tuple(exit_at[: len(kept)]),
+                                speculative=speculative_summary(row, draft_len)))
+    return DecodeResult(tuple(traces), timer.split(), DecodeCounts(**counts))

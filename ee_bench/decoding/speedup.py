@@ -14,14 +14,11 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from ee_bench.decoding.early_exit import (
-    DecodeCounts,
-    DecodeResult,
-    EarlyExitDecoder,
-    ExitTrace,
-)
+from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.timing import TimeSplit
+from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
 from ee_bench.exits.gates import gate_name as registered_gate_name
 from ee_bench.metrics.base import METRICS, MetricInputs
 
@@ -145,7 +142,7 @@ class EESetting:
     gate: object
     threshold: float | None
     exit_layers: tuple[int, ...] | None = None
-    min_prefix: int = 0
+    min_prefix: int = DEFAULT_MIN_PREFIX
     check: str | None = None
     draft_len: int | None = None
 

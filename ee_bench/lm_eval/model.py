@@ -22,7 +22,8 @@ model_args (lm-eval's ``k=v,k2=v2``):
   checkpoint folder, or a hub id (loaded through ee-bench's ``hf-causal`` wrapper);
 - ``gate`` (default ``confidence``; any registered gate, plug-ins included), ``threshold`` (τ;
   default the gate's ``default_threshold``), ``kv`` (``copy`` | ``recompute`` | ``deferred`` | plug-ins;
-  default ``recompute``), ``min_prefix`` (generated tokens that never exit; default 0);
+  default ``recompute``), ``min_prefix`` (generated tokens that never exit; default 4, ee-bench's one default
+  :data:`~ee_bench.exits.decide.DEFAULT_MIN_PREFIX`);
 - ``measure_speedup`` (default true): decode every generation batch at full depth too, with the same
   block loop, to measure the speed-up (doubles generation time);
 - ``exit_stats_path``: a JSON file rewritten with the exit statistics after every request batch;
@@ -47,7 +48,7 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
@@ -100,7 +101,7 @@ class EarlyExitLM(HFLM):
     """
 
     def __init__(self, pretrained: str, gate: str = "confidence", threshold: float | None = None,
-                 kv: str = "recompute", min_prefix: int = 0, measure_speedup: bool = True,
+                 kv: str = "recompute", min_prefix: int = DEFAULT_MIN_PREFIX, measure_speedup: bool = True,
                  exit_stats_path: str | None = None, device: str | None = None, dtype: str | None = None,
                  **kwargs: Any) -> None:
         from ee_bench.models.cards import load_model

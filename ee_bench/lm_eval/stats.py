@@ -134,7 +134,7 @@ class ExitStatsRecorder:
         if text:
             logger.info("%s", text)
         if self.path is not None:
-            from ee_bench.results import write_json
+            from ee_bench.files import write_json
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, self.to_dict())

@@ -1,6 +1,6 @@
 """lm-eval's own tasks under ee-bench's analysis: lm-eval builds and scores, ee-bench looks inside.
 
-A task reaches this runner in two ways (:mod:`ee_bench.tasks.resolve`):
+A task reaches this runner in two ways (:mod:`ee_bench.task_resolution`):
 
 - by name through lm-eval's ``TaskManager`` (``--tasks lm_eval:wmt16-de-en``, or a plain name that is not
   an ee-bench task), with ``--include_path`` folders passed to the ``TaskManager`` too;

@@ -13,7 +13,8 @@ entry-point group ``ee_bench.models``) without editing ee-bench. ``kind`` picks 
   :class:`~ee_bench.models.hf_encoder.HFEncoderClassifier`.
 - :class:`Seq2SeqExitModel` (``kind = "seq2seq"``): encoder-decoder translators, decoded at every
   decoder layer; shipped wrapper :class:`~ee_bench.models.hf_seq2seq.HFSeq2SeqLM`, task runner
-  ``"seq2seq/generate_until"``, early-exit loop :mod:`ee_bench.decoding.seq2seq_exit`.
+  ``"seq2seq/generate_until"``, early-exit loop :mod:`ee_bench.decoding.seq2seq_exit` (chosen by
+  :func:`ee_bench.decoding.decoders.decoder_for`).
 
 Layers are 0-based; L = ``n_layers`` exits, one per block; row L−1 is the model's own output.
 Shape notation: B = batch, T = positions, N = selected positions, H = hidden size, C = classes.
@@ -120,7 +121,7 @@ class EncoderExitModel(ExitModel):
 
     Two ways through the layers: :meth:`layer_logits` (one forward, the analysis pass) and
     :meth:`embed` / :meth:`layer_context` / :meth:`run_layer` / :meth:`head_logits` (one block at a
-    time, for the real early-exit loop :func:`~ee_bench.exits.encoder_exit.early_exit_classify`).
+    time, for the real early-exit loop :func:`~ee_bench.decoding.encoder_exit.early_exit_classify`).
 
     Attributes:
         n_labels: C, the number of classes.
@@ -225,11 +226,3 @@ class Seq2SeqExitModel(ExitModel):
         """Decoder block-0 inputs (token embedding, scale, positions, embedding norm — whatever the
         model applies before its first block) of every position of (B, T) decoder ids → (B, T, H)."""
 
-    @abstractmethod
-    def early_exit_decoder(self):
-        """A decoder with the ``EarlyExitDecoder.decode`` signature for this model
-        (:class:`~ee_bench.decoding.seq2seq_exit.Seq2SeqEarlyExitDecoder`).
-
-        Raises:
-            ModelStructureError: for an architecture whose blocks cannot be run one at a time.
-        """

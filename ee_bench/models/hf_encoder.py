@@ -10,7 +10,7 @@ Two ways through the layers:
   ``output_hidden_states`` (the analysis pass; nothing exits early);
 - :meth:`HFEncoderClassifier.embed` / :meth:`~HFEncoderClassifier.layer_context` /
   :meth:`~HFEncoderClassifier.run_layer` run the blocks one at a time, for the real early-exit loop in
-  :mod:`ee_bench.exits.encoder_exit` (the batch may shrink between layers).
+  :mod:`ee_bench.decoding.encoder_exit` (the batch may shrink between layers).
 """
 
 from __future__ import annotations

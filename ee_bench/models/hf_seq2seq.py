@@ -298,10 +298,6 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         h = captured["h"]
         return h.transpose(0, 1) if self.parts.arch.time_major else h
 
-    def early_exit_decoder(self):
-        from ee_bench.decoding.seq2seq_exit import Seq2SeqEarlyExitDecoder
-
-        return Seq2SeqEarlyExitDecoder(self)
 
 
 def _right_pad(rows: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:

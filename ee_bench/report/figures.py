@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ee_bench.results import write_bytes
+from ee_bench.files import write_bytes
 
 DPI = 100
 

@@ -17,7 +17,7 @@ from ee_bench.report import confidence, figures, positions, subword
 from ee_bench.report.degenerate import DEGENERATE_SHARE
 from ee_bench.report.runs import Run, load_runs
 from ee_bench.report.translation import reference_scores, wmt22_averages
-from ee_bench.results import atomic_write, safe_name
+from ee_bench.files import atomic_write, safe_name
 
 
 def _table(rows: list[list], headers: list[str]) -> str:

@@ -4,7 +4,7 @@ Each document's text fields (the task's ``encoder_fields``: one, or two for sent
 an :class:`~ee_bench.models.hf_encoder.HFEncoderClassifier`; every layer's ``[CLS]`` state goes
 through the model's own pooler and classifier. One :class:`~ee_bench.types.DocRecord` per document,
 with N = 1 column of (L, 1) statistics, so the decoder oracle/gate/scoring code applies unchanged.
-Nothing exits early here (see :mod:`ee_bench.exits.encoder_exit` for the real early-exit loop).
+Nothing exits early here (see :mod:`ee_bench.decoding.encoder_exit` for the real early-exit loop).
 """
 
 from __future__ import annotations
@@ -106,24 +106,3 @@ def run_classification(model, spec: TaskSpec, docs: list[dict[str, Any]], doc_id
         if progress is not None:
             progress.update(len(chunk))
     return records
-
-
-def measure_classification_speedup(model, spec: TaskSpec, docs: list[dict[str, Any]], gate, threshold: float, *,
-                                   batch_size: int = 32, repeats: int = 5, warmup: int = 1):
-    """Measured early-exit speed-up of an encoder on the first ``batch_size`` documents of a task.
-
-    Real layer-by-layer early exit (:func:`~ee_bench.exits.encoder_exit.measure_encoder_speedup`) against the
-    model's full forward on the same batch; the result carries the implied speed-up next to it.
-
-    Returns:
-        :class:`~ee_bench.exits.encoder_exit.SpeedupMeasurement`.
-
-    Raises:
-        EEBenchError: if the task has no ``encoder_fields``; ValueError if ``docs`` is empty.
-    """
-    from ee_bench.exits.encoder_exit import measure_encoder_speedup
-
-    if not docs:
-        raise ValueError("no documents to time")
-    batch = model.encode([doc_texts(spec, d) for d in docs[:batch_size]])
-    return measure_encoder_speedup(model, batch, gate, threshold, repeats=repeats, warmup=warmup)

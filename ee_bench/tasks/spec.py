@@ -59,6 +59,7 @@ import yaml
 
 from ee_bench.errors import ConfigError
 from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.task_runner_registry import TASK_RUNNERS
 from ee_bench.tasks.templates import template_problems
 
 TASK_KEYS = {*vocab.TASK_CONFIG_FIELDS, *vocab.EE_BENCH_EXTENSIONS, *vocab.LOADER_KEYS}
@@ -68,9 +69,7 @@ GENERATION_KEYS = set(vocab.GENERATION_KEYS)
 
 def known_output_types() -> list[str]:
     """lm-eval's output types, then those a plug-in task runner adds (names ``"<kind>/<output_type>"``
-    in :data:`~ee_bench.task_runners.TASK_RUNNERS`)."""
-    from ee_bench.task_runners import TASK_RUNNERS
-
+    in :data:`~ee_bench.task_runner_registry.TASK_RUNNERS`)."""
     extra = sorted({n.split("/", 1)[1] for n in TASK_RUNNERS.names() if "/" in n} - set(OUTPUT_TYPES))
     return [*OUTPUT_TYPES, *extra]
 
@@ -116,6 +115,12 @@ def resolve_includes(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
         base.update(resolve_includes(inc_path, (*_seen, path)))
     return {**base, **data}
 
+
+
+def is_lm_eval(spec) -> bool:
+    """Whether lm-eval builds, runs and scores this resolved task (an ``LmEvalTask``, ``engine ==
+    "lm-eval"``) rather than ee-bench (a :class:`TaskSpec`). The one place that asks."""
+    return getattr(spec, "engine", "ee-bench") == "lm-eval"
 
 @dataclass(frozen=True)
 class TaskSpec:

@@ -20,21 +20,17 @@ from pathlib import Path
 
 from ee_bench.errors import EEBenchError, UnknownNameError
 from ee_bench.tasks.index import TaskIndex
+from ee_bench.tasks.spec import is_lm_eval
 
 PREFIX = "lm_eval:"
 
 
 def _lm_eval_tasks():
-    try:
+    try:  # deferred: imports lm-eval (an optional heavy dependency), only when a name needs it
         from ee_bench.lm_eval import task_build as tasks
     except ImportError as exc:
         raise EEBenchError(f"lm-eval tasks need lm-eval ({exc}). Install it: pip install 'ee-bench[lm-eval]'.") from None
     return tasks
-
-
-def is_lm_eval(spec) -> bool:
-    """Whether lm-eval builds and scores this resolved task."""
-    return getattr(spec, "engine", "ee-bench") == "lm-eval"
 
 
 def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, limit: int | None = None,

@@ -1,8 +1,9 @@
 """Real early exit for encoder classifiers, and its measured speed-up (paper §5, Table 5, Fig. 2).
 
 :func:`early_exit_classify` runs the encoder blocks one at a time. After block ℓ it decodes every
-still-running example through the model's own pooler and classifier, asks the gate, and removes the
-examples that exit, so the batch shrinks as examples leave; the last block always exits.
+still-running example through the model's own pooler and classifier, asks the exit schedule
+(:class:`~ee_bench.exits.decide.ExitSchedule`: the gate, a forced layer, the last block that always
+exits), and removes the examples that exit, so the batch shrinks as examples leave.
 The gate sees exactly what the offline analysis (:func:`~ee_bench.exits.decide.gate_exit_layers`)
 sees, so both give the same exit layers.
 
@@ -21,9 +22,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.exits.decide import exits_here, observe_layer
+from ee_bench.exits.decide import ExitSchedule, Point
 from ee_bench.exits.gates import Gate
 from ee_bench.models.unembed import reduce_logits
+from ee_bench.task_runners.classification import doc_texts
+from ee_bench.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
                          f"the encoder's layer-by-layer exit takes a deployable gate, e.g. confidence")
     if force_layer is not None and not 0 <= force_layer < L:
         raise ValueError(f"force_layer must lie in [0, {L - 1}], got {force_layer}")
+    if force_layer is not None:  # examples, not tokens: no prefix
+        schedule = ExitSchedule(L, None, None, frozenset(), min_prefix=0, force_layer=force_layer)
+    else:
+        schedule = ExitSchedule(L, gate, threshold, frozenset(range(L - 1)), min_prefix=0)
     B = len(batch)
     out_logits = torch.zeros(B, model.n_labels, dtype=torch.float32, device=model.device)
     exit_layer = torch.full((B,), L - 1, dtype=torch.int64, device=model.device)
@@ -92,15 +99,14 @@ def early_exit_classify(model, batch, gate: Gate | None, threshold: float | None
         h = model.run_layer(layer, h, context)  # (B', T, H)
         cls = h[:, 0]  # (B', H)
         logits = model.head_logits(cls).float()  # (B', C)
-        if layer == L - 1:
-            fire = torch.ones(len(active), dtype=torch.bool, device=model.device)
-        elif force_layer is not None:
-            fire = torch.full((len(active),), layer == force_layer, dtype=torch.bool, device=model.device)
-        else:
+        point = schedule.point(layer, 0)
+        if point is Point.CHECK:
             top1, prob, ent = reduce_logits(logits)
-            obs = observe_layer(layer, L, top1=top1, top1_prob=prob, entropy=ent, previous=obs,
-                                hidden=cls.float(), prev_hidden=prev_cls.float())
-            fire = exits_here(gate, obs, threshold)
+            obs = schedule.observe(layer, obs, top1=top1, top1_prob=prob, entropy=ent, hidden=cls.float(),
+                                   prev_hidden=prev_cls.float())
+            fire = schedule.fires(obs)
+        else:
+            fire = torch.full((len(active),), point is Point.EXIT, dtype=torch.bool, device=model.device)
         if fire.any():
             out_logits[active[fire]] = logits[fire]
             exit_layer[active[fire]] = layer
@@ -189,3 +195,19 @@ def measure_encoder_speedup(model, batch, gate: Gate | None, threshold: float | 
         implied_speedup=result.implied_speedup, mean_layers_run=result.mean_layers_run,
         n_layers=model.n_layers, batch_size=len(batch), repeats=repeats, warmup=warmup, device=str(model.device),
     )
+
+
+def measure_classification_speedup(model, spec: TaskSpec, docs: list[dict], gate, threshold: float, *,
+                                   batch_size: int = 32, repeats: int = 5, warmup: int = 1) -> SpeedupMeasurement:
+    """Measured early-exit speed-up of an encoder on the first ``batch_size`` documents of a task.
+
+    Real layer-by-layer early exit (:func:`measure_encoder_speedup`) against the model's full forward on
+    the same batch; the result carries the implied speed-up next to it.
+
+    Raises:
+        EEBenchError: if the task has no ``encoder_fields``; ValueError if ``docs`` is empty.
+    """
+    if not docs:
+        raise ValueError("no documents to time")
+    batch = model.encode([doc_texts(spec, d) for d in docs[:batch_size]])
+    return measure_encoder_speedup(model, batch, gate, threshold, repeats=repeats, warmup=warmup)

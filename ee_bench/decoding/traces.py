@@ -1,0 +1,119 @@
+"""What one early-exit decoding call returns: the traces, the work counts and the time split.
+
+Shared by every decoding loop (:mod:`ee_bench.decoding.early_exit`, :mod:`ee_bench.decoding.seq2seq_exit`,
+:mod:`ee_bench.decoding.speculative`) and read by the speed-up measurement, the calibration and the
+samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from ee_bench.decoding.timing import TimeSplit
+
+
+@dataclass(frozen=True)
+class ExitTrace:
+    """One sequence decoded with early exit (a row of paper Table 6 / 11).
+
+    Attributes:
+        kv: KV strategy name. n_layers: L.
+        token_ids: output ids, cut after EOS or the token completing a stop string (as
+            :meth:`HFCausalLM.truncate_output`).
+        text: output text with the stop string removed.
+        exit_layers: 0-based exit layer of each token in ``token_ids`` (L−1 = full depth).
+        speculative: self-speculative decoding only: this sequence's draft length, rounds, drafted and
+            accepted tokens, acceptance rate and mean accepted tokens per round
+            (:func:`speculative_summary`); None otherwise (and left out of :meth:`to_dict`).
+    """
+
+    kv: str
+    n_layers: int
+    token_ids: tuple[int, ...]
+    text: str
+    exit_layers: tuple[int, ...]
+    speculative: dict | None = None
+
+    @property
+    def mean_layers_run(self) -> float:
+        """Mean blocks run per token, Σ(exit+1)/N, in layers (L for an empty output)."""
+        if not self.exit_layers:
+            return float(self.n_layers)
+        return sum(e + 1 for e in self.exit_layers) / len(self.exit_layers)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["token_ids"], d["exit_layers"] = list(self.token_ids), list(self.exit_layers)
+        if d["speculative"] is None:
+            del d["speculative"]
+        return d
+
+
+@dataclass(frozen=True)
+class DecodeCounts:
+    """Work done by one decoding call (all rows).
+
+    Attributes:
+        tokens: tokens generated (before truncation at a stop string).
+        token_layers: blocks run by generated tokens themselves, Σ(exit+1).
+        catchup_token_layers: blocks run by deferred catch-up slots.
+        kv_fill_token_layers: (token, layer) key/value entries filled by copy/recompute.
+        gate_checks: (token, layer) gate evaluations.
+        restricted_checks: those of them computed on a candidate set only (``--check topk:K``,
+            approximate; each costs H·K instead of H·V multiply-adds).
+        head_rows: rows projected through the full LM head (gate checks + emitted tokens).
+        prompt_positions: B × prompt width run through every block in the prompt pass.
+        draft_rounds / draft_tokens / accepted_tokens: self-speculative decoding only (``--kv
+            speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
+    """
+
+    tokens: int = 0
+    token_layers: int = 0
+    catchup_token_layers: int = 0
+    kv_fill_token_layers: int = 0
+    gate_checks: int = 0
+    restricted_checks: int = 0
+    head_rows: int = 0
+    prompt_positions: int = 0
+    draft_rounds: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """accepted_tokens / draft_tokens (self-speculative decoding); None when nothing was drafted."""
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
+
+    @property
+    def mean_accepted_per_round(self) -> float | None:
+        """accepted_tokens / draft_rounds, in tokens; None without rounds."""
+        return self.accepted_tokens / self.draft_rounds if self.draft_rounds else None
+
+    @staticmethod
+    def sum(parts: Sequence[DecodeCounts]) -> DecodeCounts:
+        return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
+
+
+def speculative_summary(counts: DecodeCounts, draft_len: int) -> dict:
+    """Acceptance figures of self-speculative decoding, for results and samples.
+
+    Returns:
+        ``{"draft_len", "draft_rounds", "draft_tokens", "accepted_tokens", "acceptance_rate" (accepted /
+        drafted, None without drafts), "mean_accepted_per_round" (tokens, None without rounds)}``.
+    """
+    return {"draft_len": draft_len, "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
+            "accepted_tokens": counts.accepted_tokens, "acceptance_rate": counts.acceptance_rate,
+            "mean_accepted_per_round": counts.mean_accepted_per_round}
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Traces, time split and work counts of one decoding call."""
+
+    traces: tuple[ExitTrace, ...]
+    split: TimeSplit
+    counts: DecodeCounts
