@@ -154,6 +154,31 @@ def test_data_files_must_stay_in_the_task_folder(tmp_path, capsys):
     assert_refused(code, capsys.readouterr().err, "data_files entry /etc/passwd", "outside the folder")
 
 
+def test_trust_path_widens_data_files_containment(tmp_path, capsys):
+    """Issue 21: a task file naming its own data elsewhere (an absolute data_files path, as lm-eval task
+    files often have) is refused with the option that widens the containment; with it, the same file
+    loads, and only from the named folder."""
+    from ee_bench.tasks.loaders import load_docs
+    from ee_bench.tasks.spec import load_task_file
+
+    tasks, mine = tmp_path / "tasks", tmp_path / "mydata"
+    write_tiny_task(tasks, name="mine", n_docs=2)
+    mine.mkdir()
+    (tasks / "mine.jsonl").rename(mine / "docs.jsonl")
+    yaml_file = tasks / "mine.yaml"
+    yaml_file.write_text(yaml_file.read_text(encoding="utf-8").replace("test: mine.jsonl", f"test: {mine / 'docs.jsonl'}"),
+                         encoding="utf-8")
+    code = main(["--model", "smollm2-135m-ee", "--tasks", "mine", "--include_path", str(tasks),
+                 "--output_path", str(tmp_path / "out")])
+    assert_refused(code, capsys.readouterr().err, "outside the folder", f"--trust-path {mine.resolve()}")
+    assert not (tmp_path / "out").exists()
+    spec = load_task_file(yaml_file)
+    docs = load_docs(spec, None, [mine])
+    assert [d["src"] for d in docs] == [json.loads(line)["src"] for line in (mine / "docs.jsonl").read_text().splitlines()]
+    with pytest.raises(Exception, match="outside the folder"):
+        load_docs(spec, None, [tmp_path / "elsewhere"])
+
+
 @pytest.mark.parametrize("name, expected", [("..", "model"), (".", "model"), ("../../etc", "etc"),
                                             ("a/../b", "a_.._b"), (".hidden", "hidden"), ("smollm2-135m-ee", "smollm2-135m-ee")])
 def test_safe_name(name, expected):

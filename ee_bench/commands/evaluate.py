@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one gate threshold; without it the gate's documented grid is swept")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each task")
     p.add_argument("--output_path", default=None, help="folder for results JSON, samples JSONL and leaderboard.md")
+    p.add_argument("--trust-path", "--trust_path", dest="trust_path", action="append", default=[], metavar="DIR",
+                   help="a folder outside a task file's own where its data_files may lie (your own data; "
+                        "repeatable). By default task files may read only inside their folder and --data-dir")
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
                    help="local copy of the data in the official layouts (or set EE_BENCH_DATA_DIR)")
     p.add_argument("--comet-model", "--comet_model", dest="comet_model", default=None,
@@ -119,7 +122,7 @@ def _prepare(args: argparse.Namespace):
     data = {}
     for spec in specs:
         # issue 16: lm-eval loaded an lm-eval task's documents (after --limit) when it built the task
-        data[spec.task] = spec.docs if is_lm_eval(spec) else load_docs(spec, args.data_dir)
+        data[spec.task] = spec.docs if is_lm_eval(spec) else load_docs(spec, args.data_dir, args.trust_path)
         if not data[spec.task]:
             raise EEBenchError(f"Task {spec.task} has no documents in its {spec.test_split} split.")
         if not is_lm_eval(spec):  # lm-eval rendered its own task's prompts when it built the task

@@ -25,6 +25,10 @@ then lets the KV strategy overwrite the skipped layers' cache as if the token ha
 later tokens read what the strategy would have left. No speed-up is measured for it.
 
 Shape notation: B = rows, b = running rows, q = query slots per row, H = hidden size, L = blocks.
+
+Size (a little over 400 lines): one loop and the three step kinds it runs (gate checks, the oracle mode,
+deferred catch-up slots) share the batch state (`_Batch`, `_Flight`); the result types, option checks,
+exit decision and speculative decoding live in their own modules.
 """
 
 from __future__ import annotations

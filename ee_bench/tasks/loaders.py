@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import ConfigError, DataNotFoundError, EEBenchError
+from ee_bench.preflight import path_inside
 from ee_bench.registry import Registry
 from ee_bench.tasks.spec import TaskSpec
 
@@ -49,22 +50,24 @@ def translation_doc(src: str, refs: list[str], pair: str) -> dict[str, Any]:
     }
 
 
-def inside(root: Path, path: Path, what: str = "offline path") -> Path:
-    """``path`` resolved (symlinks and ``..`` followed), refused unless it lies inside ``root``.
+def inside(root: Path, path: Path, what: str = "offline path", trusted: Sequence[str | os.PathLike] = ()) -> Path:
+    """``path`` resolved (symlinks and ``..`` followed), refused unless it lies inside ``root`` or one of
+    the folders the user named as trusted (``--trust-path``).
 
     Task files come from strangers: an ``offline.path`` of ``/etc/passwd`` or ``../../secret`` must not
-    read outside the data folder.
+    read outside the data folder. A user's own task file may name data elsewhere (lm-eval task files
+    often give absolute ``data_files``); the user widens the containment explicitly, folder by folder.
 
     Raises:
-        ConfigError: naming the escaping path and the folder it must stay in.
+        EEBenchError: naming the escaping path, the folder it must stay in, and ``--trust-path``.
     """
-    from ee_bench.preflight import path_inside
-
     real, base = Path(path).resolve(), Path(root).resolve()
-    if path_inside(base, real) in (None, base):
+    roots = [base, *(Path(t).resolve() for t in trusted)]
+    if all(path_inside(r, real) in (None, r) for r in roots):
         raise EEBenchError(f"The task's {what} {path} resolves to {real}, outside the folder {base}. "
                            f"Offline paths must be relative paths inside --data-dir (data_files: inside the "
-                           f"task file's folder); fix the task file.")
+                           f"task file's folder). Fix the task file, or, if you trust the folder that holds "
+                           f"the data, name it: --trust-path {real.parent} (repeatable).")
     return real
 
 
@@ -322,7 +325,7 @@ def _load_sacrebleu(spec: TaskSpec) -> list[dict[str, Any]]:
     return [translation_doc(src, [r[i] for r in refs], pair) for i, src in enumerate(srcs)]
 
 
-def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
+def _load_hub(spec: TaskSpec, trusted: Sequence[str | os.PathLike] = ()) -> list[dict[str, Any]]:
     if spec.dataset_path.startswith("sacrebleu/"):
         return _load_sacrebleu(spec)
     import datasets
@@ -331,7 +334,7 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
     files = kwargs.get("data_files")
     if isinstance(files, dict):  # local files named in the YAML are relative to it
         here = Path(spec.source_file).parent
-        kwargs["data_files"] = {k: str(inside(here, here / v, "data_files entry")) for k, v in files.items()}
+        kwargs["data_files"] = {k: str(inside(here, here / v, "data_files entry", trusted)) for k, v in files.items()}
         for f in kwargs["data_files"].values():  # our own reader names the file and line of a bad row
             if spec.dataset_path == "json" and f.endswith(".jsonl") and Path(f).is_file():
                 read_jsonl_file(Path(f), f"Task {spec.task}'s data file (named in {spec.source_file})")
@@ -349,12 +352,14 @@ def _postprocess(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[dict[str, A
     return docs
 
 
-def load_docs(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def load_docs(spec: TaskSpec, data_dir: str | os.PathLike | None = None,
+              trusted: Sequence[str | os.PathLike] = ()) -> list[dict[str, Any]]:
     """Load a task's documents (local layout first when a data folder is given, else the hub).
 
     Args:
         spec: the task.
         data_dir: ``--data-dir``; falls back to ``$EE_BENCH_DATA_DIR``.
+        trusted: folders outside the task file's own where its ``data_files`` may lie (``--trust-path``).
 
     Returns:
         The documents, in the dataset's order.
@@ -371,7 +376,7 @@ def load_docs(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> list
     if not spec.dataset_path:
         raise DataNotFoundError(f"Task {spec.task} has no hub source; pass --data-dir.")
     try:
-        return _postprocess(spec, _load_hub(spec))
+        return _postprocess(spec, _load_hub(spec, trusted))
     except EEBenchError:
         raise
     except Exception as exc:  # network, missing cache, hub errors
