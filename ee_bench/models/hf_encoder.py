@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
-from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.base import load_checkpoint
 from ee_bench.models.contracts import EncoderExitModel
 from ee_bench.models.encoder_arch import EncoderParts, locate_encoder_parts
 from ee_bench.models.unembed import reduce_logits
@@ -132,22 +132,13 @@ class HFEncoderClassifier(EncoderExitModel):
         Raises:
             EEBenchError: if the checkpoint cannot be loaded (the hub may be unreachable).
         """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification  # deferred: transformers' Auto classes
 
-        dev = pick_device(device)
-        torch_dtype = pick_dtype(dtype or card.dtype, dev)
         kwargs: dict[str, Any] = dict(card.model_args)
         max_length = int(kwargs.pop("max_length", 512))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(card.pretrained, **{k: v for k, v in kwargs.items() if k in ("revision",)})
-            model = AutoModelForSequenceClassification.from_pretrained(card.pretrained, dtype=torch_dtype, **kwargs)
-        except OSError as exc:
-            raise EEBenchError(
-                f"Could not load encoder checkpoint {card.pretrained!r} for model {card.name}: "
-                f"{str(exc).splitlines()[0]} The hub is unreachable here: download it where the hub is "
-                f"reachable and pass --model_args pretrained=/local/path, or fine-tune one with `ee-bench finetune`."
-            ) from None
-        return cls(model.to(dev), tokenizer, card.name, max_length=max_length)
+        model, tokenizer, _ = load_checkpoint(card, AutoModelForSequenceClassification, device, dtype, kwargs,
+                                              " Or fine-tune an encoder with `ee-bench finetune`.")
+        return cls(model, tokenizer, card.name, max_length=max_length)
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ee_bench.errors import EEBenchError
-from ee_bench.models.base import pick_device, pick_dtype
+from ee_bench.models.base import load_checkpoint
 from ee_bench.models.capture import (
     LayerAnalysis,
     assemble_analysis,
@@ -98,30 +98,11 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         Raises:
             EEBenchError: if the checkpoint cannot be found or loaded (the hub may be unreachable).
         """
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM  # deferred: transformers' Auto classes import slowly
 
-        dev = pick_device(device)
-        torch_dtype = pick_dtype(dtype or card.dtype, dev)
-        kwargs: dict[str, Any] = dict(card.model_args)
         cfg = card.seq2seq or {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(card.pretrained, **{k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")})
-            model = AutoModelForSeq2SeqLM.from_pretrained(card.pretrained, dtype=torch_dtype, **kwargs)
-        except OSError as exc:
-            raise EEBenchError(
-                f"Could not load checkpoint {card.pretrained!r} for model {card.name}: {str(exc).splitlines()[0]} "
-                f"The hub is unreachable here: download it where the hub is reachable and pass "
-                f"--model_args pretrained=/local/path, or set HF_HUB_OFFLINE=1 with a filled cache."
-            ) from None
-        except (TypeError, ValueError, ImportError) as exc:
-            raise EEBenchError(
-                f"Could not load checkpoint {card.pretrained!r} for model {card.name}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0]} Check --model_args (extra keys go to from_pretrained: "
-                f"{sorted(kwargs) or 'none'}), that the folder holds a config, weights and a tokenizer, and that "
-                f"sentencepiece is installed for Marian/T5/NLLB tokenizers."
-            ) from None
-        if "device_map" not in kwargs:
-            model = model.to(dev)
+        model, tokenizer, _ = load_checkpoint(card, AutoModelForSeq2SeqLM, device, dtype, dict(card.model_args),
+                                              " Marian, T5 and NLLB tokenizers need sentencepiece.")
         return cls(model, tokenizer, card.name, prefix=cfg.get("prefix", ""), lang_codes=cfg.get("lang_codes"))
 
     def describe(self) -> dict[str, Any]:
