@@ -32,6 +32,7 @@ def task_problems(spec, data_dir: str | None, n_docs: int) -> tuple[list[str], s
     from ee_bench.errors import DataNotFoundError, EEBenchError
     from ee_bench.metrics.base import METRICS, direction_warning, metric_options
     from ee_bench.tasks.loaders import DOC_PROCESSORS, OFFLINE_READERS, load_docs
+    from ee_bench.tasks.spec import is_lm_eval
     from ee_bench.tasks.templates import render
     from ee_bench.tasks.truncation import truncation_problems
 

@@ -111,28 +111,53 @@ class DecoderParts:
     embed: nn.Module
 
 
+def locate_parts(model: nn.Module, table: dict[str, Any], paths, *, unknown: str, layout: str = "",
+                 supported: str | None = None) -> tuple[str, Any, dict[str, nn.Module | None]]:
+    """The one part-locating step of the three architecture tables (causal, encoder-decoder, encoder).
+
+    Args:
+        model: the loaded ``transformers`` model. table: ``model_type`` → architecture entry.
+        paths: callable(entry) → {part name: dotted path, or None for a part the entry lacks}; the
+            part named ``layers`` must be a non-empty ``nn.ModuleList``.
+        unknown: what cannot be located for an unknown type, and how a plug-in adds one (message text).
+        layout: a sentence the message adds when a listed part is missing. supported: the supported
+            types as the message lists them (default: the table's keys, sorted).
+
+    Returns:
+        (model_type, the table entry, {part name: module or None}).
+
+    Raises:
+        ModelStructureError: for an unknown ``model_type``, a missing part or an empty block list; each
+            message names the supported architectures.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    supported = supported or ", ".join(sorted(table))
+    arch = table.get(model_type)
+    if arch is None:
+        raise ModelStructureError(f"Cannot locate the {unknown.format(model_type=repr(model_type))} "
+                                  f"Supported architectures: {supported}.")
+    try:
+        parts = {name: None if path is None else get_path(model, path) for name, path in paths(arch).items()}
+    except AttributeError as exc:
+        raise ModelStructureError(
+            f"model_type {model_type!r} has no {exc.name or exc}; {layout}its layout differs from ee-bench's "
+            f"table ({arch}). Supported architectures: {supported}."
+        ) from None
+    layers = parts.get("layers")
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ModelStructureError(f"{paths(arch)['layers']} of model_type {model_type!r} is not a non-empty list of blocks")
+    return model_type, arch, parts
+
+
 def locate_decoder_parts(model: nn.Module) -> DecoderParts:
-    """Find blocks, final norm, head and embeddings through :data:`DECODER_ARCHS`.
+    """Find blocks, final norm, head and embeddings through :data:`DECODER_ARCHS` (:func:`locate_parts`).
 
     Raises:
         ModelStructureError: for an unknown ``model_type`` or a model missing a listed part; the
             message names the supported architectures.
     """
-    model_type = getattr(model.config, "model_type", None)
-    supported = ", ".join(sorted(DECODER_ARCHS))
-    arch = DECODER_ARCHS.get(model_type)
-    if arch is None:
-        raise ModelStructureError(
-            f"Cannot locate the layers and final norm of model_type {model_type!r}. Supported "
-            f"architectures: {supported}. A plug-in adds one with ee_bench.models.arch.register_decoder_arch."
-        )
-    try:
-        parts = DecoderParts(*(get_path(model, p) for p in (arch.layers, arch.final_norm, arch.head, arch.embed)))
-    except AttributeError as exc:
-        raise ModelStructureError(
-            f"model_type {model_type!r} has no {exc.name or exc}; its layout differs from "
-            f"ee-bench's table ({arch}). Supported architectures: {supported}."
-        ) from None
-    if not isinstance(parts.layers, nn.ModuleList) or len(parts.layers) == 0:
-        raise ModelStructureError(f"{arch.layers} of model_type {model_type!r} is not a non-empty list of blocks")
-    return parts
+    _, _, parts = locate_parts(
+        model, DECODER_ARCHS, lambda a: {"layers": a.layers, "final_norm": a.final_norm, "head": a.head, "embed": a.embed},
+        unknown="layers and final norm of model_type {model_type}. A plug-in adds one with "
+                "ee_bench.models.arch.register_decoder_arch.")
+    return DecoderParts(**parts)

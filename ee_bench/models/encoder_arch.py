@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.models.arch import add_to_table, get_path
+from ee_bench.models.arch import add_to_table, get_path, locate_parts
 
 
 @dataclass(frozen=True)
@@ -122,32 +122,16 @@ def locate_encoder_parts(model: nn.Module) -> EncoderParts:
         ModelStructureError: for an unknown ``model_type`` or a model missing a listed part; the
             message lists the supported types.
     """
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    supported = ", ".join(supported_encoders())
-    arch = ENCODER_ARCHS.get(model_type)
-    if arch is None:
-        raise ModelStructureError(
-            f"Cannot locate the layers and classifier of encoder model_type {model_type!r}. Supported "
-            f"encoder types: {supported} (MiniLM checkpoints are bert). A plug-in adds one with "
-            f"ee_bench.models.encoder_arch.register_encoder_arch."
-        )
-    try:
-        embeddings = get_path(model, arch.embeddings)
-        layers = get_path(model, arch.layers)
-        pooler = get_path(model, arch.pooler) if arch.pooler else None
-        get_path(model, "classifier")
-        bias = get_path(model, arch.position_bias) if arch.position_bias else None
-    except AttributeError as exc:
-        raise ModelStructureError(
-            f"encoder model_type {model_type!r} has no {exc.name or exc}; is it a "
-            f"*ForSequenceClassification model? Its layout differs from ee-bench's table ({arch}). "
-            f"Supported encoder types: {supported}."
-        ) from None
+    model_type, arch, parts = locate_parts(
+        model, ENCODER_ARCHS, lambda a: {"embeddings": a.embeddings, "layers": a.layers, "pooler": a.pooler,
+                                         "classifier": "classifier", "bias": a.position_bias},
+        unknown="layers and classifier of encoder model_type {model_type} (MiniLM checkpoints are bert). A "
+                "plug-in adds one with ee_bench.models.encoder_arch.register_encoder_arch.",
+        layout="is it a *ForSequenceClassification model? ", supported=", ".join(supported_encoders()))
+    embeddings, layers, pooler, bias = parts["embeddings"], parts["layers"], parts["pooler"], parts["bias"]
     if arch.pooler and pooler is None:
         raise ModelStructureError(f"model_type {model_type!r} was built without its pooler ({arch.pooler} is None); "
                                   f"load it as *ForSequenceClassification so the pooler is created")
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ModelStructureError(f"{arch.layers} of model_type {model_type!r} is not a non-empty list of blocks")
     project = None
     if arch.embed_project:
         try:

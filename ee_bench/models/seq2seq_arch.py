@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ee_bench.errors import ModelStructureError
-from ee_bench.models.arch import add_to_table, blockwise_types, get_path
+from ee_bench.models.arch import add_to_table, blockwise_types, locate_parts
 
 
 @dataclass(frozen=True)
@@ -159,26 +159,12 @@ def locate_seq2seq_parts(model: nn.Module) -> Seq2SeqParts:
             message names the supported architectures.
     """
     cfg = model.config
-    model_type = getattr(cfg, "model_type", None)
-    supported = ", ".join(sorted(SEQ2SEQ_ARCHS))
-    arch = SEQ2SEQ_ARCHS.get(model_type)
-    if arch is None:
-        raise ModelStructureError(
-            f"Cannot locate the decoder layers of encoder-decoder model_type {model_type!r}. Supported "
-            f"architectures: {supported}. Add an entry to ee_bench.models.seq2seq_arch.SEQ2SEQ_ARCHS."
-        )
-    try:
-        layers = get_path(model, arch.layers)
-        head = get_path(model, arch.head)
-        norm = get_path(model, arch.final_norm) if arch.final_norm else None
-        bias = model.final_logits_bias if arch.logits_bias else None
-    except AttributeError as exc:
-        raise ModelStructureError(
-            f"model_type {model_type!r} has no {exc.name or exc}; its layout differs from ee-bench's table "
-            f"({arch}). Supported architectures: {supported}."
-        ) from None
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ModelStructureError(f"{arch.layers} of model_type {model_type!r} is not a non-empty list of blocks")
+    _, arch, parts = locate_parts(
+        model, SEQ2SEQ_ARCHS, lambda a: {"layers": a.layers, "head": a.head, "final_norm": a.final_norm,
+                                         "bias": "final_logits_bias" if a.logits_bias else None},
+        unknown="decoder layers of encoder-decoder model_type {model_type}. Add an entry to "
+                "ee_bench.models.seq2seq_arch.SEQ2SEQ_ARCHS.")
+    layers, head, norm, bias = parts["layers"], parts["head"], parts["final_norm"], parts["bias"]
     steps: list[nn.Module] = [norm] if norm is not None else []
     # transformers 5 names the flag scale_decoder_outputs; older configs tie it to tie_word_embeddings
     if arch.t5_scale and getattr(cfg, "scale_decoder_outputs", getattr(cfg, "tie_word_embeddings", False)):
