@@ -138,6 +138,11 @@ def _edit(path: Path, change) -> None:
     (lambda d: d["oracle"]["first_match"].pop("n_layers"), "oracle.first_match.avg/n_layers"),
     (lambda d: d["intervals"]["metrics"]["chrf"].__setitem__("low", 99.0), "intervals.metrics.chrf"),
     (lambda d: d.__setitem__("figures", "plot.png"), "figures (a list of paths)"),
+    (lambda d: d.__setitem__("predicted_speedup", "fast"), "predicted_speedup (null or an object)"),
+    (lambda d: d.__setitem__("predicted_speedup", {"ceiling": {"per_token": -1.0}}), "predicted_speedup.ceiling"),
+    (lambda d: d.__setitem__("predicted_speedup", {"at_threshold": {"per_token": 1.5}}), "predicted_speedup.at_threshold"),
+    (lambda d: d.__setitem__("predicted_speedup", {"sweep": [{"threshold": 0.9, "per_token": float("nan")}]}),
+     "predicted_speedup.sweep"),
 ])
 def test_a_file_with_bad_values_is_skipped_and_named(tmp_path, caplog, change, named):
     board = build_board(tmp_path / "results")
