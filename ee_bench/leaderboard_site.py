@@ -55,7 +55,7 @@ from ee_bench.leaderboard_overview import (
 )
 from ee_bench.leaderboard_page import PAGE_JS, TEMPLATE
 from ee_bench.preflight import path_inside
-from ee_bench.records import read_samples, samples_path
+from ee_bench.samples_file import read_samples, samples_path
 from ee_bench.results import atomic_write, safe_name
 from ee_bench.speedup_verdict import result_verdicts
 

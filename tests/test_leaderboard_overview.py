@@ -3,6 +3,9 @@ columns, on hand-built results (tests/_board_results.py) whose expected cells ar
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from ee_bench.leaderboard import collect, format_rows, group_by_task, render_leaderboard
@@ -85,3 +88,16 @@ def test_layer_shares_by_hand():
     assert layer_shares([0, 0, 1, 3], 4) == [50.0, 25.0, 0.0, 25.0]
     with pytest.raises(ValueError, match=r"\[0, 3\]"):
         layer_shares([4], 4)
+
+
+def test_rendering_imports_neither_torch_nor_decoding(board, tmp_path):
+    """The markdown and the site are written without torch or ee_bench.decoding (issue 21): a fresh
+    interpreter renders both, then lists what it imported."""
+    code = ("import sys; from pathlib import Path; from ee_bench.leaderboard import write_leaderboard; "
+            "from ee_bench.leaderboard_site import write_site; "
+            f"write_leaderboard([Path({str(board)!r})], Path({str(tmp_path / 'README.md')!r})); "
+            f"write_site([Path({str(board)!r})], Path({str(tmp_path / 'site')!r})); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('ee_bench.decoding')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert (tmp_path / "site" / "index.html").is_file()
