@@ -198,7 +198,7 @@ def _folded(res: dict[str, Any], cols: list) -> tuple[str, list[str], list[str]]
     for label, value, iv, digits in (
             ("saturation avg", sat, ((ivs.get("oracle") or {}).get("saturation") or {}).get("avg"), 2),
             ("signed distance", signed, (ivs.get("gate_at_threshold") or {}).get("signed_distance"), 2),
-            *((c.label, c.value(res), c.interval(res), c.digits) for c in cols)):
+            *((c.label, c.value(res), c.interval(res), c.digits) for c in cols if c.label != "saturation avg")):
         if value is None:
             continue
         bounds = f" [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]" if isinstance(iv, dict) and "low" in iv else ""

@@ -130,6 +130,11 @@ def test_committed_leaderboard_page_loads_and_sorts(tmp_path):
         assert flags == sorted(flags)  # every ranked row ("0") before every preview ("1")
         assert ranked == sorted(ranked)
         assert browser.eval("document.documentElement.scrollWidth <= innerWidth") is True
+        # every row's details opened (numbers, files, figures): still no sideways scrolling
+        assert browser.eval("(() => { const ds = document.querySelectorAll('tbody.run details'); "
+                            "ds.forEach(d => { d.open = true; }); return ds.length; })()") == 23  # 22 runs + 1 average
+        assert browser.eval("document.documentElement.scrollWidth <= innerWidth") is True
+        browser.eval("document.querySelectorAll('tbody.run details').forEach(d => { d.open = false; })")
         assert browser.errors() == []
         task = browser.screenshot(ARTEFACTS / "leaderboard_task_wmt22_de_en.png", selector="#task-wmt22_de_en")
     assert first.stat().st_size > 10_000 and task.stat().st_size > 10_000
