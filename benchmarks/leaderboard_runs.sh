@@ -94,4 +94,4 @@ while read -r model task; do
   cp "$OUT/${name}__$task/$name/"*"_${task}_confidence."* "leaderboard/results/$name/"
 done <<<"$LIST"
 "$EE" leaderboard
-"$EE" report leaderboard/ --lang cnn_dailymail=en --lang narrativeqa=en
+"$EE" report leaderboard/

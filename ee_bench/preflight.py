@@ -6,7 +6,7 @@ The ground floor: it imports nothing of ee-bench but its errors.
   folder that is removed at once), not ``/proc/x`` or a path under a regular file;
 - (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`);
 - :func:`path_inside`: a path named by a task or results file stays inside its folder;
-- :func:`check_device`: the device exists on this machine (``--device mps`` on a machine without it).
+- (the device: :func:`ee_bench.devices.check_device`, which needs torch).
 
 Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the problem and the fix.
 """
@@ -56,28 +56,3 @@ def check_output_folder(path: str | os.PathLike, option: str = "--output_path") 
     except OSError as exc:
         raise EEBenchError(f"{option} {path} cannot be written ({probe}: {exc.strerror or exc}). Give a folder "
                            f"you can write to, e.g. runs/.") from None
-
-
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have (cuda without CUDA, mps without Metal, ...).
-
-    Raises:
-        EEBenchError: naming the device and the fix.
-    """
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise EEBenchError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cpu":
-        return
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise EEBenchError(f"--device {device} was asked for, but this machine has no usable MPS (Apple Metal) "
-                           f"device; use --device cpu or omit --device")
-    try:
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError, AttributeError) as exc:
-        reason = str(exc).strip().split("\n")[0].split(". ")[0][:160]
-        raise EEBenchError(f"--device {device} was asked for, but this machine cannot use it ({reason}); "
-                           f"use --device cpu or omit --device") from None

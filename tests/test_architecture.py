@@ -98,10 +98,15 @@ def test_target_language_is_worked_out_in_one_place():
 
     from ee_bench.tasks.loaders import target_language
 
-    assert target_language(SimpleNamespace(dataset_name="de-en"), [{"tgt_lang": "en"}]) == "en"
-    assert target_language(SimpleNamespace(dataset_name="en-ja"), [{"src": "x"}]) == "ja"
-    assert target_language(SimpleNamespace(dataset_name="cola"), [{"sentence": "x"}]) is None
-    assert target_language(SimpleNamespace(dataset_name=None), []) is None
+    def spec(dataset_name, language=None):
+        return SimpleNamespace(dataset_name=dataset_name, language=language)
+
+    assert target_language(spec("de-en"), [{"tgt_lang": "en"}]) == "en"
+    assert target_language(spec("en-ja"), [{"src": "x"}]) == "ja"
+    assert target_language(spec("cola"), [{"sentence": "x"}]) is None
+    assert target_language(spec(None), []) is None
+    assert target_language(spec("3.0.0", "en"), []) == "en"  # metadata.language (CNN/DailyMail, NarrativeQA)
+    assert target_language(spec("de-en", "fr"), [{"tgt_lang": "en"}]) == "en"  # the documents say it first
 
 
 # ---------------------------------------------------------------- task runners and model contracts

@@ -138,6 +138,11 @@ def _edit(path: Path, change) -> None:
     (lambda d: d["oracle"]["first_match"].pop("n_layers"), "oracle.first_match.avg/n_layers"),
     (lambda d: d["intervals"]["metrics"]["chrf"].__setitem__("low", 99.0), "intervals.metrics.chrf"),
     (lambda d: d.__setitem__("figures", "plot.png"), "figures (a list of paths)"),
+    (lambda d: d.__setitem__("predicted_speedup", "fast"), "predicted_speedup (null or an object)"),
+    (lambda d: d.__setitem__("predicted_speedup", {"ceiling": {"per_token": -1.0}}), "predicted_speedup.ceiling"),
+    (lambda d: d.__setitem__("predicted_speedup", {"at_threshold": {"per_token": 1.5}}), "predicted_speedup.at_threshold"),
+    (lambda d: d.__setitem__("predicted_speedup", {"sweep": [{"threshold": 0.9, "per_token": float("nan")}]}),
+     "predicted_speedup.sweep"),
 ])
 def test_a_file_with_bad_values_is_skipped_and_named(tmp_path, caplog, change, named):
     board = build_board(tmp_path / "results")
@@ -166,7 +171,7 @@ def test_names_cannot_break_the_markdown_table():
 
 
 def test_samples_file_outside_the_results_folder_is_not_read(tmp_path):
-    from ee_bench.records import samples_path
+    from ee_bench.samples_file import samples_path
 
     path = write_run(tmp_path / "r", "model-a", "wmt22_de_en", chrf=50.0, fm_avg=20.0, acc=80.0, evaluated=250)
     (tmp_path / "secret.jsonl").write_text('{"doc_id": 0}\n')

@@ -134,7 +134,10 @@ def test_leaderboard_marks_degenerate_rows_and_lists_them_last(tmp_path):
     res["metrics"]["acc"] = 10.0  # worse than the degenerate run, still ranked first
     (good / "m" / "results_t_confidence.json").write_text(json.dumps(res))
     text = render_leaderboard([tmp_path], tmp_path / "README.md")
-    rows = [line for line in text.splitlines() if line.startswith("| m ")]
+    overview, table = text.split("## Overview\n")[1].split("\n## t\n")
+    # the overview shows the ranked run, not the degenerate one with the higher accuracy
+    assert [line.split("|")[3].strip() for line in overview.splitlines() if line.startswith("| m ")] == ["acc 10.00"]
+    rows = [line for line in table.splitlines() if line.startswith("| m ")]
     assert len(rows) == 2
     assert "degenerate" not in rows[0] and "10.00" in rows[0]
     assert rows[1].startswith("| m (degenerate)") and "50.00" in rows[1]
@@ -175,3 +178,16 @@ def test_report_errors(tmp_path, capsys):
     assert "no results_*.json" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--lang", "oops"]) == 2
     assert "TASK=CODE" in capsys.readouterr().err
+
+
+def test_output_language_comes_from_the_task_itself():
+    """Without --lang, a run whose results predate ``task_info.target_lang`` takes its task's own language:
+    CNN/DailyMail and NarrativeQA declare ``metadata.language: en``; a WMT22 pair's is its target."""
+    from ee_bench.report.runs import output_language
+
+    def lang(task, recorded=None, overrides=None):
+        return output_language({"task": task, "task_info": {"target_lang": recorded}}, overrides or {})
+
+    assert [lang(t) for t in ("cnn_dailymail", "narrativeqa", "wmt22_en_ja")] == ["en", "en", "ja"]
+    assert lang("glue_rte") is None and lang("not_a_task") is None  # none declared / unknown here
+    assert lang("cnn_dailymail", recorded="de") == "de" and lang("cnn_dailymail", overrides={"cnn_dailymail": "fr"}) == "fr"

@@ -174,3 +174,12 @@ def test_shipped_wmt22_group_expands_to_its_ten_pairs():
 def test_unknown_task_suggests():
     with pytest.raises(UnknownNameError, match="Did you mean: wmt22_de_en"):
         TaskIndex(with_plugins=False).load("wmt22_de_enn")
+
+
+def test_metadata_language_is_read_and_checked():
+    assert TaskIndex().load("cnn_dailymail").language == "en" and TaskIndex().load("wmt22_de_en").language is None
+    base = {"task": "t", "dataset_path": "x", "doc_to_text": "{{a}}", "generation_kwargs": {"until": ["\\n"], "max_gen_toks": 4},
+            "metric_list": [{"metric": "chrf"}]}
+    assert parse_task({**base, "metadata": {"version": 1, "language": "en"}}, "t.yaml").language == "en"
+    with pytest.raises(ConfigError, match="metadata.language"):
+        parse_task({**base, "metadata": {"version": 1, "language": 3}}, "t.yaml")

@@ -71,7 +71,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
         if args.dtype != "auto" and args.dtype not in DTYPES:
             raise EEBenchError(f"unknown --dtype {args.dtype!r}; use one of auto, {', '.join(DTYPES)}")
-    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable, device
+    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable
+    from ee_bench.devices import check_device  # sec: a device this machine lacks
     from ee_bench.tasks.loaders import data_dir_problem
 
     if args.data_dir is not None and data_dir_problem(Path(args.data_dir)):
@@ -79,7 +80,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.output_path is not None:
         preflight.check_output_folder(args.output_path)
     if args.device is not None:
-        preflight.check_device(args.device)
+        check_device(args.device)
     if args.comet_model:
         from ee_bench.metrics.comet import check_comet_model
 

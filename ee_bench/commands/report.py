@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--output", default=None, help="markdown file to write (default: RESULTS_DIR/report.md); "
                                                   "figures go to <output stem>_figures/ beside it")
     p.add_argument("--lang", action="append", default=[], metavar="TASK=CODE",
-                   help="output language of a task whose results do not record it (e.g. cnn_dailymail=en); repeatable")
+                   help="output language of a task, overriding its results and its task file (e.g. cnn_dailymail=en); "
+                        "needed only for a task this ee-bench does not know; repeatable")
     args = p.parse_args(argv)
     folder = Path(args.results)
     if not folder.is_dir():

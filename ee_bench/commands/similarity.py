@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
 
         check_output_folder(args.output_dir, "--output_dir")
     if args.device is not None:
-        from ee_bench.preflight import check_device
+        from ee_bench.devices import check_device
 
         check_device(args.device)
     from ee_bench.models.cards import resolve_card

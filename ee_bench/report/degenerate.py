@@ -53,7 +53,7 @@ def run_degeneracy(result: dict[str, Any], results_path: Path) -> Degeneracy | N
     """:func:`degeneracy` of a run from its samples file (beside the results); None if it is missing,
     outside the results folder or unreadable (a warning names the file)."""
     from ee_bench.errors import EEBenchError
-    from ee_bench.records import read_samples, samples_path
+    from ee_bench.samples_file import read_samples, samples_path
 
     path = samples_path(result, results_path)
     if path is None:

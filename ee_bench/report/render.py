@@ -228,8 +228,9 @@ def _pos_section(runs: list[Run], ctx: Context) -> str:
         if not (r.is_generation and r.rows):
             continue
         if r.target_lang != "en":
-            skipped.append(f"{r.task} / {r.label}: output language {r.target_lang or 'unknown'} "
-                           f"(pass --lang {r.task}=en if its outputs are English)")
+            skipped.append(f"{r.task} / {r.label}: output language {r.target_lang or 'unknown'}"
+                           + ("" if r.target_lang else f" (its task declares none: give metadata.language in the "
+                                                       f"task file, or pass --lang {r.task}=en if its outputs are English)"))
             continue
         if ctx.nlp is None and ctx.nlp_error is None:
             try:

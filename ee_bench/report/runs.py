@@ -3,6 +3,7 @@ run logged it, the per-layer sidecar (:mod:`ee_bench.records`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -10,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
-from ee_bench.records import (
-    LayerStatsFile,
-    read_layer_stats,
-    read_samples,
-    samples_path,
-)
+from ee_bench.records import LayerStatsFile, read_layer_stats
 from ee_bench.report.degenerate import Degeneracy, degeneracy
+from ee_bench.samples_file import read_samples, samples_path
+from ee_bench.tasks.index import TaskIndex
+from ee_bench.tasks.loaders import target_language
+from ee_bench.tasks.spec import TaskSpec
 
 _PAIR = re.compile(r"_([a-z]{2,3})_([a-z]{2,3})$")
 
@@ -70,13 +70,26 @@ class Run:
         return [list(r.get("oracle_first_match", [])) for r in self.rows or []]
 
 
+@functools.lru_cache(maxsize=None)
+def task_language(task: str) -> str | None:
+    """The output language the task itself declares (:func:`~ee_bench.tasks.loaders.target_language` of
+    its spec: ``metadata.language`` or the language pair), or None when this ee-bench does not know the
+    task (a plug-in's, or a renamed one) or it declares none."""
+    try:
+        spec = TaskIndex().load(task)
+    except EEBenchError:
+        return None
+    return target_language(spec, []) if isinstance(spec, TaskSpec) else None
+
+
 def output_language(result: dict[str, Any], overrides: dict[str, str]) -> str | None:
     """The run's output language: ``--lang TASK=CODE``, else the results' ``task_info.target_lang``, else
-    the target of a ``…_<src>_<tgt>`` task name (e.g. ``wmt22_de_en`` → ``en``), else None."""
+    the task's own (:func:`task_language`), else the target of a ``…_<src>_<tgt>`` task name (e.g.
+    ``wmt22_de_en`` → ``en``), else None."""
     task = result["task"]
     if task in overrides:
         return overrides[task]
-    lang = result.get("task_info", {}).get("target_lang")
+    lang = result.get("task_info", {}).get("target_lang") or task_language(task)
     if lang:
         return lang
     m = _PAIR.search(task)

@@ -73,10 +73,14 @@ def inside(root: Path, path: Path, what: str = "offline path", trusted: Sequence
 
 def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
     """The ISO code of the language a task's outputs are in, for metrics that tokenise by language
-    (BLEU's ``zh``/``ja`` tokenisers): the documents' ``tgt_lang``, else the second half of a
-    ``dataset_name`` such as ``de-en``, else None. The one place this is worked out."""
+    (BLEU's ``zh``/``ja`` tokenisers) and the report's English-only analyses: the documents'
+    ``tgt_lang``, else the task file's ``metadata.language``, else the second half of a ``dataset_name``
+    such as ``de-en``, else None. ``docs`` may be empty (the task alone decides). The one place this is
+    worked out."""
     if docs and docs[0].get("tgt_lang"):
         return str(docs[0]["tgt_lang"])
+    if spec.language:
+        return spec.language
     pair = spec.dataset_name or ""
     return pair.split("-")[1] if "-" in pair else None
 

@@ -20,7 +20,9 @@ A task file holds these keys (``include`` merges a shared file first; the includ
 ``doc_to_choice``              list of label words (``multiple_choice`` only)
 ``generation_kwargs``          ``until`` (list of stop strings) and ``max_gen_toks`` (int), both required
 ``metric_list``                list of ``{metric: name, **options}``
-``metadata``                   ``version`` (required) and free-form ``description``
+``metadata``                   ``version`` (required), free-form ``description``, and ``language``:
+                               the ISO 639-1 code of the outputs where no language pair says it
+                               (``en`` for CNN/DailyMail and NarrativeQA)
 ``encoder_fields``             ee-bench extension: document fields (one, or two for pairs) fed to an
                                encoder classifier instead of ``doc_to_text``
 ``process_docs``               name of a registered document processor (lm-eval's hook, by name:
@@ -142,6 +144,7 @@ class TaskSpec:
     metric_list: tuple[dict[str, Any], ...]
     version: Any
     description: str | None = None
+    language: str | None = None
     truncation: dict[str, Any] | None = None
     encoder_fields: tuple[str, ...] | None = None
     process_docs: str | None = None
@@ -288,6 +291,8 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
     if not (isinstance(meta, dict) and "version" in meta):  # other metadata keys are free-form, as in lm-eval
         problems.append("'metadata.version' is required")
         meta = {}
+    if meta.get("language") is not None and not (isinstance(meta["language"], str) and meta["language"].strip()):
+        problems.append("'metadata.language' must be the outputs' language code, e.g. 'en'")
     if problems:
         raise ConfigError(source, problems)
     return TaskSpec(
@@ -307,6 +312,7 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         metric_list=tuple(dict(m) for m in metrics),
         version=meta["version"],
         description=meta.get("description") if isinstance(meta.get("description"), str) else None,
+        language=meta.get("language"),
         truncation=data.get("truncation"),
         encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
         process_docs=data.get("process_docs"),
