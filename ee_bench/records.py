@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,12 +133,22 @@ def read_layer_stats(path: Path) -> LayerStatsFile:
     if not path.is_file():
         raise EEBenchError(f"layer-statistics file {path} does not exist. Rerun the evaluation with this ee-bench "
                            f"(it writes samples_<task>_<gate>.npz beside the samples JSONL), or keep the file with its results.")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
-        if missing:
-            raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
-        top1, prob, ent = (torch.from_numpy(np.array(z[k])) for k in FIELDS)
-        doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    try:  # never allow_pickle: a sidecar may come from anyone, and a pickle runs code
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a bare .npy array, not the .npz archive this module writes
+                raise ValueError("a single array, not an .npz archive")
+            missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
+            if missing:
+                raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
+            top1, prob, ent = (torch.from_numpy(np.array(z[k], copy=True)) for k in FIELDS)
+            doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    except EEBenchError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        why = ("it holds pickled objects, which ee-bench never loads" if "pickle" in str(exc)
+               else f"{type(exc).__name__}")  # numpy's own advice (load it unsafely) must not reach a user
+        raise EEBenchError(f"layer-statistics file {path} is damaged or not an ee-bench .npz ({why}); rerun the "
+                           f"evaluation that wrote it, or delete it with its results file.") from None
     if len(offsets) != len(doc_ids) + 1 or (offsets and offsets[-1] != top1.shape[1]):
         raise EEBenchError(f"{path}: offsets do not match the {top1.shape[1]} token columns; the file is damaged.")
     try:
@@ -162,6 +173,24 @@ def samples_path(result: dict[str, Any], results_path: Path) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """One results JSON, parsed (``rescore`` and ``report`` read results files through this).
+
+    Raises:
+        EEBenchError: if the file cannot be read, is not UTF-8 JSON, or is not a JSON object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError
+        raise EEBenchError(f"{path} is not a readable results file ({type(exc).__name__}: {str(exc)[:120]}); "
+                           f"delete or regenerate it.") from None
+    if not isinstance(data, dict):
+        raise EEBenchError(f"{path} is not a results file (a JSON {type(data).__name__}, not an object); "
+                           f"delete or regenerate it.")
+    return data
+
+
 def read_samples(path: Path) -> list[dict[str, Any]]:
     """The rows of a samples JSONL.
 
@@ -171,8 +200,13 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise EEBenchError(f"samples file {path} does not exist; results and samples must stay in the same folder.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"samples file {path} is not valid UTF-8 (byte {exc.start}); the file is damaged. Rerun the "
+                           f"evaluation that wrote it.") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

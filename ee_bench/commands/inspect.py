@@ -21,7 +21,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ee_bench.commands.trace import add_sentence_args, show_token, translation_prompt
+from ee_bench.commands.trace import add_sentence_args, check_text, show_token, translation_prompt
 from ee_bench.errors import EEBenchError
 
 
@@ -47,8 +47,7 @@ def check_args(args: argparse.Namespace) -> list[int] | None:
     Raises:
         EEBenchError: naming the bad option and the fix.
     """
-    if not args.text.strip():
-        raise EEBenchError('--text is empty; pass the source sentence, e.g. --text "Die Ware hat unter 20 Euro gekostet."')
+    check_text(args.text)
     if args.top_k < 1:
         raise EEBenchError(f"--top-k must be at least 1, got {args.top_k}; pass e.g. --top-k 5")
     if not 1 <= args.table_k <= args.top_k:

@@ -17,6 +17,10 @@ def main(argv: list[str]) -> int:
                    help="one threshold; without it: the run's own thresholds for its own gate, else the gate's grid")
     p.add_argument("--output", default=None, help="also write the rescored analyses to this JSON file")
     args = p.parse_args(argv)
+    if args.output:  # checked before any analysis runs or prints
+        from ee_bench.preflight import check_output_file
+
+        check_output_file(args.output, "--output")
     from ee_bench.rescore import find_results, rescore_run
     from ee_bench.results import write_json
 

@@ -47,6 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_text(text: str) -> None:
+    """Refuse an empty ``--text`` or one holding bytes that are not UTF-8 (the shell passes them through
+    as lone surrogates, which no tokenizer accepts).
+
+    Raises:
+        EEBenchError: naming the problem and the fix.
+    """
+    if not text.strip():
+        raise EEBenchError('--text is empty; give the source sentence to decode, e.g. --text "Die Ware hat unter 20 '
+                           'Euro gekostet."')
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EEBenchError(f"--text holds bytes that are not UTF-8 (at character {exc.start + 1}); pass the sentence "
+                           f"in UTF-8, e.g. convert it with iconv -t UTF-8.") from None
+
+
 def translation_prompt(task: str, text: str):
     """The prompt a translation task's template makes of one source sentence.
 
@@ -97,8 +114,7 @@ def main(argv: list[str]) -> int:
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
 
-    if not args.text.strip():
-        raise EEBenchError("--text is empty; give the source sentence to decode, e.g. --text \"Die Ware hat unter 20 Euro gekostet.\"")
+    check_text(args.text)
     if args.max_gen_toks is not None and args.max_gen_toks <= 0:
         raise EEBenchError(f"--max-gen-toks must be a positive number of tokens, got {args.max_gen_toks}; "
                            f"omit it to use the task's budget.")
