@@ -130,7 +130,13 @@ def main(argv: list[str]) -> int:
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
     spec, prompt = translation_prompt(args.task, args.text)
-    model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
+    from ee_bench.models.depth import check_exit_layers, checkpoint_depth
+
+    card = resolve_card(args.model, args.model_args)
+    if layers is not None:  # the depth from the checkpoint's config, before any weight loads
+        check_exit_layers(layers, checkpoint_depth(card), card.name)
+    model = load_model(card, device=args.device, dtype=args.dtype)
+    check_exit_layers(layers, model.n_layers, card.name)
 
     from ee_bench.decoding.early_exit import EarlyExitDecoder
 

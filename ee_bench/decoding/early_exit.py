@@ -49,6 +49,7 @@ from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import exits_here, first_exit_layers, observe_layer
 from ee_bench.exits.gates import GATES, Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVContext, KVStrategy
+from ee_bench.exits.layers import layers_outside
 
 
 class DecodingOptionError(EEBenchError):
@@ -226,7 +227,7 @@ def _check_draft_len(draft_len: int | None) -> int | None:
 def _check_options(n_layers: int, exit_layers: Iterable[int] | None, min_prefix: int, max_gen_toks: int) -> frozenset[int]:
     problems = []
     layers = frozenset(range(n_layers - 1)) if exit_layers is None else frozenset(int(x) for x in exit_layers)
-    bad = sorted(x for x in layers if not 0 <= x < n_layers)
+    bad = layers_outside(layers, n_layers)
     if bad:
         problems.append(f"exit layers {bad} are outside 0..{n_layers - 1} (0-based blocks of this model)")
     if min_prefix < 0:
