@@ -19,6 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ee_bench.preview import MIN_DOCS, is_preview  # noqa: F401 - MIN_DOCS: the site reads it from here
 from ee_bench.results import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -171,15 +172,8 @@ def collect(dirs: list[Path], exclude: list[Path] = ()) -> list[tuple[dict[str, 
     return items
 
 
-MIN_DOCS = 200  # rows on fewer documents (unless that is the whole set) are previews, never ranked
 WMT22_PREFIX = "wmt22_"
 WMT22_AVERAGE = "wmt22 (average over pairs)"
-
-
-def is_preview(res: dict[str, Any]) -> bool:
-    """True when the row rests on fewer than ``MIN_DOCS`` documents and not on the whole test set."""
-    n = res["n_docs"]
-    return n["evaluated"] < min(MIN_DOCS, n["total"])
 
 
 @dataclass(frozen=True)
@@ -239,12 +233,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def fmt_value(value: float | None, interval: dict[str, Any] | None, digits: int = 2) -> str:
-    """``25.54 ± 0.40``: the value and the half-width of its interval, or the value alone."""
+def fmt_value(value: float | None, interval: dict[str, Any] | None, digits: int = 2, n_docs: int | None = None) -> str:
+    """``25.54 ± 0.40``: the value and the half-width of its interval, or the value alone; ``25.54 ± n/a``
+    for a run on one document (``n_docs`` = 1), where a bootstrap over documents measures nothing."""
     if value is None:
         return "n/a"
     if not interval:
         return _fmt(value, digits)
+    if n_docs is not None and n_docs < 2:
+        return f"{_fmt(value, digits)} ± n/a"
     return f"{_fmt(value, digits)} ± {(interval['high'] - interval['low']) / 2:.{digits}f}"
 
 
@@ -392,7 +389,7 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
         for res, path in rows_in:
             row = [md_text(res["model"]) + (" (degenerate)" if row_is_degenerate((res, path)) else ""),
                    md_text(res["gate"]), f"{res['threshold']:g}", *([md_text(", ".join(res["pairs"]))] if has_pairs else []),
-                   *[fmt_value(c.value(res), c.interval(res), c.digits) for c in cols],
+                   *[fmt_value(c.value(res), c.interval(res), c.digits, res["n_docs"]["evaluated"]) for c in cols],
                    measured_cell(res), _docs_cell(res)]
             if link_from is not None and not has_pairs and path is not None:
                 rel = Path(os.path.relpath(path.resolve(), link_from.resolve().parent)).as_posix()
