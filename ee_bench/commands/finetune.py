@@ -27,10 +27,11 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench finetune", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="ee-bench finetune", description=help_text(__doc__.split("\n\n")[0]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="all-minilm-l6-v2",
                    help="model card, hub id, local folder, or the embedded all-minilm-l6-v2 (default)")

@@ -23,10 +23,11 @@ from pathlib import Path
 
 from ee_bench.commands.trace import add_sentence_args, check_text, show_token, translation_prompt
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench inspect", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench inspect", description=help_text(__doc__.split("\n\n")[0]))
     add_sentence_args(p, model_help="decoder model card (ee-bench ls models) or checkpoint folder")
     p.add_argument("--top-k", type=int, default=5, help="hypotheses kept per layer and readout (paper: 10)")
     p.add_argument("--table-k", type=int, default=1, help="hypotheses shown in each table cell (≤ --top-k)")

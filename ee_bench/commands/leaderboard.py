@@ -9,10 +9,11 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench leaderboard", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench leaderboard", description=help_text(__doc__))
     p.add_argument("--results", action="append", default=None,
                    help="folder scanned for results_*.json (repeatable; default: leaderboard/)")
     p.add_argument("--output", default=None,

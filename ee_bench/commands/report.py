@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def _lang(items: list[str]) -> dict[str, str]:
@@ -27,7 +28,7 @@ def _lang(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench report", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench report", description=help_text(__doc__))
     p.add_argument("results", help="folder searched recursively for results_*.json (with their samples files)")
     p.add_argument("--output", default=None, help="markdown file to write (default: RESULTS_DIR/report.md); "
                                                   "figures go to <output stem>_figures/ beside it")

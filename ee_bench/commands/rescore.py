@@ -7,10 +7,11 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench rescore", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench rescore", description=help_text(__doc__))
     p.add_argument("results", help="results folder (searched recursively for results_*.json) or one results file")
     p.add_argument("--gate", required=True, help="gate to rescore with (ee-bench ls gates)")
     p.add_argument("--threshold", type=float, default=None,

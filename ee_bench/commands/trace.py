@@ -19,6 +19,7 @@ import argparse
 import json
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -30,7 +31,7 @@ def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench trace", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench trace", description=help_text(__doc__.split("\n\n")[0]))
     add_sentence_args(p, model_help="model card (ee-bench ls models)")
     p.add_argument("--kv", default="copy,recompute", help="comma-separated KV strategies (ee-bench ls kv)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates)")
