@@ -158,12 +158,12 @@ def check_args(args: argparse.Namespace) -> None:
     if folder.is_dir() and not (folder / "config.json").is_file():
         raise EEBenchError(f"--model {folder} is a folder without a checkpoint (no config.json). Give a folder "
                            f"written by save_pretrained or `ee-bench finetune`, a hub id, or all-minilm-l6-v2.")
-    check_output_folder(args.output_dir, "--output_dir")
-    if not args.overwrite_output_dir:
+    if not args.overwrite_output_dir:  # before the write probe, which would touch the folder
         from ee_bench.preflight import check_fresh_folder
         from ee_bench.results import TRAINING_RECORD
 
         check_fresh_folder(args.output_dir, "--output_dir", TRAINING_RECORD, "--overwrite_output_dir")
+    check_output_folder(args.output_dir, "--output_dir")
 
 
 def main(argv: list[str]) -> int:
