@@ -79,7 +79,7 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "should_decontaminate": (RECORDED, "lm-eval's decontamination report; no effect on scores"),
     "doc_to_decontamination_query": (RECORDED, "as `should_decontaminate`"),
     "gen_prefix": (HONOURED, "text put after the prompt, before the answer"),
-    "metadata": (HONOURED, "`version` (required in ee-bench's own files) and free-form keys, recorded"),
+    "metadata": (HONOURED, "`version` (optional, as in lm-eval) and free-form keys, recorded"),
 }
 
 # ee-bench's own keys that lm-eval does not have.
