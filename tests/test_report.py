@@ -151,7 +151,7 @@ def test_report_ranks_no_previews(tmp_path):
     res["metrics"]["acc"] = 10.0  # worse than the preview, still the only ranked run
     (whole / "m" / "results_t_confidence.json").write_text(json.dumps(res))
     text = _ranking_section(load_runs(tmp_path))
-    rows = [line for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 ", "| 2 "))]
     assert len(rows) == 1 and "m (9 docs)" in rows[0] and "10.00" in rows[0]
     assert "Not ranked (preview): m (4 docs)." in text
 

@@ -21,7 +21,12 @@ import os
 import warnings
 from pathlib import Path
 
-from ee_bench.commands.trace import add_sentence_args, check_text, show_token, translation_prompt
+from ee_bench.commands.trace import (
+    add_sentence_args,
+    check_text,
+    show_token,
+    translation_prompt,
+)
 from ee_bench.errors import EEBenchError
 from ee_bench.options import help_text
 

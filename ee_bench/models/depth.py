@@ -38,7 +38,8 @@ def _gguf_depth(path: Path) -> int | None:
     entry = GGUFCacheKey.of(path).entry_dir(cache_root())
     if (entry / "config.json").is_file():
         return _folder_depth(entry)
-    from gguf import GGUFReader  # optional heavy dependency (gguf), installed with transformers' GGUF support
+    # optional heavy dependency (gguf), installed with transformers' GGUF support
+    from gguf import GGUFReader
 
     fields = GGUFReader(str(path)).fields
     arch = fields["general.architecture"]
@@ -48,7 +49,8 @@ def _gguf_depth(path: Path) -> int | None:
 
 
 def _folder_depth(folder: Path) -> int | None:
-    from transformers import AutoConfig  # optional heavy dependency (transformers); reads config.json only
+    # optional heavy dependency (transformers); reads config.json only
+    from transformers import AutoConfig
 
     return _config_depth(AutoConfig.from_pretrained(str(folder)))
 
@@ -73,7 +75,8 @@ def checkpoint_depth(card: Any) -> int | None:
         if card.pretrained and Path(card.pretrained).is_dir():
             return _folder_depth(Path(card.pretrained))
         if card.pretrained:
-            from transformers import AutoConfig  # optional heavy dependency (transformers)
+            # optional heavy dependency (transformers)
+            from transformers import AutoConfig
 
             return _config_depth(AutoConfig.from_pretrained(card.pretrained, local_files_only=True,
                                                             revision=card.model_args.get("revision")))

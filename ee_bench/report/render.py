@@ -91,9 +91,9 @@ def _runs_section(runs: list[Run]) -> str:
 
 
 def _ranking_section(runs: list[Run]) -> str:
-    out = ["## Ranking per task (degenerate runs and previews excluded)\n\n"
-           f"As in the leaderboard, a run on fewer than {MIN_DOCS} documents (unless that is the whole test set) is a "
-           "*preview* and is not ranked."]
+    out = [("## Ranking per task (degenerate runs and previews excluded)\n\n"
+            f"As in the leaderboard, a run on fewer than {MIN_DOCS} documents (unless that is the whole test set) "
+            "is a *preview* and is not ranked.")]
     for task in sorted({r.task for r in runs}):
         items = [r for r in runs if r.task == task]
         names = list(items[0].result.get("metrics", {}))
