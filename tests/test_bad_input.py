@@ -606,3 +606,23 @@ def test_fresh_folder_rule(tmp_path):
     (tmp_path / "theirs" / "thesis.tex").write_text("")
     with pytest.raises(EEBenchError, match=r"is not empty \(thesis.tex\).*--overwrite_output_dir"):
         check_fresh_folder(tmp_path / "theirs", *args)
+
+
+@pytest.mark.parametrize("command", ["main", "trace"])
+def test_exit_layers_checked_right_after_loading_when_the_config_is_not_readable(command, tmp_path, tiny_ckpt, capsys,
+                                                                                monkeypatch):
+    """A hub id whose config is not cached: the depth is known only once the model has loaded; the check
+    then comes before any document record (``.records/``) or results file is written."""
+    import ee_bench.models.depth as depth
+
+    monkeypatch.setattr(depth, "checkpoint_depth", lambda card: None)
+    env = Env(tmp_path, tiny_ckpt)
+    argv = (["--model", str(tiny_ckpt), *env.run("--kv", "copy", "--exit-layers", "5", "--device", "cpu")[2:]]
+            if command == "main" else ["trace", "--model", str(tiny_ckpt), "--text", "w1", "--exit-layers", "5",
+                                       "--device", "cpu"])
+    before = snapshot(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "--exit-layers 5: ckpt has 4 layers" in err
+    assert snapshot(tmp_path) == before and not env.out.exists()

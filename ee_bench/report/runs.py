@@ -98,7 +98,7 @@ def _complete(result: dict[str, Any]) -> bool:
     """Whether a results file has the entries (and types) every report section reads."""
     try:
         return (isinstance(result["task"], str) and isinstance(result["model"], str)
-                and isinstance(result["metrics"], dict) and float(result["threshold"]) == float(result["threshold"])
+                and isinstance(result["metrics"], dict) and isinstance(result["threshold"], (int, float))
                 and int(result["n_docs"]["evaluated"]) >= 0 and int(result["oracle"]["first_match"]["n_layers"]) > 0)
     except (KeyError, TypeError, ValueError):
         return False
