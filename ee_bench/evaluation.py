@@ -265,7 +265,7 @@ def _measured_stage(model, spec, all_docs, docs, records, gate, chosen, scores: 
 
         stage = run_early_exit_stage(model, spec, all_docs, records, gate, chosen, options.early_exit,
                                      target_lang=scores.target_lang, batch_size=options.batch_size,
-                                     out_dir=options.output_dir)
+                                     out_dir=options.output_dir, progress=options.progress and options.dist.is_main)
         return stage.measured_speedup, stage.samples
     if model.kind == "encoder" and not getattr(gate, "needs_final", False):  # real layer-by-layer exit, timed
         # (not for the oracle gate: it reads the final layer, so there is no exit to time)

@@ -315,7 +315,7 @@ def format_rows(items: list[tuple[dict[str, Any], Path | None]], link_from: Path
         for res, path in rows_in:
             row = [md_text(res["model"]) + (" (degenerate)" if row_is_degenerate((res, path)) else ""),
                    md_text(res["gate"]), f"{res['threshold']:g}", *([md_text(", ".join(res["pairs"]))] if has_pairs else []),
-                   *[fmt_value(c.value(res), c.interval(res), c.digits) for c in cols],
+                   *[fmt_value(c.value(res), c.interval(res), c.digits, res["n_docs"]["evaluated"]) for c in cols],
                    predicted_cell(res), measured_cell(res), _docs_cell(res)]
             if link_from is not None and not has_pairs and path is not None:
                 rel = Path(os.path.relpath(path.resolve(), link_from.resolve().parent)).as_posix()

@@ -12,13 +12,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ee_bench.preview import MIN_DOCS, is_preview  # noqa: F401  (the one preview rule; re-exported)
 from ee_bench.report.degenerate import run_degeneracy
 
 # Keys every row reads from a results file; a file lacking one is skipped, not a crash.
 REQUIRED = {"task": str, "model": str, "gate": str, "threshold": (int, float), "metrics": dict, "oracle": dict,
             "gate_at_threshold": dict, "n_docs": dict}
 
-MIN_DOCS = 200  # rows on fewer documents (unless that is the whole set) are previews, never ranked
 WMT22_PREFIX = "wmt22_"
 WMT22_AVERAGE = "wmt22 (average over pairs)"
 
@@ -147,12 +147,6 @@ def predicted_sweep(res: dict[str, Any]) -> dict[float, float]:
 
 
 # ------------------------------------------------------------------ row status
-def is_preview(res: dict[str, Any]) -> bool:
-    """True when the row rests on fewer than ``MIN_DOCS`` documents and not on the whole test set."""
-    n = res["n_docs"]
-    return n["evaluated"] < min(MIN_DOCS, n["total"])
-
-
 def row_is_preview(res: dict[str, Any]) -> bool:
     """Preview status of a row, an average row included (preview when any of its pairs is)."""
     return bool(res["preview_pairs"]) if "preview_pairs" in res else is_preview(res)
@@ -187,14 +181,16 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def fmt_value(value: float | None, interval: dict[str, Any] | None, digits: int = 2) -> str:
-    """``25.54 ± 0.40``: the value and the half-width of its interval, or the value alone."""
+def fmt_value(value: float | None, interval: dict[str, Any] | None, digits: int = 2, n_docs: int | None = None) -> str:
+    """``25.54 ± 0.40``: the value and the half-width of its interval, or the value alone; ``25.54 ± n/a``
+    for a run on one document (``n_docs`` = 1), where a bootstrap over documents measures nothing."""
     if value is None:
         return "n/a"
     if not interval:
         return _fmt(value, digits)
-    return f"{_fmt(value, digits)} ± {half_width(interval):.{digits}f}"
-
+    if n_docs is not None and n_docs < 2:
+        return f"{_fmt(value, digits)} ± n/a"
+    return f"{_fmt(value, digits)} ± {(interval['high'] - interval['low']) / 2:.{digits}f}"
 
 def half_width(interval: dict[str, Any]) -> float:
     """(high − low) / 2 of an interval."""

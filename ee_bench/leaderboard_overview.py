@@ -202,7 +202,7 @@ def overview_rows(by_task: dict[str, list[Item]]) -> list[OverviewRow]:
 def quality_text(row: OverviewRow) -> str:
     """``chrf 18.47 ± 1.28`` (the task's first metric), or n/a."""
     value, interval = row.quality()
-    return "n/a" if value is None else f"{row.quality_metric} {fmt_value(value, interval)}"
+    return "n/a" if value is None else f"{row.quality_metric} {fmt_value(value, interval, n_docs=row.res['n_docs']['evaluated'])}"
 
 
 def first_match_text(row: OverviewRow) -> str:
@@ -222,7 +222,7 @@ def gate_text(row: OverviewRow) -> str:
 
 def distance_text(row: OverviewRow) -> str:
     value, interval = row.stat("gate_at_threshold", "abs_distance")
-    return fmt_value(value, interval)
+    return fmt_value(value, interval, n_docs=row.res["n_docs"]["evaluated"])
 
 
 def docs_text(row: OverviewRow) -> str:

@@ -175,13 +175,15 @@ def _measured_site_cell(res: dict[str, Any]) -> dict:
             "title": "; ".join(f"{v.setting}: {', '.join(v.flags)}" for v in flagged)}
 
 
-def _num_cell(value: float | None, interval: dict[str, Any] | None, digits: int, cls: str = "") -> dict:
-    """A numeric cell: the value, ``± half-width`` under it, the exact bounds as its tooltip."""
+def _num_cell(value: float | None, interval: dict[str, Any] | None, digits: int, cls: str = "",
+              n_docs: int | None = None) -> dict:
+    """A numeric cell: the value, ``± half-width`` under it (``n/a`` for a run on one document, where a
+    bootstrap over documents measures nothing), the exact bounds as its tooltip."""
     if value is None:
         return {"v": "", "text": "n/a", "cls": cls}
     cell = {"v": repr(float(value)), "text": f"{value:.{digits}f}", "cls": cls}
     if interval:
-        cell["pm"] = f"{half_width(interval):.{digits}f}"
+        cell["pm"] = "n/a" if n_docs is not None and n_docs < 2 else f"{half_width(interval):.{digits}f}"
         cell["title"] = (f"95 % interval [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}], "
                          f"{interval.get('n_resamples', '?')} resamples")
     return cell
@@ -240,7 +242,7 @@ def _table(task: str, rows: list[tuple[dict[str, Any], Path | None]], per_run: d
         for c in cols:
             v = c.value(res)
             cls = "best" if (not preview and v is not None and best.get(c.label) == v) else ""
-            cells.append(_num_cell(v, c.interval(res), c.digits, cls))
+            cells.append(_num_cell(v, c.interval(res), c.digits, cls, res["n_docs"]["evaluated"]))
         at = predicted_at_threshold(res)
         cells.append({"v": "" if at is None else repr(at), "text": fmt_speedup(at), "cls": "",
                       "title": f"ceiling {fmt_speedup(predicted_ceiling(res))}"})
@@ -306,10 +308,11 @@ def _overview(rows: list[OverviewRow]) -> dict:
         fm, fm_iv = r.stat("oracle.first_match", "avg")
         perc, _ = r.stat("oracle.first_match", "perc")
         dist, dist_iv = r.stat("gate_at_threshold", "abs_distance")
-        quality = _num_cell(q, q_iv, 2)
+        n_eval = r.res["n_docs"]["evaluated"]
+        quality = _num_cell(q, q_iv, 2, n_docs=n_eval)
         quality["text"] = f"{r.quality_metric} {quality['text']}" if r.quality_metric else "n/a"
         quality["cls"] = "text"
-        fm_cell = _num_cell(fm, fm_iv, 2)
+        fm_cell = _num_cell(fm, fm_iv, 2, n_docs=n_eval)
         fm_cell["v"] = "" if fm is None or not r.n_layers else repr(fm / r.n_layers)
         if fm is not None:
             fm_cell["text"] = f"{fm:.2f} / {r.n_layers}"
@@ -324,7 +327,7 @@ def _overview(rows: list[OverviewRow]) -> dict:
                  {"v": r.task_label, "text": r.task_label, "cls": "text", "href": f"#task-{safe_name(r.task)}"},
                  quality, fm_cell, {"v": "" if perc is None else repr(perc), "text": perc_text(r), "cls": ""},
                  {"v": gate_text(r), "text": gate_text(r), "cls": "text"},
-                 {**_num_cell(dist, dist_iv, 2), "text": distance_text(r).split(" ± ")[0]},
+                 {**_num_cell(dist, dist_iv, 2, n_docs=n_eval), "text": distance_text(r).split(" ± ")[0]},
                  {"v": "" if r.predicted is None else repr(r.predicted), "text": fmt_speedup(r.predicted), "cls": ""},
                  {"v": "" if r.ceiling is None else repr(r.ceiling), "text": fmt_speedup(r.ceiling), "cls": ""},
                  measured,

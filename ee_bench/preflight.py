@@ -4,9 +4,11 @@ The ground floor: it imports nothing of ee-bench but its errors.
 
 - :func:`check_output_folder`: ``--output_path`` can be created and written (probed with a temporary
   folder that is removed at once), not ``/proc/x`` or a path under a regular file;
-- (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`);
+- :func:`check_output_file`: an ``--output FILE`` is not a folder and its folder can be written;
+- :func:`check_fresh_folder`: an output folder is absent, empty, or an earlier output of the same command;
 - :func:`path_inside`: a path named by a task or results file stays inside its folder;
-- (the device: :func:`ee_bench.devices.check_device`, which needs torch).
+- (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`;
+  the device: :func:`ee_bench.devices.check_device`, which needs torch).
 
 Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the problem and the fix.
 """
@@ -56,3 +58,39 @@ def check_output_folder(path: str | os.PathLike, option: str = "--output_path") 
     except OSError as exc:
         raise EEBenchError(f"{option} {path} cannot be written ({probe}: {exc.strerror or exc}). Give a folder "
                            f"you can write to, e.g. runs/.") from None
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--output") -> None:
+    """Refuse an output file that is a folder or whose folder cannot be created or written; writes nothing.
+
+    Raises:
+        EEBenchError: naming ``option``, the path and the fix.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise EEBenchError(f"{option} {target} is a folder; give the file to write, e.g. {target / 'report.md'}.")
+    parent = target.parent if str(target.parent) else Path(".")
+    check_output_folder(parent, option=f"{option} {target}: its folder")
+
+
+def check_fresh_folder(path: str | os.PathLike, option: str, marker: str, overwrite_flag: str) -> None:
+    """Refuse a non-empty output folder that is not an earlier output of the same command.
+
+    Args:
+        path: the output folder. option: its option name, for the message.
+        marker: a file the command writes into every folder it fills (e.g. ``ee_bench_finetune.json``);
+            a folder holding it is an earlier output and may be replaced.
+        overwrite_flag: the option that allows writing into any folder (named in the message).
+
+    Raises:
+        EEBenchError: the folder holds other files and no ``marker``.
+    """
+    folder = Path(path)
+    if not folder.is_dir() or (folder / marker).is_file():
+        return
+    entries = sorted(p.name for p in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise EEBenchError(f"{option} {folder} is not empty ({shown}) and is not an earlier ee-bench output (no "
+                           f"{marker}); writing there would mix new files in with these. Give a new or empty folder, "
+                           f"or pass {overwrite_flag} to write into it anyway.")

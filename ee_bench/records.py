@@ -28,6 +28,7 @@ that reads hidden states (``needs_hidden``) cannot be rescored from these record
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,12 +132,22 @@ def read_layer_stats(path: Path) -> LayerStatsFile:
     if not path.is_file():
         raise EEBenchError(f"layer-statistics file {path} does not exist. Rerun the evaluation with this ee-bench "
                            f"(it writes samples_<task>_<gate>.npz beside the samples JSONL), or keep the file with its results.")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
-        if missing:
-            raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
-        top1, prob, ent = (torch.from_numpy(np.array(z[k])) for k in FIELDS)
-        doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    try:  # never allow_pickle: a sidecar may come from anyone, and a pickle runs code
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a bare .npy array, not the .npz archive this module writes
+                raise ValueError("a single array, not an .npz archive")
+            missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
+            if missing:
+                raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
+            top1, prob, ent = (torch.from_numpy(np.array(z[k], copy=True)) for k in FIELDS)
+            doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    except EEBenchError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        why = ("it holds pickled objects, which ee-bench never loads" if "pickle" in str(exc)
+               else f"{type(exc).__name__}")  # numpy's own advice (load it unsafely) must not reach a user
+        raise EEBenchError(f"layer-statistics file {path} is damaged or not an ee-bench .npz ({why}); rerun the "
+                           f"evaluation that wrote it, or delete it with its results file.") from None
     if len(offsets) != len(doc_ids) + 1 or (offsets and offsets[-1] != top1.shape[1]):
         raise EEBenchError(f"{path}: offsets do not match the {top1.shape[1]} token columns; the file is damaged.")
     try:

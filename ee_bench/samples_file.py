@@ -1,6 +1,6 @@
 """A run's samples JSONL, found and read without torch (the leaderboard, its site and the report's
-degeneracy check read it; :mod:`ee_bench.records`, which also reads the per-layer sidecar into tensors,
-re-exports these two functions)."""
+degeneracy check read it; ``rescore`` and ``report`` read results files through :func:`read_results`;
+:mod:`ee_bench.records` reads the per-layer sidecar into tensors)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,24 @@ def samples_path(result: dict[str, Any], results_path: Path) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """One results JSON, parsed (``rescore`` and ``report`` read results files through this).
+
+    Raises:
+        EEBenchError: if the file cannot be read, is not UTF-8 JSON, or is not a JSON object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError
+        raise EEBenchError(f"{path} is not a readable results file ({type(exc).__name__}: {str(exc)[:120]}); "
+                           f"delete or regenerate it.") from None
+    if not isinstance(data, dict):
+        raise EEBenchError(f"{path} is not a results file (a JSON {type(data).__name__}, not an object); "
+                           f"delete or regenerate it.")
+    return data
+
+
 def read_samples(path: Path) -> list[dict[str, Any]]:
     """The rows of a samples JSONL.
 
@@ -36,8 +54,13 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise EEBenchError(f"samples file {path} does not exist; results and samples must stay in the same folder.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EEBenchError(f"samples file {path} is not valid UTF-8 (byte {exc.start}); the file is damaged. Rerun the "
+                           f"evaluation that wrote it.") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -48,6 +48,9 @@ def test_value_and_half_width():
     assert fmt_value(25.54, {"low": 25.0, "high": 25.8}) == "25.54 ± 0.40"
     assert fmt_value(60.0, {"low": 58.0, "high": 61.0}, 1) == "60.0 ± 1.5"
     assert fmt_value(3.0, None) == "3.00" and fmt_value(None, {"low": 0, "high": 1}) == "n/a"
+    # one document: the bootstrap interval is a point, which says nothing; two documents: a real ± 0.00
+    assert fmt_value(25.54, {"low": 25.54, "high": 25.54}, 2, n_docs=1) == "25.54 ± n/a"
+    assert fmt_value(25.54, {"low": 25.54, "high": 25.54}, 2, n_docs=2) == "25.54 ± 0.00"
 
 
 def test_markdown_ranks_full_rows_before_previews(tmp_path):

@@ -143,6 +143,22 @@ def test_leaderboard_marks_degenerate_rows_and_lists_them_last(tmp_path):
     assert rows[1].startswith("| m (degenerate)") and "50.00" in rows[1]
 
 
+def test_report_ranks_no_previews(tmp_path):
+    """Same rule as the leaderboard: 4 of 9 documents is a preview (not ranked); 9 of 9 is ranked."""
+    from ee_bench.report.render import _ranking_section
+    from ee_bench.report.runs import load_runs
+
+    _hand_built_run(tmp_path / "a", [0, 1, 0, 1])  # 4/9 documents
+    whole = _hand_built_run(tmp_path / "b", [0, 1, 0, 1, 0, 1, 0, 1, 0])  # 9/9
+    res = json.loads((whole / "m" / "results_t_confidence.json").read_text())
+    res["metrics"]["acc"] = 10.0  # worse than the preview, still the only ranked run
+    (whole / "m" / "results_t_confidence.json").write_text(json.dumps(res))
+    text = _ranking_section(load_runs(tmp_path))
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert len(rows) == 1 and "m (9 docs)" in rows[0] and "10.00" in rows[0]
+    assert "Not ranked (preview): m (4 docs)." in text
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")

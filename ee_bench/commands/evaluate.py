@@ -146,6 +146,11 @@ def main(argv: list[str]) -> int:
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")
+    from ee_bench.models.depth import check_exit_layers, checkpoint_depth
+
+    exit_layers = ee_options.exit_layers if ee_options else None
+    if exit_layers is not None:  # the depth from the checkpoint's config, before any weight loads
+        check_exit_layers(exit_layers, checkpoint_depth(card), card.name)
 
     import torch
 
@@ -183,6 +188,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
         load_s = time.perf_counter() - t0
+        check_exit_layers(exit_layers, model.n_layers, card.name)  # a hub config not cached: before any record
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
         options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
                               output_dir=model_dir(args.output_path, card.name) if args.output_path else None,

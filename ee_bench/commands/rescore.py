@@ -7,16 +7,21 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench rescore", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench rescore", description=help_text(__doc__))
     p.add_argument("results", help="results folder (searched recursively for results_*.json) or one results file")
     p.add_argument("--gate", required=True, help="gate to rescore with (ee-bench ls gates)")
     p.add_argument("--threshold", type=float, default=None,
                    help="one threshold; without it: the run's own thresholds for its own gate, else the gate's grid")
     p.add_argument("--output", default=None, help="also write the rescored analyses to this JSON file")
     args = p.parse_args(argv)
+    if args.output:  # checked before any analysis runs or prints
+        from ee_bench.preflight import check_output_file
+
+        check_output_file(args.output, "--output")
     from ee_bench.rescore import find_results, rescore_run
     from ee_bench.files import write_json
 

@@ -16,6 +16,7 @@ import logging
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.timing import TimeSplit
@@ -159,7 +160,7 @@ class EESetting:
 
 
 def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
-                     batch_size: int = 1) -> list[DecodeResult]:
+                     batch_size: int = 1, progress: Any = None, labels: Sequence[str] | None = None) -> list[DecodeResult]:
     """Time decoding modes against each other, in one process: the one timing protocol of ee-bench.
 
     Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each, every chunk
@@ -172,6 +173,9 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
         modes: callables ``chunk of prompts -> DecodeResult`` (an :class:`EarlyExitDecoder` setting,
             or :func:`hf_generate_mode`). prompts: token-id lists. repeats: timed rounds (≥ 1).
         batch_size: prompts per chunk.
+        progress: a tqdm bar (or None), advanced once per mode call; its total is set here to
+            ``len(modes) × (1 + repeats × chunks)`` and its postfix names the mode and the round.
+        labels: a name per mode for that postfix (default ``mode 0``, ``mode 1``…).
 
     Returns:
         Per mode, in order, the median round.
@@ -182,15 +186,27 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
     if repeats < 1 or not prompts or not modes:
         raise EEBenchError(f"timing needs repeats >= 1, prompts and modes (got {repeats}, {len(prompts)} prompts, "
                            f"{len(modes)} modes); give --repeats 1 or more and at least one document.")
-    for mode in modes:
-        mode(prompts[:1])
     chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    names = list(labels) if labels is not None else [f"mode {k}" for k in range(len(modes))]
+
+    def call(k: int, stage: str, chunk) -> DecodeResult:  # the bar names the mode running now
+        if progress is not None:
+            progress.set_postfix_str(f"{names[k]}, {stage}")
+        out = modes[k](chunk)
+        if progress is not None:
+            progress.update(1)
+        return out
+
+    if progress is not None:
+        progress.reset(total=len(modes) * (1 + repeats * len(chunks)))
+    for k in range(len(modes)):
+        call(k, "warm-up", prompts[:1])
     runs: list[list[DecodeResult]] = [[] for _ in modes]
     for rep in range(repeats):
         parts: list[list[DecodeResult]] = [[] for _ in modes]
         for chunk in chunks:
-            for k, mode in enumerate(modes):
-                parts[k].append(mode(chunk))
+            for k in range(len(modes)):
+                parts[k].append(call(k, f"repeat {rep + 1}/{repeats}", chunk))
         for r, p in zip(runs, parts):
             r.append(_concat(p))
         logger.info("round %d/%d: %s", rep + 1, repeats, ", ".join(f"{r[-1].split.total_s:.2f} s" for r in runs))
@@ -276,7 +292,8 @@ def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee:
 def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
                      max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
                      references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
-                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> list[SpeedupReport]:
+                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None,
+                     progress: Any = None) -> list[SpeedupReport]:
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
@@ -290,6 +307,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         repeats: timed rounds. batch_size: rows decoded together (1 = latency setting).
         references: per-prompt reference lists, to score both outputs with ``metrics``.
         target_lang: output language code (selects the BLEU tokeniser). decoder: reuse a decoder.
+        progress: a tqdm bar advanced once per decoded chunk of every mode (:func:`time_interleaved`), or None.
 
     Returns:
         One :class:`SpeedupReport` per setting.
@@ -304,7 +322,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     dec = decoder or EarlyExitDecoder(model)
     modes = [full_depth_mode(dec, until, max_gen_toks, settings[0].kv, batch_size),
              *[setting_mode(dec, s, until, max_gen_toks, batch_size) for s in settings]]
-    f, *runs = time_interleaved(modes, prompts, repeats, batch_size)
+    f, *runs = time_interleaved(modes, prompts, repeats, batch_size, progress=progress,
+                                labels=["full depth", *[s.kv for s in settings]])
     q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else None
     return [compare_runs(s.kv, s.gate, s.threshold, f, e, n_layers=dec.n_layers, repeats=repeats,
                          batch_size=batch_size, references=references, metrics=metrics, target_lang=target_lang,

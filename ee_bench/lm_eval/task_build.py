@@ -22,6 +22,7 @@ from ee_bench.errors import (
     EEBenchError,
     UnknownNameError,
 )
+from ee_bench.hub import offline_if_unreachable
 from ee_bench.tasks import lm_eval_vocab as vocab
 
 logger = logging.getLogger(__name__)
@@ -232,8 +233,9 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     cfg, note = local_data_overrides(cfg, data_dir, source)
     cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k not in ("tag", "group", "task_list", "include")}
     cfg["metadata"] = {**(cfg.get("metadata") or {}), "config_source": source}
+    offline = None
     try:
-        with sandboxed_templates():
+        with sandboxed_templates(), offline_if_unreachable() as offline:  # no hub: fail at once, no retries
             lm_task = ConfigurableTask(config=cfg)
     except (ConfigError, EEBenchError):
         raise
@@ -244,8 +246,9 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
         raise ConfigError(source, [f"a template of task {name} failed on the first document: "
                                    f"{type(exc).__name__}: {exc}"]) from None
     except Exception as exc:  # hub unreachable, missing file, bad split
+        hub = f"The hub cannot be used here ({offline}) and no local copy was found. " if offline else ""
         raise DataNotFoundError(
-            f"lm-eval could not build task {name} from {source} ({type(exc).__name__}: {str(exc)[:300]}). "
+            f"lm-eval could not build task {name} from {source} ({type(exc).__name__}: {str(exc)[:300]}). {hub}"
             f"If its data set is on the hub, put a copy with the same fields at "
             f"--data-dir DIR/{cfg.get('dataset_path')}/{cfg.get('dataset_name') or ''}/<split>.jsonl, or "
             f"use dataset_path: json with local data_files.") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ee_bench.errors import EEBenchError
+from ee_bench.preview import MIN_DOCS, is_preview
 from ee_bench.report import confidence, figures, positions, subword
 from ee_bench.report.degenerate import DEGENERATE_SHARE
 from ee_bench.report.runs import Run, load_runs
@@ -90,13 +91,15 @@ def _runs_section(runs: list[Run]) -> str:
 
 
 def _ranking_section(runs: list[Run]) -> str:
-    out = ["## Ranking per task (degenerate runs excluded)"]
+    out = [("## Ranking per task (degenerate runs and previews excluded)\n\n"
+            f"As in the leaderboard, a run on fewer than {MIN_DOCS} documents (unless that is the whole test set) "
+            "is a *preview* and is not ranked.")]
     for task in sorted({r.task for r in runs}):
         items = [r for r in runs if r.task == task]
         names = list(items[0].result.get("metrics", {}))
         first = names[0] if names else None
         higher = items[0].result.get("metric_details", {}).get(first, {}).get("higher_is_better", True)
-        ranked = [r for r in items if not r.degenerate]
+        ranked = [r for r in items if not r.degenerate and not is_preview(r.result)]
         key = lambda r: (r.result["metrics"].get(first) is None,  # noqa: E731
                          -(r.result["metrics"].get(first) or 0) if higher else (r.result["metrics"].get(first) or 0), r.label)
         rows = [[i + 1, r.label, _f(r.result["metrics"].get(first)), _f(r.result["oracle"]["first_match"]["avg"]),
@@ -106,6 +109,9 @@ def _ranking_section(runs: list[Run]) -> str:
         excluded = [r.label for r in items if r.degenerate]
         if excluded:
             text += "\n\nExcluded (degenerate): " + ", ".join(excluded) + "."
+        previews = [r.label for r in items if is_preview(r.result) and not r.degenerate]
+        if previews:
+            text += "\n\nNot ranked (preview): " + ", ".join(previews) + "."
         out.append(text)
     return "\n\n".join(out)
 

@@ -79,7 +79,7 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "should_decontaminate": (RECORDED, "lm-eval's decontamination report; no effect on scores"),
     "doc_to_decontamination_query": (RECORDED, "as `should_decontaminate`"),
     "gen_prefix": (HONOURED, "text put after the prompt, before the answer"),
-    "metadata": (HONOURED, "`version` (required in ee-bench's own files) and free-form keys, recorded"),
+    "metadata": (HONOURED, "`version` (optional, as in lm-eval) and free-form keys, recorded"),
 }
 
 # ee-bench's own keys that lm-eval does not have.
@@ -190,9 +190,11 @@ def refusals(data: dict[str, Any]) -> list[str]:
     """
     problems = []
     for path, ref in function_refs(data):
-        problems.append(f"'{path}' is `{ref}`: Python code in a task file is not run by ee-bench (task "
-                        f"files are data; see the security rules). Use a registered ee-bench document "
-                        f"processor / metric, or run lm-eval's own installed task by name (--tasks lm_eval:NAME).")
+        problems.append(f"'{path}' is `{ref}`: the main ee-bench command never runs Python code from a task "
+                        f"file (task files are data). A file written for lm-eval's own CLI, like "
+                        f"examples/lm-eval-tasks, runs with `ee-bench lm-eval --model ee-hf --include_path DIR "
+                        f"--tasks NAME` (lm-eval's code path, docs/lm_eval.md); otherwise use a registered ee-bench "
+                        f"document processor / metric, or lm-eval's own installed task by name (--tasks lm_eval:NAME).")
     for key in ("custom_dataset", "doc_to_image", "doc_to_audio", "use_prompt"):
         if data.get(key) not in (None, "", False) and not isinstance(data.get(key), FunctionRef):
             problems.append(f"'{key}' is refused: {TASK_CONFIG_FIELDS[key][1]}")

@@ -277,9 +277,11 @@ def data_dir_problem(data_dir: Path, hub: str | None = None) -> str | None:
     if data_dir.is_dir():
         return None
     what = "is a file, not a folder" if data_dir.exists() else "does not exist"
-    return (f"Data folder {data_dir} {what}. Pass --data-dir (or set {DATA_DIR_ENV}) to a folder in the "
-            f"official layouts, e.g. ../shared/data, or leave it out to load "
-            f"{repr(hub) + ' ' if hub else ''}from the hub.")
+    where = f" ({data_dir.resolve()})" if not data_dir.is_absolute() else ""
+    example = "" if data_dir.resolve() == Path("../shared/data").resolve() else ", e.g. ../shared/data"
+    return (f"Data folder {data_dir}{where} {what}. Pass --data-dir (or set {DATA_DIR_ENV}) to an existing folder "
+            f"in the official layouts{example} (a relative path counts from the current folder), or leave it out "
+            f"to load {repr(hub) + ' ' if hub else ''}from the hub.")
 
 
 def _load_local(data_dir: Path, spec: TaskSpec) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import EEBenchError
+from ee_bench.training.save import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,7 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
         return None
     trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     trained.config.use_cache = True
-    out.mkdir(parents=True, exist_ok=True)
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_checkpoint(trained, tokenizer, out)
     write_card(out, card, cfg)
     record = {"schema": "ee-bench/finetune-causal/v1", "command": command, "config": asdict(cfg), "source_card": card.name,
               "n_examples": len(examples), "n_train_rows": len(train), "n_layers": trainer.n_layers,

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import EEBenchError
+from ee_bench.training.save import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +172,7 @@ def finetune_classifier(cfg: FinetuneConfig, rows: list[dict[str, Any]], output_
         result = trainer.train()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_checkpoint(trainer.model, tokenizer, out)
     write_card(out, cfg)
     record = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
               "n_train_rows": len(rows), "train_loss": float(result.training_loss),
