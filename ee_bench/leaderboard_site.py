@@ -55,7 +55,7 @@ from ee_bench.leaderboard_overview import (
     perc_text,
 )
 from ee_bench.leaderboard_page import PAGE_JS, TEMPLATE
-from ee_bench.preflight import path_inside
+from ee_bench.preflight import check_output_folder, path_inside
 from ee_bench.samples_file import read_samples, samples_path
 from ee_bench.speedup_verdict import result_verdicts
 
@@ -87,8 +87,6 @@ def check_site_folder(out_dir: Path) -> None:
             folder that ``ee-bench leaderboard --html`` did not write (its files would be mixed with
             the site's, and a rerun clears the site's ``data/`` and ``figures/``).
     """
-    from ee_bench.preflight import check_output_folder
-
     out_dir = Path(out_dir)
     check_output_folder(out_dir, option="--html")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).exists():

@@ -93,8 +93,8 @@ def _prepare(args: argparse.Namespace):
     from ee_bench.exits.gates import GATES
     from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
-    from ee_bench.tasks.loaders import load_docs
     from ee_bench.task_resolution import resolve_tasks
+    from ee_bench.tasks.loaders import load_docs
 
     _check_args(args)
     if args.comet_model:
@@ -156,11 +156,10 @@ def main(argv: list[str]) -> int:
 
     from ee_bench.distributed import DistContext
     from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
+    from ee_bench.files import model_dir
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
-    from ee_bench.files import model_dir
-    from ee_bench.results import (git_sha, package_versions, result_dict, sample_rows, training_provenance,
-                                  write_task_result)
+    from ee_bench.results import git_sha, package_versions, result_dict, sample_rows, training_provenance, write_task_result
 
     dist = DistContext.from_env()
     if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars

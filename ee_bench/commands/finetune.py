@@ -27,8 +27,8 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
-from ee_bench.training.options import check_numbers, row_slice
 from ee_bench.options import help_text
+from ee_bench.training.options import check_numbers, row_slice
 
 
 def build_parser() -> argparse.ArgumentParser:

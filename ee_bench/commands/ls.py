@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from tabulate import tabulate
 

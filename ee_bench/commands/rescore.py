@@ -22,8 +22,8 @@ def main(argv: list[str]) -> int:
         from ee_bench.preflight import check_output_file
 
         check_output_file(args.output, "--output")
-    from ee_bench.rescore import find_results, rescore_run
     from ee_bench.files import write_json
+    from ee_bench.rescore import find_results, rescore_run
 
     runs, skipped = [], []
     for path in find_results(Path(args.results)):

@@ -110,11 +110,11 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from ee_bench.exits.gates import GATES
     from ee_bench.decoding.checks import check_options
-    from ee_bench.options import parse_layers
+    from ee_bench.exits.gates import GATES
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.options import parse_layers
 
     check_text(args.text)
     if args.max_gen_toks is not None and args.max_gen_toks <= 0:

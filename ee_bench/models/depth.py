@@ -33,7 +33,10 @@ def _config_depth(cfg: Any) -> int | None:
 
 
 def _gguf_depth(path: Path) -> int | None:
-    from ee_bench.models.gguf_cache import GGUFCacheKey, cache_root
+    from ee_bench.models.gguf_cache import (  # deferred: torch and transformers, not needed to read a depth
+        GGUFCacheKey,
+        cache_root,
+    )
 
     entry = GGUFCacheKey.of(path).entry_dir(cache_root())
     if (entry / "config.json").is_file():
@@ -69,7 +72,7 @@ def checkpoint_depth(card: Any) -> int | None:
         if card.gguf:
             if "assemble" in card.gguf:  # the file is rebuilt by its package at load time
                 return None
-            from ee_bench.models.packaging import gguf_file
+            from ee_bench.models.packaging import gguf_file  # deferred: only for packaged GGUF cards
 
             return _gguf_depth(gguf_file(card.gguf))
         if card.pretrained and Path(card.pretrained).is_dir():

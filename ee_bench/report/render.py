@@ -13,12 +13,12 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ee_bench.errors import EEBenchError
+from ee_bench.files import atomic_write, safe_name
 from ee_bench.preview import MIN_DOCS, is_preview
 from ee_bench.report import confidence, figures, positions, subword
 from ee_bench.report.degenerate import DEGENERATE_SHARE
 from ee_bench.report.runs import Run, load_runs
 from ee_bench.report.translation import reference_scores, wmt22_averages
-from ee_bench.files import atomic_write, safe_name
 
 
 def _table(rows: list[list], headers: list[str]) -> str:
@@ -223,7 +223,7 @@ def _skipped(items: list[str]) -> str:
 
 # ------------------------------------------------------------------------------ part of speech
 def _pos_section(runs: list[Run], ctx: Context) -> str:
-    from ee_bench.report import pos
+    from ee_bench.report import pos  # deferred: spaCy (an optional heavy dependency) loads with it
 
     head = ("## Exit layer by part of speech (paper §6.1)\n\n"
             "English outputs only. Universal POS tags from spaCy `en_core_web_sm` (3.8); a model token takes the "

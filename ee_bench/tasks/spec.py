@@ -60,8 +60,9 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import ConfigError
-from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.metrics.base import METRICS
 from ee_bench.task_runner_registry import TASK_RUNNERS
+from ee_bench.tasks import lm_eval_vocab as vocab
 from ee_bench.tasks.templates import template_problems
 
 TASK_KEYS = {*vocab.TASK_CONFIG_FIELDS, *vocab.EE_BENCH_EXTENSIONS, *vocab.LOADER_KEYS}
@@ -203,8 +204,6 @@ def _hint(name: str, allowed) -> str:
 
 
 def _ee_metric_names() -> set[str] | None:
-    from ee_bench.metrics.base import METRICS
-
     try:
         return set(METRICS.names())
     except Exception:  # a broken metric plug-in is reported where metrics are resolved
