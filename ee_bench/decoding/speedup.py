@@ -6,8 +6,7 @@ gate checks). Timing: a warm-up of each mode, then ``repeats`` interleaved round
 ``time.perf_counter`` (CUDA synchronised at section boundaries); the median total wall time; the time
 split of the median run.
 
-Size (over 400 lines): the timing loop, the quality figures and the speed-up report of each setting are
-one measurement and stay together; the verdict words are read by the leaderboard too.
+The verdict words (:mod:`ee_bench.speedup_verdict`) are torch-free, so the leaderboard reads them too.
 """
 
 from __future__ import annotations
