@@ -163,3 +163,56 @@ def test_measured_profile_of_tiny_model():
     assert prof.n_layers == 4 and prof.contexts == [4, 8] and sorted(prof.head_ms) == [1, 2, 4, 8]
     assert sorted(prof.check_ms) == ["full", "state", "topk:16"] and sorted(prof.kv_ms) == ["copy", "recompute"]
     assert prof.flops == {} and prof.threads == torch.get_num_threads()
+
+
+def _toy4(model: str) -> dict:
+    d = TOY.to_dict()
+    d.update(model=model, n_layers=4)
+    return d
+
+
+def test_run_writes_predicted_speedup(tmp_path, capsys):
+    from tiny_models import save_tiny_llama, write_tiny_task
+
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    tasks = write_tiny_task(tmp_path / "tasks", n_docs=3, max_gen_toks=5)
+    argv = ["--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--tasks", "tiny_copy",
+            "--include_path", str(tasks), "--gate", "confidence", "--limit", "2", "--no-progress", "--device", "cpu"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_toy4("someone-else")))
+    out = tmp_path / "out"
+    assert main([*argv, "--output_path", str(out), "--cost-profile", str(other)]) == 2  # before the model loads
+    assert "is for model 'someone-else'" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--output_path", str(out), "--cost-profile", "none"]) == 0
+    name = json.loads(next(out.rglob("results_*.json")).read_text())["model"]
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps(_toy4(name)))
+    assert main([*argv, "--output_path", str(out), "--cost-profile", str(prof), "--no-resume"]) == 0
+    assert "oracle ceiling" in capsys.readouterr().out
+    result = json.loads(next(out.rglob("results_*.json")).read_text())
+    pred = result["predicted_speedup"]
+    avg, ctx = result["oracle"]["first_match"]["avg"], pred["context_tokens"]
+    b, h = TOY.block(1, ctx), 6.0
+    assert pred["ceiling"]["per_token"] == pytest.approx((4 * b + h) / ((avg + 1) * b + h))
+    assert [p["threshold"] for p in pred["sweep"]] == [s["threshold"] for s in result["gate_sweep"]]
+    assert pred["at_threshold"]["threshold"] == result["threshold"]
+
+
+def test_rescore_adds_predicted(tmp_path, capsys):
+    from tiny_models import save_tiny_llama, write_tiny_task
+
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    tasks = write_tiny_task(tmp_path / "tasks", n_docs=2, max_gen_toks=4)
+    out = tmp_path / "out"
+    assert main(["--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--tasks", "tiny_copy",
+                 "--include_path", str(tasks), "--gate", "confidence", "--limit", "2", "--no-progress",
+                 "--device", "cpu", "--output_path", str(out), "--cost-profile", "none"]) == 0
+    res = json.loads(next(out.rglob("results_*.json")).read_text())
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps(_toy4(res["model"])))
+    dump = tmp_path / "rescored.json"
+    assert main(["rescore", str(out), "--gate", "confidence", "--cost-profile", str(prof), "--output", str(dump)]) == 0
+    pred = json.loads(dump.read_text())["runs"][0]["predicted_speedup"]
+    avg = res["oracle"]["first_match"]["avg"]  # shortest context (16): b = 2, h = 6
+    assert pred["ceiling"]["per_token"] == pytest.approx((4 * 2 + 6) / ((avg + 1) * 2 + 6))
+    assert main(["rescore", str(out), "--gate", "confidence", "--cost-profile", str(tmp_path / "nope.json")]) == 2
