@@ -126,6 +126,8 @@ def main(argv=None) -> int:
     full_counts = reps[0].full_counts.to_dict()
     full_ms = run_ms(prof, run_work(full_counts, L, "copy", "full", lengths))
     rows, out_rows = [], []
+    f = reps[0].full_split
+    splits = [["full depth", *(f"{getattr(f, x):.2f}" for x in ("layers_s", "gate_s", "emit_s", "kv_s", "other_s", "total_s"))]]
     for (name, s, mode, needs_head, e), r in zip(settings, reps):
         w = run_work(r.ee_counts.to_dict(), L, s.kv, mode, lengths, needs_head=needs_head, draft_layer=e)
         ee_ms = run_ms(prof, w)
@@ -137,13 +139,19 @@ def main(argv=None) -> int:
                      f"{predicted:.3f}", f"{r.per_token_speedup:.3f}", f"{ratio:.3f}", "yes" if inside else "NO"])
         out_rows.append({"setting": name, "predicted_per_token": predicted, "measured_per_token": r.per_token_speedup,
                          "measured_over_predicted": ratio, "predicted_ee_s": ee_ms / 1e3, "measured_ee_s": r.ee_wall_s,
-                         "counts": r.ee_counts.to_dict()})
+                         "counts": r.ee_counts.to_dict(), "ee_split": r.ee_split.to_dict(),
+                         "full_split": r.full_split.to_dict()})
+        splits.append([name, *(f"{getattr(r.ee_split, f):.2f}" for f in ("layers_s", "gate_s", "emit_s", "kv_s", "other_s",
+                                                                          "total_s"))])
     print(f"\n{spec.task} docs 0..{args.n_docs - 1}, max_gen_toks {args.max_gen_toks}, batch 1, min_prefix "
           f"{args.min_prefix}, confidence τ {args.threshold:g}, state τ {args.state_threshold:g}; full depth: predicted "
           f"{full_ms / 1e3:.2f} s, measured {reps[0].full_wall_s:.2f} s (median)")
     print(tabulate(rows, headers=["setting", "tokens EE/full", "blocks/token", "checks/token",
                                   "EE s predicted / measured", "predicted ×/token", "measured ×/token",
                                   "measured ÷ predicted", f"in [{BAND[0]}, {BAND[1]}]"], tablefmt="github"))
+    print("\nmeasured time split of the median runs, s (other = embedding, masks, rotary, stop checks, Python; "
+          "not in the profile)")
+    print(tabulate(splits, headers=["run", "layers", "gate", "emit", "kv", "other", "total"], tablefmt="github"))
     out = Path(args.out)
     write_json(out / "cost_model_check.json", {"args": vars(args), "profile": prof.to_dict(),
                                                "full_predicted_s": full_ms / 1e3, "full_measured_s": reps[0].full_wall_s,
