@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--topk", type=int, default=16)
     p.add_argument("--min-prefix", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--piece-s", type=float, default=0.1, help="seconds of work per profile piece per prompt and round")
     p.add_argument("--profile", default=None, help="a cost profile file instead of measuring one now")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/cost_model_check")
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
         prof = load_profile(args.profile, card.name)
     else:
         pm = profile_modes(model, card.name, dtype=dtype, config=model.model.config.to_dict(),
-                           versions=package_versions(), topk=args.topk, contexts=(32, 256))
+                           versions=package_versions(), topk=args.topk, contexts=(32, 256),
+                           target_s=args.piece_s)
         modes += list(pm.modes)
     t0 = time.perf_counter()
     runs = time_interleaved(modes, prompts, args.repeats)

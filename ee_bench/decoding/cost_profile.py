@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONTEXTS = (32, 256)
 TARGET_S = 0.03  # seconds of work per piece per round (sets ``inner``)
-MAX_INNER = 50
+MAX_INNER = 200
 
 
 @dataclass
@@ -126,13 +126,13 @@ def _mode(op: Callable[[], Any], inner: int, device: torch.device):
     return run
 
 
-def _inner(op: Callable[[], Any], device: torch.device) -> int:
-    """Repetitions per round so that a piece takes about :data:`TARGET_S` (from one timed call)."""
+def _inner(op: Callable[[], Any], device: torch.device, target_s: float = TARGET_S) -> int:
+    """Repetitions per round so that a piece takes about ``target_s`` seconds (from one timed call)."""
     op()
     t = SectionTimer(device)
     with t.section("layers"):
         op()
-    return max(1, min(MAX_INNER, round(TARGET_S / max(t.totals["layers"], 1e-6))))
+    return max(1, min(MAX_INNER, round(target_s / max(t.totals["layers"], 1e-6))))
 
 
 @dataclass(frozen=True)
@@ -171,8 +171,10 @@ class ProfileModes:
 @torch.no_grad()
 def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: str, contexts=DEFAULT_CONTEXTS,
                   topk: int = 16, layer: int = 0, source: str = "measured", config: Mapping[str, Any] | None = None,
-                  versions: Mapping[str, Any] | None = None, notes: str = "") -> ProfileModes:
-    """The timed pieces of the decoding loop on ``wrapper`` (see :func:`measure_profile` for the arguments).
+                  versions: Mapping[str, Any] | None = None, notes: str = "",
+                  target_s: float = TARGET_S) -> ProfileModes:
+    """The timed pieces of the decoding loop on ``wrapper`` (see :func:`measure_profile` for the arguments;
+    ``target_s``: seconds of work per piece per call, more is steadier on a loaded machine).
 
     Raises:
         ModelStructureError: for an architecture the block loop does not support.
@@ -224,7 +226,7 @@ def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: st
             rows, col = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([ctx_max], device=dev)
             ops[("kv", kv)] = (lambda s=strat, r=rows, c=col: s.on_exit(r, c, 0, h1))
     ops = {key: torch.no_grad()(op) for key, op in ops.items()}
-    inner = {key: _inner(op, dev) for key, op in ops.items()}
+    inner = {key: _inner(op, dev, target_s) for key, op in ops.items()}
     flops, nbytes = ({}, {})
     if config is not None:
         flops, nbytes = cost_figures(shape_of(config), dtype, contexts[0])
