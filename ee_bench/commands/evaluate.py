@@ -282,9 +282,9 @@ def _predicted(result: dict[str, Any], profile, records) -> dict[str, Any] | Non
     run's mean context: prompt tokens + half the output tokens, averaged over documents."""
     if profile is None or not records:
         return None
-    from ee_bench.costs.predict import predicted_speedup
+    from ee_bench.costs.predict import mean_context, predicted_speedup
 
-    ctx = sum(len(r.prompt_token_ids) + len(r.output_token_ids) / 2 for r in records) / len(records)
+    ctx = mean_context([len(r.prompt_token_ids) for r in records], [len(r.output_token_ids) for r in records])
     return predicted_speedup(result, profile, ctx)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ee_bench.costs.flops import DTYPE_BYTES, cost_figures, shape_of
+from ee_bench.costs.flops import DTYPE_BYTES, architecture_of, cost_figures, shape_of
 from ee_bench.costs.profile import TOKEN_COUNTS, CostProfile
 from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.checks import full_check, restricted_check
@@ -169,7 +169,8 @@ class ProfileModes:
             head_ms={k: ms[("head", k)] for k in TOKEN_COUNTS},
             check_ms={mode: ms[("check", mode)] for mode in m["checks"]},
             kv_ms={kv: ms[("kv", kv)] / (L_run - 1) for kv in ("copy", "recompute") if ("kv", kv) in ms},
-            flops=m["flops"], bytes=m["bytes"], versions=m["versions"], notes=m["notes"])
+            flops=m["flops"], bytes=m["bytes"], versions=m["versions"], notes=m["notes"],
+            architecture=m["architecture"])
 
 
 @torch.no_grad()
@@ -236,12 +237,13 @@ def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: st
             ops[("kv", kv)] = (lambda s=strat, r=rows, c=col: s.on_exit(r, c, 0, h1))
     ops = {key: torch.no_grad()(op) for key, op in ops.items()}
     inner = {key: _inner(op, dev, target_s) for key, op in ops.items()}
-    flops, nbytes = ({}, {})
+    flops, nbytes, arch = ({}, {}, {})
     if config is not None:
         flops, nbytes = cost_figures(shape_of(config), dtype, contexts[0])
+        arch = architecture_of(config)
     meta = {"model": model, "device": device_label(dev), "dtype": dtype, "source": source, "n_layers": n_layers or L_run,
             "L_run": L_run, "contexts": tuple(contexts), "checks": checks, "flops": flops, "bytes": nbytes,
-            "versions": dict(versions or {}),
+            "architecture": arch, "versions": dict(versions or {}),
             "notes": (notes + "; " if notes else "") + f"blocks {layer}.. timed in turn; interleaved rounds, median; contexts "
                      f"{list(contexts)}"}
     return ProfileModes(tuple(ops), tuple(_mode(op, inner[key], dev) for key, op in ops.items()), inner, meta)
