@@ -141,6 +141,26 @@ def predicted_ceiling(res: dict[str, Any]) -> float | None:
     return float(point["per_token"]) if point else None
 
 
+def predicted_profile(res: dict[str, Any]) -> str | None:
+    """Which cost profile priced the prediction, for a reader: ``cost profile of smollm2-135m-ee
+    (architecture twin; cpu, float32, 1 thread, measured; head = 4.51 blocks)``, or None where absent.
+    ``profile_use.relation`` (written by ``benchmarks/add_predicted.py``) says when it is another
+    checkpoint's profile of the same architecture."""
+    pred = res.get("predicted_speedup") or {}
+    prof = pred.get("profile")
+    if not isinstance(prof, dict) or not prof.get("model"):
+        return None
+    use = pred.get("profile_use") if isinstance(pred.get("profile_use"), dict) else {}
+    twin = str(use.get("relation") or "").startswith("architecture twin") or prof["model"] != res.get("model")
+    facts = [f"{prof[k]}" for k in ("device", "dtype") if prof.get(k)]
+    if isinstance(prof.get("threads"), int):
+        facts.append(f"{prof['threads']} thread{'s' if prof['threads'] != 1 else ''}")
+    if prof.get("source"):
+        facts.append(str(prof["source"]))
+    head = f"; head = {prof['head_in_blocks']:.2f} blocks" if _number(prof.get("head_in_blocks")) else ""
+    return f"cost profile of {prof['model']} ({'architecture twin; ' if twin else ''}{', '.join(facts)}{head})"
+
+
 def predicted_sweep(res: dict[str, Any]) -> dict[float, float]:
     """threshold → predicted per-token speed-up over the sweep ({} where absent)."""
     return {float(p["threshold"]): float(p["per_token"]) for p in (res.get("predicted_speedup") or {}).get("sweep") or []}

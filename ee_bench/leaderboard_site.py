@@ -41,6 +41,7 @@ from ee_bench.leaderboard_fields import (
     half_width,
     predicted_at_threshold,
     predicted_ceiling,
+    predicted_profile,
     predicted_sweep,
     row_is_degenerate,
     row_is_preview,
@@ -204,6 +205,8 @@ def _folded(res: dict[str, Any], cols: list) -> tuple[str, list[str], list[str]]
         bounds = f" [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]" if isinstance(iv, dict) and "low" in iv else ""
         numbers.append(f"{label}: {value:.{digits}f}{bounds}")
     numbers.append(f"predicted: {predicted_cell(res)}")
+    if predicted_profile(res):
+        numbers.append(f"predicted with the {predicted_profile(res)}")
     sweep = predicted_sweep(res)
     if sweep:
         numbers.append("predicted over the sweep: " + ", ".join(f"τ={t:g} {x:.2f}×" for t, x in sorted(sweep.items())))

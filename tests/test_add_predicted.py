@@ -17,6 +17,7 @@ import pytest
 from ee_bench.cli import main
 from ee_bench.costs.predict import mean_context
 from ee_bench.costs.profile import CostProfile, load_profile
+from ee_bench.leaderboard_fields import predicted_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "add_predicted.py"
@@ -116,6 +117,9 @@ def test_writes_hand_computed_numbers_and_twin(tmp_path, profiles):
         assert pred["profile_use"]["model"] == "toy" and pred["profile_use"]["relation"] == relation
         assert pred["profile_use"]["run_model"] == res["model"]
         assert {k: v for k, v in res.items() if k != "predicted_speedup"} == json.loads(before[path])
+        twin_note = "architecture twin; " if relation != "own" else ""
+        assert predicted_profile(res) == f"cost profile of toy ({twin_note}cpu, float32, 1 thread, measured; head = 3.00 blocks)"
+    assert predicted_profile(json.loads(encoder.read_text(encoding="utf-8"))) is None
 
     again = {p: p.read_bytes() for p in (own, twin)}
     assert run_script(board, "--profiles", profiles, "--twin", "toy-joint=toy").returncode == 0  # rerunnable
