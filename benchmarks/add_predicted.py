@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         if c.entry is None:
             print(f"left as it is  {c.path}: {c.skip}")
             continue
+        if c.result.get("predicted_speedup") == c.entry:
+            print(f"unchanged      {c.path}: {_fmt(c.entry)}")
+            continue
         use = c.entry["profile_use"]
         ctx = c.entry["context_tokens"]
         print(f"{'would write' if args.dry_run else 'writing':<14} {c.path}: {_fmt(c.result.get('predicted_speedup'))} -> "

@@ -122,7 +122,8 @@ def test_writes_hand_computed_numbers_and_twin(tmp_path, profiles):
     assert predicted_profile(json.loads(encoder.read_text(encoding="utf-8"))) is None
 
     again = {p: p.read_bytes() for p in (own, twin)}
-    assert run_script(board, "--profiles", profiles, "--twin", "toy-joint=toy").returncode == 0  # rerunnable
+    rerun = run_script(board, "--profiles", profiles, "--twin", "toy-joint=toy")  # rerunnable: nothing to change
+    assert rerun.returncode == 0 and rerun.stdout.count("unchanged") == 2 and "0 file(s) written" in rerun.stdout
     assert {p: p.read_bytes() for p in again} == again
 
 
@@ -161,3 +162,16 @@ def test_cost_command_records_architecture(tmp_path, monkeypatch, capsys):
                     "num_attention_heads": config["num_attention_heads"],
                     "num_key_value_heads": config.get("num_key_value_heads") or config["num_attention_heads"],
                     "vocab_size": config["vocab_size"]}
+
+
+def test_keeps_a_runs_own_prediction_unless_replace(tmp_path, profiles):
+    path = write_run(tmp_path / "board", "toy")
+    res = json.loads(path.read_text(encoding="utf-8"))
+    own = {"profile": {"model": "toy"}, "ceiling": {"per_token": 2.0}, "at_threshold": {"threshold": 0.9, "per_token": 1.5},
+           "sweep": [{"threshold": 0.9, "per_token": 1.5}]}
+    path.write_text(json.dumps({**res, "predicted_speedup": own}), encoding="utf-8")
+    kept = run_script(tmp_path / "board", "--profiles", profiles)
+    assert kept.returncode == 0 and "written by the run" in kept.stdout
+    assert json.loads(path.read_text(encoding="utf-8"))["predicted_speedup"] == own
+    assert run_script(tmp_path / "board", "--profiles", profiles, "--replace").returncode == 0
+    assert json.loads(path.read_text(encoding="utf-8"))["predicted_speedup"]["ceiling"]["per_token"] == pytest.approx(15 / 10.5)
