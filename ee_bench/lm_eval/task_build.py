@@ -252,9 +252,33 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     docs = list(lm_task.eval_docs)
     if not docs:
         raise EEBenchError(f"lm-eval task {name} has no documents in its evaluated split.")
+    if lm_task.OUTPUT_TYPE == "multiple_choice":  # issue 24: every document's choices, before the model loads
+        check_choices(lm_task, docs[:limit] if limit else docs, name, source)
     return LmEvalTask(task=name, config=cfg, source_file=source, origin=origin, lm_task=lm_task,
                       docs=docs[:limit] if limit else docs, total=len(docs), reasons=reasons, data_note=note,
                       recorded=recorded, fewshot_seed=seed)
+
+
+def check_choices(lm_task, docs: list[Any], name: str, source: str) -> None:
+    """Render ``doc_to_choice`` on every evaluated document of a multiple-choice task (in the sandbox).
+
+    Raises:
+        ConfigError: naming the first document whose ``doc_to_choice`` fails or gives fewer than two
+            choices (a log-likelihood comparison needs at least two).
+    """
+    for i, doc in enumerate(docs):
+        try:
+            with sandboxed_templates():
+                choices = lm_task.doc_to_choice(doc)
+        except Exception as exc:  # a template error, a missing field, a bad type: lm-eval raises many kinds
+            raise ConfigError(source, [f"doc_to_choice of task {name} fails on document {i} "
+                                       f"({type(exc).__name__}: {str(exc)[:200]}); fix the template or the data"]) from None
+        if choices is None:  # lm-eval's answer to a template whose field the document lacks
+            raise ConfigError(source, [f"doc_to_choice of task {name} fails on document {i} (it gives nothing: "
+                                       f"does the document lack a field it reads?); fix the template or the data"])
+        if not isinstance(choices, (list, tuple)) or len(choices) < 2:
+            raise ConfigError(source, [f"doc_to_choice of task {name} gives {choices!r} on document {i}: a "
+                                       f"multiple-choice task needs at least two choices per document"])
 
 
 def from_spec(spec, data_dir, limit: int | None, seed: int = 1234) -> LmEvalTask:
