@@ -18,7 +18,9 @@ The results key ``metrics_by_layer`` is::
     {"layers": [0, …, L−1], "n_docs": D, "choice": how each layer chose,
      "metrics": {name: [value at layer 0, …, value at layer L−1]},
      "intervals": {name: [Interval dict or None per layer]},
-     "method": "bootstrap", "level": 0.95, "n_resamples": B, "seed": s}
+     "method": "bootstrap", "level": 0.95, "n_resamples": B, "seed": s,
+     "n_choices": the largest number of choices of a document (the chance level of first-match,
+                  :func:`ee_bench.exits.headline.chance_first_match`)}
 """
 
 from __future__ import annotations
@@ -92,6 +94,22 @@ def ee_bench_layer_score(metric_list: Sequence[dict[str, Any]], choices: list[li
     return score
 
 
+def n_choices(records: Sequence[DocRecord]) -> int | None:
+    """The largest number of choices of a document (``extra``: ``loglik_by_layer`` rows, ``choices`` or
+    an encoder's ``final_probs``), or None when the records do not say."""
+    counts = []
+    for r in records:
+        extra = r.extra or {}
+        rows = extra.get(LAYER_LOGLIK_KEY)
+        if isinstance(rows, list) and rows and isinstance(rows[0], list):
+            counts.append(len(rows[0]))
+        elif isinstance(extra.get("choices"), list):
+            counts.append(len(extra["choices"]))
+        elif isinstance(extra.get("final_probs"), list):
+            counts.append(len(extra["final_probs"]))
+    return max(counts) if counts else None
+
+
 def metrics_by_layer(n_layers: int, n_docs: int, score: LayerScore, *, seed: int, choice: str,
                      n_resamples: int = N_RESAMPLES_CORPUS, level: float = LEVEL) -> dict[str, Any]:
     """The task's metrics at every exit layer, each with a percentile bootstrap interval over documents.
@@ -138,4 +156,4 @@ def records_metrics_by_layer(records: Sequence[DocRecord], output_type: str, met
     how = ("argmax over choices of the log-likelihood at that layer" if records[0].extra and LAYER_LOGLIK_KEY in records[0].extra
            else "the layer's classifier argmax")
     score = ee_bench_layer_score(metric_list, choices, [r.references for r in records])
-    return metrics_by_layer(len(choices), len(records), score, seed=seed, choice=how)
+    return {**metrics_by_layer(len(choices), len(records), score, seed=seed, choice=how), "n_choices": n_choices(records)}

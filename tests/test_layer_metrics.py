@@ -124,3 +124,34 @@ def test_a_last_layer_that_disagrees_with_the_prediction_is_an_error():
 def test_metrics_by_layer_rejects_empty_runs():
     with pytest.raises(ValueError):
         metrics_by_layer(0, 3, lambda layer, docs: {}, seed=1, choice="x")
+
+
+def test_cli_run_writes_the_curve_prints_it_and_the_report_draws_it(model, tmp_path, capsys):
+    import json
+
+    from ee_bench.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    model.model.save_pretrained(ckpt)
+    model.tokenizer.save_pretrained(ckpt)
+    out = tmp_path / "out"
+    assert main(["--model", str(ckpt), "--tasks", "glue_sst2", "--data-dir", str(FIXTURES), "--limit", "6",
+                 "--device", "cpu", "--no-progress", "--output_path", str(out)]) == 0
+    printed = capsys.readouterr().out
+    res_path = next(out.rglob("results_glue_sst2_confidence.json"))
+    res = json.loads(res_path.read_text())
+    samples = [json.loads(x) for x in res_path.with_name("samples_glue_sst2_confidence.jsonl").read_text().splitlines()]
+    curve = res["metrics_by_layer"]["metrics"]["acc"]
+    assert len(curve) == N_LAYERS and curve[-1] == res["metrics"]["acc"]
+    for layer in range(N_LAYERS):  # each layer's accuracy from the samples' per-layer log-likelihoods
+        hits = [argmax_first(s["extra"]["loglik_by_layer"][layer]) == s["references"][0] for s in samples]
+        assert curve[layer] == sum(hits) / len(hits)
+    assert res["metrics_by_layer"]["n_choices"] == 2
+    assert "acc by exit layer 0..3: " + " ".join(f"{v:.2f}" for v in curve) in printed
+    assert "(chance: avg" in printed
+    report = tmp_path / "report.md"
+    assert main(["report", str(out), "--output", str(report)]) == 0
+    text = report.read_text()
+    assert "## Task metrics by exit layer" in text and "| glue_sst2 |" in text
+    assert (tmp_path / "report_figures" / "by_layer_glue_sst2_acc.png").is_file()
+    assert "### glue_sst2" in text.split("## Ranking per task")[1] and "saturation avg" in text.split("## Ranking per task")[1]

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ee_bench.layer_metrics import LAYER_LOGLIK_KEY, LayerScore, metrics_by_layer
+from ee_bench.layer_metrics import LAYER_LOGLIK_KEY, LayerScore, metrics_by_layer, n_choices
 from ee_bench.models.layer_loglik import layer_logliks
 from ee_bench.types import DocRecord
 
@@ -111,4 +111,4 @@ def lm_eval_metrics_by_layer(task, records: Sequence[DocRecord], reported: dict[
         last = block["metrics"][m][-1]
         if reported[m] is not None and last is not None and abs(last - reported[m]) > 1e-9:
             raise ValueError(f"task {task.task}: {m} at the last layer is {last}, lm-eval reported {reported[m]}")
-    return block
+    return {**block, "n_choices": n_choices(records) if task.output_type == "multiple_choice" else None}
