@@ -23,6 +23,8 @@ from ee_bench.errors import (
     UnknownNameError,
 )
 from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.tasks.hub import offline_unless_reachable
+from ee_bench.tasks.local_aliases import hub_aliases, local_file_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,9 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, source: str) -> tuple[dict[str, Any], str]:
     """The config changes that make lm-eval read a hub data set from ``--data-dir`` instead.
 
-    With ``DIR/<dataset_path>/<dataset_name>/<test_split>.jsonl`` (or ``.json``) present, the task gets
+    With ``DIR/<dataset_path>/<dataset_name>/<test_split>.jsonl`` (or ``.json``) present, or the file that
+    ee-bench's own task of the same hub data set reads (:func:`~ee_bench.tasks.local_aliases.local_file_for`,
+    e.g. ``DIR/glue/sst2/validation.jsonl`` for ``nyu-mll/glue`` ``sst2``), the task gets
     ``dataset_path: json`` and ``dataset_kwargs.data_files`` naming the split files found (HF datasets'
     local json builder; rows keep the hub's fields, e.g. ``translation.de``). Splits without a local file
     that a zero-shot test-split evaluation never reads (``training_split``, ``validation_split``,
@@ -134,6 +138,8 @@ def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, sourc
     Raises:
         ConfigError: if few-shot examples are asked for but their split has no local file, or the data
             path leaves the data folder.
+        DataNotFoundError: if the evaluated split has no local file: with ``--data-dir`` the hub is
+            never tried (no retries), so this fails at once.
     """
     path = cfg.get("dataset_path")
     if not data_dir or not isinstance(path, str) or path in ("json", "csv", "parquet", "text", "arrow"):
@@ -149,11 +155,17 @@ def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, sourc
         for ext in (".jsonl", ".json"):
             if (folder / f"{split}{ext}").is_file():
                 return folder / f"{split}{ext}"
-        return None
+        return local_file_for(root, path, cfg.get("dataset_name"), split)  # issue 24: ee-bench's own layout
 
     test = cfg.get("test_split") or cfg.get("validation_split")
-    if file_for(test) is None:
-        return cfg, f"hub ({path}); no local file {folder / (str(test) + '.jsonl')}"
+    if file_for(test) is None:  # issue 24: --data-dir given, so no hub (and no retries): fail at once
+        alias = [rel for (p, n, sp), rel in hub_aliases().items()
+                 if p.split("/")[-1] == path.split("/")[-1] and n == cfg.get("dataset_name") and sp == test]
+        raise DataNotFoundError(
+            f"Task {cfg.get('task')}: --data-dir {data_dir} has no local copy of {path}"
+            f"{'/' + cfg['dataset_name'] if cfg.get('dataset_name') else ''} split {test!r}. Looked for "
+            f"{folder / (str(test) + '.jsonl')}{' and ' + str(root / alias[0]) if alias else ''}. Put the rows "
+            f"there (the hub's fields, one JSON object per line), or leave out --data-dir to read the hub.")
     out = dict(cfg)
     files = {}
     fewshot = (cfg.get("num_fewshot") or 0) > 0
@@ -233,7 +245,7 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k not in ("tag", "group", "task_list", "include")}
     cfg["metadata"] = {**(cfg.get("metadata") or {}), "config_source": source}
     try:
-        with sandboxed_templates():
+        with sandboxed_templates(), offline_unless_reachable():  # issue 24: an unreachable hub fails at once
             lm_task = ConfigurableTask(config=cfg)
     except (ConfigError, EEBenchError):
         raise
