@@ -42,7 +42,8 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "tag": (RECORDED, "lm-eval's index labels; no effect on an evaluation"),
     "custom_dataset": (REFUSED, "a Python callable that builds the data set: code in a task file"),
     "dataset_path": (HONOURED, "data source; with `--data-dir DIR`, a lm-eval-built task reads "
-                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl` instead of the hub"),
+                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl`, or the file ee-bench's own task "
+                               "of that hub data set reads (GLUE: `DIR/glue/<task>/validation.jsonl`), never the hub"),
     "dataset_name": (HONOURED, "data set configuration (e.g. the language pair)"),
     "dataset_kwargs": (HONOURED, "passed to `datasets.load_dataset`; relative `data_files` are "
                                  "resolved against the YAML file"),
