@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from ee_bench.types import DocRecord
-from ee_bench.uncertainty import LEVEL, METHOD, N_RESAMPLES, N_RESAMPLES_CORPUS, percentile_interval, resample_indices
+from ee_bench.uncertainty import (
+    LEVEL,
+    METHOD,
+    N_RESAMPLES,
+    N_RESAMPLES_CORPUS,
+    percentile_interval,
+    resample_indices,
+)
 
 LAYER_LOGLIK_KEY = "loglik_by_layer"
 """``DocRecord.extra`` key of a decoder choice record: (L, C) log-likelihoods (nats), layer by layer."""

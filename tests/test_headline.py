@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ee_bench.exits.headline import chance_first_match, headline_oracle, result_chance_first_match
+from ee_bench.exits.headline import (
+    chance_first_match,
+    headline_oracle,
+    result_chance_first_match,
+)
 from ee_bench.leaderboard import columns
 
 

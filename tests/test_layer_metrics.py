@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, tiny_llama_mc
 
-from ee_bench.layer_metrics import LAYER_LOGLIK_KEY, argmax_first, layer_choices, metrics_by_layer, records_metrics_by_layer
+from ee_bench.layer_metrics import (
+    LAYER_LOGLIK_KEY,
+    argmax_first,
+    layer_choices,
+    metrics_by_layer,
+    records_metrics_by_layer,
+)
 from ee_bench.models.choice import continuation_ids
 from ee_bench.models.layer_loglik import layer_logliks
 from ee_bench.task_runners.multiple_choice import run_multiple_choice
@@ -17,7 +24,6 @@ from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.loaders import load_docs
 from ee_bench.types import DocRecord, LayerStats
 from ee_bench.uncertainty import N_RESAMPLES, N_RESAMPLES_CORPUS, resample_indices
-from tiny_models import N_LAYERS, tiny_llama_mc
 
 FIXTURES = Path(__file__).parent / "fixtures" / "offline"
 

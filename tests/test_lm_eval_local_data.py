@@ -14,11 +14,12 @@ import yaml
 
 lm_eval = pytest.importorskip("lm_eval")
 
+from tiny_models import tiny_llama_mc
+
 from ee_bench.cli import main
 from ee_bench.errors import DataNotFoundError
 from ee_bench.lm_eval.task_build import local_data_overrides
 from ee_bench.tasks.local_aliases import local_file_for
-from tiny_models import tiny_llama_mc
 
 OFFLINE = Path(__file__).parent / "fixtures" / "offline"
 LM_GLUE = Path(lm_eval.__file__).parent / "tasks" / "glue"

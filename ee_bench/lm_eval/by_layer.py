@@ -16,7 +16,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ee_bench.layer_metrics import LAYER_LOGLIK_KEY, LayerScore, metrics_by_layer, n_choices
+from ee_bench.layer_metrics import (
+    LAYER_LOGLIK_KEY,
+    LayerScore,
+    metrics_by_layer,
+    n_choices,
+)
 from ee_bench.models.layer_loglik import layer_logliks
 from ee_bench.types import DocRecord
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ee_bench.exits.headline import ORACLE_LABELS, result_chance_first_match, result_headline_oracle
+from ee_bench.exits.headline import (
+    ORACLE_LABELS,
+    result_chance_first_match,
+    result_headline_oracle,
+)
 from ee_bench.report import figures
 from ee_bench.report.runs import Run
 from ee_bench.results import safe_name
