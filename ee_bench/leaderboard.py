@@ -18,6 +18,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ee_bench.exits.headline import ORACLE_LABELS, result_headline_oracle
 from ee_bench.files import atomic_write
 from ee_bench.leaderboard_fields import (  # noqa: F401  (MIN_DOCS, is_preview, _fmt: re-exported)
     MIN_DOCS,
@@ -47,8 +48,10 @@ The overview comes first (one row per model and task family: the headline number
 documents, with the gate nearest the oracle); each task's full table below it keeps every number.
 *Predicted* speed-up is the cost model's per-token estimate at the gate's threshold, and its *ceiling*
 with every token at its oracle exit (results' `predicted_speedup`; n/a where a run predates it).
-Quality metrics are computed on the final-layer (full-depth) outputs. Oracle columns use the
-first-match exit layer (0-based; lower means earlier exit). *Implied* speed-up is L / mean layers run
+Quality metrics are computed on the final-layer (full-depth) outputs. Oracle columns give exit layers
+(0-based; lower means earlier exit); the headline oracle comes first: first-match on generation tasks,
+saturation on classification and multiple-choice tasks, where with few choices an early layer agrees
+with the final one by chance (docs/definitions.md, "The headline oracle"). *Implied* speed-up is L / mean layers run
 at the gate's threshold (layer count only); *measured* speed-up is the tokens/s of real early-exit
 decoding over full-depth decoding (same loop, same prompts), per KV strategy, where it was measured:
 `×/token` (tokens/s ratio), `×/seq` (wall-time ratio on the same documents) and the quality ratio (chrF,
@@ -151,15 +154,19 @@ def _path(*keys: Any) -> Callable[[dict[str, Any]], Any]:
 def columns(results: list[dict[str, Any]]) -> list[Column]:
     """The numeric columns of one task's table: its metrics (in the first row's order, with their
     declared direction), then the oracle and gate statistics (exit layers and distances: lower is
-    better; perc, gate accuracy and speed-up: higher is better)."""
+    better; perc, gate accuracy and speed-up: higher is better). The headline oracle's columns come
+    first: saturation on classification and multiple-choice tasks, first-match otherwise
+    (:func:`~ee_bench.exits.headline.headline_oracle`)."""
     first = results[0]
     out = [Column(m, _path("metrics", m), _path("intervals", "metrics", m),
                   metric_direction(first, m))
            for m in first["metrics"]]
+    head = result_headline_oracle(first)  # issue 24: saturation first on few-choice tasks (docs/definitions.md)
+    other = "saturation" if head == "first_match" else "first_match"
     for label, section, stat, higher, digits in (
-            ("first-match avg", ("oracle", "first_match"), "avg", False, 2),
-            ("perc %", ("oracle", "first_match"), "perc", True, 1),
-            ("saturation avg", ("oracle", "saturation"), "avg", False, 2),
+            (f"{ORACLE_LABELS[head]} avg", ("oracle", head), "avg", False, 2),
+            ("perc %" if head == "first_match" else f"{ORACLE_LABELS[head]} perc %", ("oracle", head), "perc", True, 1),
+            (f"{ORACLE_LABELS[other]} avg", ("oracle", other), "avg", False, 2),
             ("gate abs dist", ("gate_at_threshold",), "abs_distance", False, 2),
             ("gate acc %", ("gate_at_threshold",), "accuracy", True, 1),
             ("implied speed-up", ("gate_at_threshold",), "implied_speedup", True, 2)):

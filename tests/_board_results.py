@@ -4,9 +4,9 @@ order, best mark and average can be worked out by hand)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ee_bench.files import safe_name
-from pathlib import Path
 
 L = 10
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import exits_here, first_exit_layers, observe_layer
 from ee_bench.exits.gates import GATES, GateObservation
-from tiny_models import save_tiny_llama, write_tiny_task
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ee_bench"
 
@@ -68,8 +68,8 @@ def tiny_run(tmp_path_factory):
 def test_evaluate_task_returns_a_typed_result_and_the_schema(tiny_run, tmp_path):
     import json
 
-    from ee_bench.exits.decide import gate_exit_layers
     from ee_bench.evaluation import EvalOptions, TaskResult, evaluate_task
+    from ee_bench.exits.decide import gate_exit_layers
     from ee_bench.results import RESULTS_SCHEMA, result_dict, sample_rows, write_task_result
 
     model, spec, docs = tiny_run

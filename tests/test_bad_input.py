@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 SMOL = ["--model", "smollm2-135m-ee"]
 
@@ -124,6 +123,19 @@ def C(id, argv, *words, **kw):  # noqa: N802
     return Case(id, argv, tuple(words), **kw)
 
 
+def lm_file(e: Env, name: str, rows: list[str], body: str) -> list[str]:
+    """An lm-eval-built task ``name`` over JSON ``rows`` (issue 24 cases); the argv that runs it."""
+    folder = e.root / "lm_tasks"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder / (name + '.jsonl')}\n"
+        f"test_split: test\n{body}\nmetadata:\n  version: 1.0\n", encoding="utf-8")
+    return [*SMOL, "--tasks", name, "--include_path", str(folder), "--output_path", str(e.out)]
+
+
+MC_BODY = 'output_type: multiple_choice\ndoc_to_text: "{{q}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: \"{{0}}\"\nmetric_list:\n  - metric: acc'
+LL_BODY = 'output_type: loglikelihood\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\nmetric_list:\n  - metric: acc'
 FT = ["finetune", "--fields", "sentence", "--num_labels", "2"]
 TR = ["trace", *SMOL]
 SIM = ["similarity", *SMOL]
@@ -290,6 +302,19 @@ CASES = [
                                            "--output_dir", "/proc/ee-bench-sim"], "cannot be written"),
     C("similarity-decoder-model", lambda e: [*SIM, "--data_file", str(e.file("s.jsonl", '{"s": "a"}\n')), "--fields", "s"],
       "for a causal LM give --task NAME"),
+    # ---- classification and log-likelihood tasks (issue 24)
+    C("mc-no-choices", lambda e: [*SMOL, "--tasks", "mc_none", "--include_path", str(e.file(
+        "mc/mc_none.yaml", "task: mc_none\ndataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl}}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_target: '{{label}}'\n"
+        "metric_list: [{metric: acc}]\n").parent), "--output_path", str(e.out)],
+      "multiple_choice tasks need 'doc_to_choice'"),
+    C("mc-empty-choices-on-a-document", lambda e: lm_file(e, "mc_empty", ['{"q": "a", "choices": ["x", "y"]}',
+                                                                         '{"q": "b", "choices": []}'], MC_BODY),
+      "doc_to_choice of task mc_empty gives [] on document 1", "at least two choices"),
+    C("mc-doc-to-choice-fails", lambda e: lm_file(e, "mc_fail", ['{"q": "a", "choices": ["x", "y"]}', '{"q": "b"}'], MC_BODY),
+      "doc_to_choice of task mc_fail fails on document 1", "fix the template or the data"),
+    C("kv-with-loglikelihood", lambda e: [*lm_file(e, "ll_t", ['{"q": "a", "a": "b"}'], LL_BODY), "--kv", "copy"],
+      "--kv (real early-exit decoding) applies to generation tasks only", "ll_t (loglikelihood)"),
     C("lm-eval-min-prefix", lambda e: ["lm-eval", "--model", "ee-hf", "--model_args", f"pretrained={e.ckpt},min_prefix=-1",
                                        "--tasks", "lm_t", "--include_path", e.lm_task(), "--limit", "1"], "min_prefix -1.0 is negative"),
     # ---- issue 26: every subcommand as careful as the main one

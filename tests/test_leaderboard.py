@@ -100,9 +100,8 @@ def test_site_copies_files_links_them_and_escapes_names(tmp_path):
     html = index.read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
-    import re
-
     import html as html_lib
+    import re
 
     hrefs = re.findall(r'(?:href|src)="([^"#][^"]*)"', html)
     local = [html_lib.unescape(h) for h in hrefs if not h.startswith("data:,")]

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
 from ee_bench.report.degenerate import degeneracy
 from ee_bench.report.positions import length_buckets, length_slope, position_buckets, position_means
 from ee_bench.report.subword import decoder_of, split_pieces, tokenizer_kind
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 
 def _fast(pieces: list[str], decoder):

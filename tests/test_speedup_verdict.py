@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from ee_bench.speedup_verdict import result_verdicts, speedup_verdict, speedup_verdicts
 from ee_bench.leaderboard import format_rows, measured_by_setting, measured_cell
 from ee_bench.leaderboard_site import _measured_site_cell
+from ee_bench.speedup_verdict import result_verdicts, speedup_verdict, speedup_verdicts
 from tests._board_results import write_run
 
 # The run of the issue: smollm2-135m-ee, wmt22_de_en, confidence 0.95, --limit 3, --kv copy.

@@ -294,9 +294,19 @@ def _print_summary(result: dict[str, Any]) -> None:
     print(f"\n== {result['model']} | {result['task']} | {result['n_docs']['evaluated']}/{result['n_docs']['total']} docs, "
           f"{result['n_output_tokens']} output tokens, L = {L}")
     print("quality: " + ", ".join(f"{k} = {'n/a' if v is None else f'{v:.2f}'}" for k, v in result["metrics"].items()))
+    from ee_bench.exits.headline import result_chance_first_match, result_headline_oracle
+
+    head, chance = result_headline_oracle(result), result_chance_first_match(result)
     for name, s in (("first-match", fm), ("saturation", sat)):
         perc_k = ", ".join(f"perc@{k} {s[f'perc@{k}']:.1f}%" for k in (5, 10, 15, 20))
-        print(f"oracle {name:11s}: avg {s['avg']:.2f}, perc {s['perc']:.1f}%, {perc_k}")
+        note = " (headline)" if name.replace("-", "_") == head and head == "saturation" else ""
+        if name == "first-match" and chance is not None:  # issue 24: few choices, chance level beside it
+            note = f" (chance: avg {chance['avg']:.2f}, perc {chance['perc']:.1f}%)"
+        print(f"oracle {name:11s}: avg {s['avg']:.2f}, perc {s['perc']:.1f}%, {perc_k}{note}")
+    by_layer = result.get("metrics_by_layer")
+    if by_layer:  # issue 24: the task's metrics at every exit layer
+        for metric, values in by_layer["metrics"].items():
+            print(f"{metric} by exit layer 0..{len(values) - 1}: " + " ".join("n/a" if v is None else f"{v:.2f}" for v in values))
     print(f"gate {result['gate']} (threshold -> signed / |abs| distance to first-match, gate accuracy, layers run, implied speed-up):")
     for g in result["gate_sweep"]:
         mark = " *" if g["threshold"] == result["threshold"] else ""

@@ -42,7 +42,8 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "tag": (RECORDED, "lm-eval's index labels; no effect on an evaluation"),
     "custom_dataset": (REFUSED, "a Python callable that builds the data set: code in a task file"),
     "dataset_path": (HONOURED, "data source; with `--data-dir DIR`, a lm-eval-built task reads "
-                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl` instead of the hub"),
+                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl`, or the file ee-bench's own task "
+                               "of that hub data set reads (GLUE: `DIR/glue/<task>/validation.jsonl`), never the hub"),
     "dataset_name": (HONOURED, "data set configuration (e.g. the language pair)"),
     "dataset_kwargs": (HONOURED, "passed to `datasets.load_dataset`; relative `data_files` are "
                                  "resolved against the YAML file"),
@@ -69,8 +70,8 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "num_fewshot": (HONOURED, "number of few-shot examples, sampled by lm-eval with `--seed`"),
     "metric_list": (HONOURED, "metrics; `aggregation` and `higher_is_better` are lm-eval's standard "
                               "keys, not metric options"),
-    "output_type": (HONOURED, "`generate_until` and `multiple_choice`; `loglikelihood_rolling` (perplexity) "
-                              "when lm-eval builds the task; `loglikelihood` is refused (not supported yet)"),
+    "output_type": (HONOURED, "`generate_until` and `multiple_choice`; `loglikelihood` (LAMBADA-style) and "
+                              "`loglikelihood_rolling` (perplexity) when lm-eval builds the task"),
     "generation_kwargs": (HONOURED, "`until`, `max_gen_toks` (default 256, lm-eval's); `do_sample: false` "
                                     "and `temperature: 0` recorded; sampling refused"),
     "repeats": (HONOURED, "`1` is recorded; more is repeated sampling of a greedy decoder: refused"),
@@ -100,7 +101,7 @@ LM_EVAL_METRICS = ("acc", "acc_all", "acc_bytes", "acc_mutual_info", "acc_norm",
 METRIC_STANDARD_KEYS = ("metric", "aggregation", "higher_is_better")
 GENERATION_KEYS = ("until", "max_gen_toks", "do_sample", "temperature")
 DEFAULT_MAX_GEN_TOKS = 256  # lm_eval.models.huggingface.HFLM(max_gen_toks=256)
-RUNNABLE_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood_rolling")
+RUNNABLE_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood", "loglikelihood_rolling")
 LM_EVAL_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood", "loglikelihood_rolling")
 
 
@@ -159,8 +160,8 @@ def lm_eval_features(data: dict[str, Any], ee_metrics: set[str] | None = None) -
         ee_metrics: ee-bench's metric names; a metric outside them (e.g. TER) is lm-eval's.
     """
     out = []
-    if data.get("output_type") == "loglikelihood_rolling":
-        out.append("output_type: loglikelihood_rolling")
+    if data.get("output_type") in ("loglikelihood", "loglikelihood_rolling"):
+        out.append(f"output_type: {data['output_type']}")
     if (data.get("num_fewshot") or 0) > 0:
         out.append(f"num_fewshot: {data['num_fewshot']}")
     for key in ("fewshot_config", "filter_list", "gen_prefix"):
@@ -215,8 +216,8 @@ def refusals(data: dict[str, Any]) -> list[str]:
                             f"sampling; ee-bench decodes greedily (use temperature: 0 or leave it out)")
     out_type = data.get("output_type", "generate_until")
     if out_type in LM_EVAL_OUTPUT_TYPES and out_type not in RUNNABLE_OUTPUT_TYPES:
-        problems.append(f"'output_type: {out_type}' is not supported yet: ee-bench analyses generate_until, "
-                        f"multiple_choice and loglikelihood_rolling tasks")
+        problems.append(f"'output_type: {out_type}' is not supported yet: ee-bench analyses "
+                        f"{', '.join(RUNNABLE_OUTPUT_TYPES)} tasks")
     for i, m in enumerate(data.get("metric_list") or []):
         if not isinstance(m, dict):
             continue

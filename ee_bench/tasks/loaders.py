@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import ConfigError, DataNotFoundError, EEBenchError
+from ee_bench.hub import offline_if_unreachable
 from ee_bench.preflight import path_inside
 from ee_bench.registry import Registry
 from ee_bench.tasks.spec import TaskSpec
@@ -344,7 +345,8 @@ def _load_hub(spec: TaskSpec, trusted: Sequence[str | os.PathLike] = ()) -> list
         for f in kwargs["data_files"].values():  # our own reader names the file and line of a bad row
             if spec.dataset_path == "json" and f.endswith(".jsonl") and Path(f).is_file():
                 read_jsonl_file(Path(f), f"Task {spec.task}'s data file (named in {spec.source_file})")
-    ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
+    with offline_if_unreachable():  # issue 24: an unreachable hub fails at once, from the cache or not at all
+        ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
     return [dict(row) for row in ds]
 
 
