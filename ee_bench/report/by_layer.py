@@ -12,9 +12,9 @@ from ee_bench.exits.headline import (
     result_chance_first_match,
     result_headline_oracle,
 )
+from ee_bench.files import safe_name
 from ee_bench.report import figures
 from ee_bench.report.runs import Run
-from ee_bench.results import safe_name
 
 
 def _f(v: Any, digits: int = 2) -> str:
