@@ -102,7 +102,7 @@ p.jump{font-size:13px;margin:4px 0} p.jump a{margin-right:.7em}
 [hidden]{display:none !important}
 </style></head><body>
 <h1>ee-bench leaderboard</h1>
-<p class="lede">{{ n_results }} runs, read in a minute: <b>which model exits earliest</b> (first-match avg / L: lower
+<p class="lede">{{ n_results }} runs, read in a minute: <b>which model exits earliest</b> (oracle avg / L: first-match, saturation on classification; lower
 is earlier), <b>which gate comes nearest the oracle</b> (gate abs dist, layers) and <b>what speed that buys at what
 quality</b> (predicted, ceiling and measured speed-up). One overview row per model and task family; each links to its
 task below: a trade-off plot and the full table (click ▸ under a row for the rest). <a href="#how-to-read">How to read</a>.</p>
