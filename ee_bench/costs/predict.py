@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ee_bench.costs.profile import CostProfile, ProfileError
+from ee_bench.exits.headline import result_headline_oracle
 
 HEAD_FREE_GATES = ("state",)
 """Gates whose checks read no head (their check cost is ``check_ms['state']``)."""
@@ -156,13 +157,17 @@ def predicted_speedup(result: Mapping[str, Any], profile: CostProfile | None,
         raise ProfileError(f"the cost profile of {profile.model} has {profile.n_layers} layers; the run has {L}. "
                            f"Use the profile of the model that ran.")
     mode, kv = check_mode_of(result), kv_of(result)
+    # the ceiling exits every token at the headline oracle: first-match, or saturation on classification and
+    # multiple choice, where an early layer agrees with the final one by chance (docs/definitions.md)
+    headline = (result.get("oracle") or {}).get(result_headline_oracle(result)) or fm
     full = full_depth_ms(profile, context)
     points = [{"threshold": float(s["threshold"]),
                "per_token": full / token_ms(profile, sweep_work(s, L, mode), mode, kv, context)} for s in sweep]
     chosen = result.get("threshold")
     at = next((p for p in points if chosen is not None and p["threshold"] == float(chosen)), points[-1])
     return {"profile": profile.summary(), "check": mode, "kv": kv, "context_tokens": context,
-            "ceiling": {"per_token": ceiling(profile, float(fm["avg"]), context)},
+            "ceiling": {"per_token": ceiling(profile, float(headline["avg"]), context),
+                        "oracle": result_headline_oracle(result)},
             "at_threshold": dict(at), "sweep": points}
 
 
