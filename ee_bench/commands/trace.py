@@ -111,6 +111,7 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.decoding.checks import check_options
+    from ee_bench.exits.decide import check_min_prefix
     from ee_bench.exits.gates import GATES
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
@@ -120,8 +121,7 @@ def main(argv: list[str]) -> int:
     if args.max_gen_toks is not None and args.max_gen_toks <= 0:
         raise EEBenchError(f"--max-gen-toks must be a positive number of tokens, got {args.max_gen_toks}; "
                            f"omit it to use the task's budget.")
-    if args.min_prefix < 0:
-        raise EEBenchError(f"--min-prefix must be 0 or more, got {args.min_prefix}.")
+    check_min_prefix(args.min_prefix, "--min-prefix")
     names = [k.strip() for k in args.kv.split(",") if k.strip()]
     if not names:
         raise EEBenchError("--kv is empty; give one or more KV strategies (ee-bench ls kv), e.g. --kv copy,recompute")

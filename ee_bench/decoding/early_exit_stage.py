@@ -28,7 +28,7 @@ from ee_bench.decoding.decoders import decoder_for
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.decoding.traces import speculative_summary
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix
 from ee_bench.exits.gates import GATES, gate_name
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.files import safe_name
@@ -70,8 +70,7 @@ class EarlyExitOptions:
     def __post_init__(self) -> None:
         if not self.kvs:
             raise EEBenchError("--kv is empty; give one or more KV strategies, e.g. --kv copy,recompute (ee-bench ls kv).")
-        if self.min_prefix < 0:
-            raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
+        check_min_prefix(self.min_prefix, "--min-prefix")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
         for flag, value in (("--speedup-repeats", self.speedup_repeats), ("--calibration-docs", self.calibration_docs)):

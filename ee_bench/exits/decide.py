@@ -51,6 +51,19 @@ class Point(enum.Enum):
     EXIT = "exit"  # every running row exits here: the last layer, or the forced layer
 
 
+def check_min_prefix(min_prefix: int, option: str = "min_prefix") -> int:
+    """Validate a ``min_prefix`` (output tokens that never exit) before anything loads; the one check
+    :meth:`ExitSchedule.build`, the ``--kv`` options and ``trace`` share.
+
+    Raises:
+        DecodingOptionError: for a negative value (``option`` names it in the message).
+    """
+    if min_prefix < 0:
+        raise DecodingOptionError(f"{option} {min_prefix} is negative; use 0 to allow exits from the first token "
+                                  f"(default {DEFAULT_MIN_PREFIX}, the paper's).")
+    return min_prefix
+
+
 def resolve_gate(gate: Gate | str) -> Gate:
     """A gate instance from an instance or a registered name.
 
@@ -110,8 +123,10 @@ class ExitSchedule:
         bad = layers_outside(layers, n_layers)
         if bad:
             problems.append(f"exit layers {bad} are outside 0..{n_layers - 1} (0-based blocks of this model)")
-        if min_prefix < 0:
-            problems.append(f"min_prefix {min_prefix} is negative; use 0 to allow exits from the first token")
+        try:
+            check_min_prefix(min_prefix)
+        except DecodingOptionError as exc:
+            problems.append(str(exc).rstrip("."))
         if force_layer is not None and not 0 <= force_layer < n_layers:
             problems.append(f"the forced exit layer {force_layer} is outside 0..{n_layers - 1}")
         if problems:

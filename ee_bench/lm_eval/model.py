@@ -48,7 +48,7 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, gate_exit_layers
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix, gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
@@ -108,8 +108,7 @@ class EarlyExitLM(HFLM):
 
         gate_obj = GATES.get(str(gate))()
         KV_STRATEGIES.get(str(kv))
-        if int(min_prefix) < 0:
-            raise EEBenchError(f"ee-hf min_prefix {min_prefix} is negative; use 0 to allow exits from the first token.")
+        check_min_prefix(int(min_prefix), "ee-hf min_prefix")
         try:  # sec: τ is checked before the device and the model (a bad τ must be blamed, not the device)
             gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold))
         except ValueError:
