@@ -94,7 +94,7 @@ def test_gguf_mapping_problems_are_all_reported(gguf, problems):
     with pytest.raises(ConfigError) as err:
         parse_card({"name": "x", "model": "hf-causal", "gguf": gguf, "colour": "red"}, "x.yaml")
     assert err.value.problems == [
-        "unknown key 'colour' (allowed: chat_template, description, dtype, gguf, model, model_args, name, "
+        "unknown key 'colour' (allowed: chat_template, config, description, dtype, gguf, model, model_args, name, "
         "pretrained, seq2seq, stop_tokens)",
         *problems,
     ]

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="recompute every document instead of reusing the records of an interrupted run (ee_bench/resume.py)")
+    p.add_argument("--cost-profile", "--cost_profile", dest="cost_profile", default="auto",
+                   help="cost profile for the predicted speed-up (ee-bench cost): auto (the cached profile of this "
+                        "model, device, dtype and threads if one exists; nothing is timed), a profile FILE, "
+                        "measure (time one now and cache it) or none")
     from ee_bench.options import add_early_exit_arguments
 
     add_early_exit_arguments(p)
@@ -136,6 +140,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     command = "ee-bench " + shlex.join(argv)
     gate, thresholds, chosen, specs, card, data = _prepare(args)
+    profile_file = _cost_profile_file(args, card.name)  # issue 22: checked before the model loads
     from ee_bench.options import early_exit_options
 
     ee_options = early_exit_options(args)
@@ -183,6 +188,7 @@ def main(argv: list[str]) -> int:
         model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
         load_s = time.perf_counter() - t0
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
+        profile = _cost_profile(args, card.name, model, profile_file)
         options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,
                               output_dir=model_dir(args.output_path, card.name) if args.output_path else None,
                               dist=dist)  # side files (calibration sweeps) go next to the model's results
@@ -208,6 +214,7 @@ def main(argv: list[str]) -> int:
                 continue
             result = result_dict(task_result, model=card.name, config=config, provenance=provenance, model_load_s=load_s)
             result["model_info"]["trust_remote_code"] = bool(card.model_args.get("trust_remote_code", False))  # sec
+            result["predicted_speedup"] = _predicted(result, profile, task_result.records)  # issue 22
             if args.output_path:
                 written.append(write_task_result(args.output_path, result, sample_rows(task_result),
                                                  records=task_result.records, gate=gate))
@@ -226,6 +233,55 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _cost_profile_file(args: argparse.Namespace, model: str):
+    """The ``--cost-profile FILE`` profile, read and checked (schema, numbers, model) before the model loads;
+    None for auto / measure / none. Raises ProfileError (exit 2) for a damaged file or another model's."""
+    if args.cost_profile in ("auto", "measure", "none"):
+        return None
+    from ee_bench.costs.profile import load_profile
+
+    return load_profile(args.cost_profile, model)
+
+
+def _cost_profile(args: argparse.Namespace, model_name: str, model, from_file):
+    """The profile the predicted speed-up uses (None: none available): the given file, the cached profile
+    of this model / device / dtype / threads (auto), or one measured now (measure, then cached)."""
+    if args.cost_profile == "none" or not hasattr(model, "unembed") or getattr(model, "kind", "causal") != "causal":
+        return None
+    import torch
+
+    from ee_bench.costs.profile import ProfileError, cache_path, cached_profile, save_profile
+    from ee_bench.decoding.cost_profile import device_label
+
+    prof = from_file
+    dtype = str(next(model.model.parameters()).dtype).removeprefix("torch.")
+    key = (model_name, device_label(model.device), dtype, torch.get_num_threads())
+    if prof is None and args.cost_profile == "auto":
+        prof = cached_profile(*key)
+    elif prof is None and args.cost_profile == "measure":
+        from ee_bench.decoding.cost_profile import measure_profile
+        from ee_bench.results import package_versions
+
+        prof = measure_profile(model, model_name, dtype=dtype, config=model.model.config.to_dict(),
+                               versions=package_versions())
+        save_profile(cache_path(*key), prof)
+    if prof is not None and prof.n_layers != model.n_layers:
+        raise ProfileError(f"the cost profile of {model_name} has {prof.n_layers} layers; the loaded model has "
+                           f"{model.n_layers}. Give the profile of this model (ee-bench cost --model {model_name}).")
+    return prof
+
+
+def _predicted(result: dict[str, Any], profile, records) -> dict[str, Any] | None:
+    """``predicted_speedup`` of one results JSON (:func:`ee_bench.costs.predict.predicted_speedup`) at the
+    run's mean context: prompt tokens + half the output tokens, averaged over documents."""
+    if profile is None or not records:
+        return None
+    from ee_bench.costs.predict import predicted_speedup
+
+    ctx = sum(len(r.prompt_token_ids) + len(r.output_token_ids) / 2 for r in records) / len(records)
+    return predicted_speedup(result, profile, ctx)
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     fm, sat = result["oracle"]["first_match"], result["oracle"]["saturation"]
     L = fm["n_layers"]
@@ -240,6 +296,18 @@ def _print_summary(result: dict[str, Any]) -> None:
         mark = " *" if g["threshold"] == result["threshold"] else ""
         print(f"  {g['threshold']:>6g}: {g['signed_distance']:+.2f} / {g['abs_distance']:.2f}, acc {g['accuracy']:.1f}%, "
               f"{g['mean_layers_run']:.2f} layers, implied x{g['implied_speedup']:.2f}{mark}")
+    pred = result.get("predicted_speedup")
+    if pred:  # issue 22: cost-model figures (docs/definitions.md)
+        pr = pred["profile"]
+        print(f"predicted speed-up ({pr['source']} profile: {pr['device']}, {pr['dtype']}, {pr['threads']} threads; "
+              f"block {pr['block_ms']:.2f} ms, head {pr['head_ms']:.2f} ms = {pr['head_in_blocks']:.2f} blocks; "
+              f"check {pred['check']}, kv {pred['kv'] or 'none counted'}):")
+        print(f"  at threshold {pred['at_threshold']['threshold']:g}: x{pred['at_threshold']['per_token']:.2f}/token; "
+              f"oracle ceiling x{pred['ceiling']['per_token']:.2f}/token; sweep: "
+              + ", ".join(f"{p['threshold']:g} x{p['per_token']:.2f}" for p in pred["sweep"]))
+    else:
+        print("predicted speed-up: no cost profile for this model/device/dtype/threads (ee-bench cost --model M, "
+              "or --cost-profile measure)")
     from ee_bench.decoding.speedup import result_verdicts
 
     verdicts = result_verdicts(result)

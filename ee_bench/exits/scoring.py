@@ -6,6 +6,8 @@ For per-token gate exit layers g_t and first-match oracle layers m_t over N toke
 - absolute distance: mean(|g_t − m_t|) (layers);
 - gate accuracy: % of tokens whose top-1 at g_t equals the final top-1;
 - mean layers run: mean(g_t + 1) (layers);
+- mean checks: mean(min(g_t + 1, L − 1)), the gate checks a token makes when every layer below L−1 is
+  an exit (no check at the last layer; the cost model's input, ``ee_bench.costs.predict``);
 - implied speed-up: L / mean layers run. It counts layers only (no gate or head cost), so it is
   labelled *implied*, never *measured*.
 """
@@ -29,6 +31,7 @@ class GateScore:
     mean_layers_run: float
     implied_speedup: float
     n_tokens: int
+    mean_checks: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,4 +64,5 @@ def score_gate(threshold: float, gate_layers: Tensor, first_match: Tensor, top1:
         mean_layers_run=float(layers_run),
         implied_speedup=float(L / layers_run),
         n_tokens=int(n),
+        mean_checks=float((gate_layers + 1).clamp_max(max(L - 1, 0)).to(torch.float64).mean()),
     )

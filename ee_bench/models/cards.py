@@ -12,6 +12,9 @@ Keys (unknown keys are errors):
 ``dtype``         auto, float32, bfloat16 or float16
 ``model_args``    further keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``device_map``)
 ``description``   one line for ``ee-bench ls models``
+``config``        a ``config.json`` shipped with the card (path relative to the models folder, e.g.
+                  ``configs/llama2-7b-ee.json``): the architecture without the weights, for
+                  ``ee-bench cost --random-weights`` and ``--roofline`` (:func:`card_config`)
 ``seq2seq``       encoder-decoder input format (``hf-seq2seq`` cards): ``prefix``, a Jinja template
                   prepended to every source (T5: ``translate {{src_lang_name}} to {{tgt_lang_name}}: ``),
                   and ``lang_codes``, ISO code → the model's language token (NLLB: ``en: eng_Latn``),
@@ -48,7 +51,7 @@ from ee_bench.registry import did_you_mean
 from ee_bench.tasks.spec import read_yaml
 
 CARD_KEYS = {"name", "model", "pretrained", "gguf", "chat_template", "stop_tokens", "dtype", "model_args", "description",
-             "seq2seq"}
+             "seq2seq", "config"}
 SEQ2SEQ_KEYS = {"prefix", "lang_codes"}
 GGUF_KEYS = {"package", "file", "assemble", "pip"}
 GGUF_REQUIRED = ("package", "file")
@@ -70,6 +73,7 @@ class ModelCard:
     description: str = ""
     source_file: str = ""
     seq2seq: dict[str, Any] | None = None
+    config: str | None = None
 
 
 def builtin_model_dir() -> Path:
@@ -129,6 +133,9 @@ def parse_card(data: dict[str, Any], source: str) -> ModelCard:
         problems.append("'dtype' must be one of auto, float32, bfloat16, float16")
     if "seq2seq" in data:
         problems += _seq2seq_problems(data["seq2seq"])
+    if "config" in data and not (isinstance(data["config"], str) and data["config"].endswith(".json")
+                                 and ".." not in Path(data["config"]).parts and not Path(data["config"]).is_absolute()):
+        problems.append("'config' must be a .json path inside the models folder, e.g. configs/llama2-7b-ee.json")
     if problems:
         raise ConfigError(source, problems)
     return ModelCard(
@@ -136,7 +143,7 @@ def parse_card(data: dict[str, Any], source: str) -> ModelCard:
         chat_template=bool(data.get("chat_template", False)), stop_tokens=tuple(data.get("stop_tokens", ())),
         dtype=data.get("dtype", "auto"), model_args=dict(data.get("model_args") or {}),
         description=data.get("description", ""), source_file=source,
-        seq2seq=dict(data["seq2seq"]) if data.get("seq2seq") else None,
+        seq2seq=dict(data["seq2seq"]) if data.get("seq2seq") else None, config=data.get("config"),
     )
 
 
@@ -246,6 +253,33 @@ def _folder_wrapper(folder: Path) -> str:
     except (OSError, ValueError):
         return "hf-causal"  # the loader reports a folder that is no checkpoint
     return "hf-seq2seq" if isinstance(cfg, dict) and cfg.get("is_encoder_decoder") else "hf-causal"
+
+
+def card_config(card: ModelCard) -> dict[str, Any]:
+    """The model's ``config.json`` mapping without its weights: the card's shipped ``config`` file, else
+    the ``config.json`` of a local ``pretrained`` folder.
+
+    Raises:
+        EEBenchError: when neither is available offline, or the file is not a JSON object with ``model_type``.
+    """
+    import json
+
+    if card.config:
+        path = builtin_model_dir() / card.config
+    elif card.pretrained and (Path(card.pretrained) / "config.json").is_file():
+        path = Path(card.pretrained) / "config.json"
+    else:
+        raise EEBenchError(f"model {card.name} has no config available offline: its card ships no 'config' file and "
+                           f"{card.pretrained or 'its checkpoint'} is not a local folder with a config.json. Add "
+                           f"'config: configs/{card.name}.json' to the card (a copy of the checkpoint's config.json) "
+                           f"or pass --model_args pretrained=/local/folder.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EEBenchError(f"cannot read the config of {card.name} ({path}): {exc}. Restore the file.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise EEBenchError(f"{path} is not a model config (a JSON object with 'model_type'); restore the file.")
+    return data
 
 
 def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):
