@@ -227,7 +227,7 @@ def load_profile(path: str | Path, model: str | None = None) -> CostProfile:
 
 def save_profile(path: str | Path, profile: CostProfile) -> Path:
     """Write ``profile`` atomically (:func:`ee_bench.results.write_json`)."""
-    from ee_bench.results import write_json
+    from ee_bench.files import write_json
 
     write_json(Path(path), profile.to_dict())
     return Path(path)
