@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ee_bench.decoding.checks import check_options
+from ee_bench.decoding.draft_length import draft_len_arg
 from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
@@ -78,8 +79,9 @@ def add_check_arguments(g) -> None:
                    help="how gate checks read the head: full (exact, default) or topk:K (APPROXIMATE: after a "
                         "token's first check, only the K most likely ids of that check; the emitted token is "
                         "still the full head's argmax)")
-    g.add_argument("--draft-len", "--draft_len", dest="draft_len", type=int, default=None,
-                   help="--kv speculative: tokens drafted per round (default 4)")
+    g.add_argument("--draft-len", "--draft_len", dest="draft_len", default=None, type=draft_len_arg,
+                   help="--kv speculative: tokens drafted per round (default 4), or adaptive[:N] (start at N = 4; "
+                        "+2 after a fully accepted round, -1 after a rejection, at least 1: transformers' heuristic)")
 
 
 def early_exit_options(args: argparse.Namespace):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from ee_bench.decoding.draft_length import parse_draft_len
 from ee_bench.errors import DecodingOptionError, EEBenchError
 from ee_bench.exits.gates import Gate
 from ee_bench.models.unembed import reduce_logits
@@ -121,19 +122,20 @@ def restricted_check(unembed, hidden: Tensor, cand: Tensor) -> tuple[Tensor, Ten
     return cand.gather(1, idx.unsqueeze(1)).squeeze(1), prob, ent
 
 
-def check_draft_len(draft_len: int | None, option: str = "draft length") -> int | None:
-    """Validate a self-speculative draft length (tokens per round): None, or a whole number >= 1.
+def check_draft_len(draft_len, option: str = "draft length"):
+    """Validate a self-speculative draft length: None, a whole number >= 1, or an adaptive schedule
+    (``adaptive`` / ``adaptive:N``; :mod:`ee_bench.decoding.draft_length`).
 
     Args:
-        option: how the message names it (``--draft-len`` on the command line).
+        option: kept for callers that name the option (the message names ``--draft-len``).
+
+    Returns:
+        None, the int N, or a :class:`~ee_bench.decoding.draft_length.DraftLength` for an adaptive one.
 
     Raises:
         DecodingOptionError: naming the fix.
     """
-    if draft_len is not None and (isinstance(draft_len, bool) or int(draft_len) != draft_len or draft_len < 1):
-        raise DecodingOptionError(f"{option} {draft_len} is invalid: speculative decoding drafts a whole number "
-                                  f">= 1 of tokens per round; try --draft-len 4.")
-    return draft_len
+    return parse_draft_len(draft_len)
 
 
 def check_options(check: str | CheckMode | None, draft_len: int | None) -> tuple[CheckMode, int | None]:

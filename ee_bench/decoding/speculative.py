@@ -37,6 +37,10 @@ of the two lossless choices (verifying each position from its own exit layer wou
 Σ_i (e_i − e_min) block-slots but needs a pass per distinct exit layer). Gate checks cost what they
 cost in the early-exit loop (``gate_checks``; one head row each for a head-reading gate).
 
+Draft length: constant (``--draft-len N``, default 4) or adaptive (``--draft-len adaptive[:N]``:
+transformers' heuristic, +2 after a fully accepted round, −1 after a rejection, at least 1, per row;
+:mod:`ee_bench.decoding.draft_length`). It only changes how many drafts one verification covers.
+
 Acceptance: ``DecodeCounts.acceptance_rate`` = accepted / drafted, ``mean_accepted_per_round`` =
 accepted / rounds (reported per run and per document).
 
@@ -52,9 +56,15 @@ import torch
 from torch import Tensor
 
 from ee_bench.decoding.checks import CheckMode, check_gate_mode
+from ee_bench.decoding.draft_length import DraftLength, as_schedule
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer
-from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, speculative_summary
+from ee_bench.decoding.traces import (
+    DecodeCounts,
+    DecodeResult,
+    ExitTrace,
+    speculative_summary,
+)
 from ee_bench.errors import DecodingOptionError
 from ee_bench.exits.decide import ExitSchedule, Point
 
@@ -104,7 +114,8 @@ class SelfSpeculativeDecoder:
             fixed draft layer or, with a gate, the deepest layer a draft may run to; with a gate, each
             draft token exits at the first of ``exit_layers`` (< E) where it fires; ``min_prefix``:
             output tokens that are never drafted.
-        draft_len: d ≥ 1, tokens drafted per round.
+        draft_len: d ≥ 1, tokens drafted per round, or a :class:`~ee_bench.decoding.draft_length.DraftLength`
+            schedule (``adaptive``: the length of each row's next round follows the last one's acceptance).
         observe: with a gate, callable(layer, h (1, H), prev_h (1, H), previous, candidates) →
             (GateObservation, candidates), the decoding loop's observation builder with its check mode
             (:meth:`~ee_bench.exits.decide.ExitSchedule.observe` underneath; candidates None in ``full``
@@ -114,17 +125,16 @@ class SelfSpeculativeDecoder:
         ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
     """
 
-    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int, observe=None):
+    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int | DraftLength, observe=None):
         L = runner.n_layers
         draft_layer = schedule.force_layer
         if draft_layer is None or not 0 <= draft_layer < L - 1:
             raise ValueError(f"draft layer {draft_layer} is outside 0..{L - 2} (the draft must stop before the last block)")
-        if draft_len < 1:
-            raise ValueError(f"draft length must be >= 1, got {draft_len}")
+        self.lengths = as_schedule(draft_len)  # DecodingOptionError for a length < 1
         if schedule.gate is not None and observe is None:
             raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
         self.runner, self.model, self.schedule = runner, model, schedule
-        self.E, self.d, self.L = draft_layer, draft_len, L
+        self.E, self.d, self.L = draft_layer, self.lengths.start, L
         self.gate, self.observe = schedule.gate, observe
 
     def _slots(self, cols: list[int], device, key_real: Tensor):
@@ -231,13 +241,14 @@ class SelfSpeculativeDecoder:
             gen = [int(runner.unembed(h[:, -1]).argmax(dim=-1))]
         exits, rounds = [L - 1], []
         col = P  # cache column of gen[-1], not yet fed to the model
+        d_next = self.lengths.start  # this row's next draft length (adaptive: follows acceptance)
         while not finished(gen, until, max_gen_toks):
             if not self.schedule.may_exit(len(gen)):  # a prefix token: never drafted
                 gen.append(self._full_step(gen[-1], col, store, key_real, timer, counts))
                 exits.append(L - 1)
                 col += 1
                 continue
-            d = min(self.d, max_gen_toks - len(gen))
+            d = min(d_next, max_gen_toks - len(gen))
             drafted, drafts_at, states = [], [], []
             tok = gen[-1]
             for i in range(d):  # draft: blocks 0..e_i, one position at a time
@@ -253,6 +264,7 @@ class SelfSpeculativeDecoder:
                 verified = runner.unembed(y[0]).argmax(dim=-1).tolist()  # (d,)
             rnd = DraftRound(tuple(drafted), tuple(verified), accepted_prefix(drafted, verified))
             rounds.append(rnd)
+            d_next = self.lengths.next(d, rnd.accepted)
             counts["token_layers"] += sum(e + 1 for e in drafts_at) + d * (L - 1 - start)
             counts["head_rows"] += d
             for i, t in enumerate(rnd.emitted):
@@ -265,7 +277,7 @@ class SelfSpeculativeDecoder:
 
 
 def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: int, schedule: ExitSchedule,
-                       draft_len: int, mode: CheckMode) -> DecodeResult:
+                       draft_len: int | DraftLength, mode: CheckMode) -> DecodeResult:
     """Lossless self-speculative decoding of every prompt, row by row (``--kv speculative``).
 
     One allowed exit layer: the fixed draft layer E (no gate checks). Several (or every layer): each
@@ -275,7 +287,8 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         decoder: the :class:`~ee_bench.decoding.early_exit.EarlyExitDecoder` (its block runner, model,
             observation builder and stop rule).
         prompts: token-id lists. until, max_gen_toks: stop strings and token budget per row.
-        schedule: the run's exit schedule (exit layers, gate, τ, min_prefix). draft_len: d ≥ 1.
+        schedule: the run's exit schedule (exit layers, gate, τ, min_prefix). draft_len: d ≥ 1, or a
+            :class:`~ee_bench.decoding.draft_length.DraftLength` schedule (adaptive).
         mode: the check mode of gate checks.
 
     Returns:

@@ -98,14 +98,19 @@ class DecodeCounts:
         return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
 
 
-def speculative_summary(counts: DecodeCounts, draft_len: int) -> dict:
+def speculative_summary(counts: DecodeCounts, draft_len) -> dict:
     """Acceptance figures of self-speculative decoding, for results and samples.
+
+    Args:
+        draft_len: an int, or a schedule (:class:`~ee_bench.decoding.draft_length.DraftLength`, written as
+            its ``--draft-len`` spelling, e.g. ``"adaptive:4"``).
 
     Returns:
         ``{"draft_len", "draft_rounds", "draft_tokens", "accepted_tokens", "acceptance_rate" (accepted /
         drafted, None without drafts), "mean_accepted_per_round" (tokens, None without rounds)}``.
     """
-    return {"draft_len": draft_len, "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
+    return {"draft_len": draft_len if isinstance(draft_len, int) else str(draft_len),
+            "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
             "accepted_tokens": counts.accepted_tokens, "acceptance_rate": counts.acceptance_rate,
             "mean_accepted_per_round": counts.mean_accepted_per_round}
 
