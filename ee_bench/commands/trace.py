@@ -116,6 +116,9 @@ def main(argv: list[str]) -> int:
     threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
+    if mode.shortlist is not None:
+        raise EEBenchError(f"--check {mode.name} builds its shortlist from calibration documents, which trace has "
+                           f"none of; use it with the main command (ee-bench --kv ... --check {mode.name}).")
     spec, prompt = translation_prompt(args.task, args.text)
     model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
 

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.decoding.checks import CheckMode, check_gate_mode
+from ee_bench.decoding.checks import FULL, CheckMode, check_gate_mode
 from ee_bench.decoding.draft_length import DraftLength, as_schedule
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer
@@ -120,12 +120,14 @@ class SelfSpeculativeDecoder:
             (GateObservation, candidates), the decoding loop's observation builder with its check mode
             (:meth:`~ee_bench.exits.decide.ExitSchedule.observe` underneath; candidates None in ``full``
             mode).
+        mode: the check mode of the draft's gate checks (which checks read candidate rows only).
 
     Raises:
         ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
     """
 
-    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int | DraftLength, observe=None):
+    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int | DraftLength, observe=None,
+                 mode: CheckMode = FULL):
         L = runner.n_layers
         draft_layer = schedule.force_layer
         if draft_layer is None or not 0 <= draft_layer < L - 1:
@@ -135,7 +137,7 @@ class SelfSpeculativeDecoder:
             raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
         self.runner, self.model, self.schedule = runner, model, schedule
         self.E, self.d, self.L = draft_layer, self.lengths.start, L
-        self.gate, self.observe = schedule.gate, observe
+        self.gate, self.observe, self.mode = schedule.gate, observe, mode
 
     def _slots(self, cols: list[int], device, key_real: Tensor):
         """(index, mask, rope) of one row's query slots at cache columns ``cols``."""
@@ -176,12 +178,13 @@ class SelfSpeculativeDecoder:
                 break
             if point is Point.PASS:
                 continue
-            restricted = cand is not None  # candidates kept from this token's first check (--check topk:K)
+            restricted = self.gate.needs_head and self.mode.restricted_at(cand)  # topk after the first check; shortlist
             with timer.section("gate"):
                 obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
                 fire = bool(schedule.fires(obs)[0])
             counts["gate_checks"] += 1
             counts["restricted_checks"] += 1 if restricted else 0
+            counts["restricted_rows"] += self.mode.restricted_width() if restricted else 0
             counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
             exact = self.gate.needs_head and not restricted
             if fire:
@@ -226,7 +229,7 @@ class SelfSpeculativeDecoder:
         Returns:
             (generated ids, exit layer per id — the draft's exit layer for an accepted draft, L−1 for
             the prompt pass's token and for corrections —, the rounds, work counts {token_layers,
-            head_rows, prompt_positions, gate_checks, restricted_checks, kv_fill_token_layers}).
+            head_rows, prompt_positions, gate_checks, restricted_checks, restricted_rows, kv_fill_token_layers}).
         """
         runner, L = self.runner, self.L
         P = len(prompt)
@@ -234,7 +237,7 @@ class SelfSpeculativeDecoder:
         key_real = torch.ones(store.written.shape[1:], dtype=torch.bool, device=store.written.device)  # (1, T_max)
         ids = torch.tensor([list(prompt)], device=store.written.device)
         counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P, "gate_checks": 0, "restricted_checks": 0,
-                  "kv_fill_token_layers": 0}
+                  "restricted_rows": 0, "kv_fill_token_layers": 0}
         with timer.section("layers"):
             h = self._run(range(L), runner.embed(ids), list(range(P)), store, key_real)  # (1, P, H)
         with timer.section("emit"):
@@ -316,7 +319,7 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         def observe(layer, h, prev, previous, cand):
             return decoder._observe(draft, layer, h, prev, previous, mode, cand)
 
-        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len, observe)
+        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len, observe, mode)
     else:
         draft = ExitSchedule(L, None, None, frozenset(), schedule.min_prefix, force_layer=layers[0])
         spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len)
