@@ -182,7 +182,8 @@ def run(args) -> dict:
             names.append(f"speculative {e} d={d}")
             kinds.append("speculative")
             meta.append({"draft_layer": e, "check": "full", "needs_head": True})
-    cal_ids = calibration_ids(len(docs), eval_ids, args.n_cal)
+    n_cal = args.n_cal if args.calibrate else min(args.n_cal, len(docs) - len(eval_ids))  # shortlists only: what is left
+    cal_ids = calibration_ids(len(docs), eval_ids, n_cal)
     cal_docs = [docs[i] for i in cal_ids]
     cal_prompts = [ids for _, ids in build_prompts(model, spec, cal_docs)]
     cal_refs = [references_of(spec, d) for d in cal_docs]
