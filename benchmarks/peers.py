@@ -18,7 +18,8 @@ the modes alternating prompt by prompt, median round; batch 1):
   ``--settings`` (``confidence:full``, ``confidence:shortlist:1024``, ``classifier:full`` with
   ``--gate-file``, ``state:full`` …) at ``--threshold`` (or calibrated on disjoint documents with
   ``--calibrate``), exits allowed only at ``--sparse-exit-layers``. A ``shortlist:N`` check's shortlist is
-  the N most frequent full-depth output tokens of the calibration documents.
+  the N most frequent full-depth output tokens of the first ``--shortlist-docs`` documents not evaluated
+  (default: the calibration documents).
 
 Predicted ×/token (issue 22's cost model): each run's own work counts (``DecodeCounts``) priced by the
 model's cost profile (``--profile FILE``, or measured now with ``topk`` = the shortlist's N, since a
@@ -65,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--gate-file", default=None, help="probes of --settings classifier:… (ee-bench fit-gate)")
     p.add_argument("--profile", default=None, help="cost profile file (default: measure one now)")
     p.add_argument("--calibration-patience", type=int, default=2)
+    p.add_argument("--shortlist-docs", type=int, default=None,
+                   help="documents whose full-depth outputs give a shortlist: the first N not evaluated (default --n-cal)")
     p.add_argument("--threshold", type=float, default=None, help="τ without --calibrate (default: the gate's)")
     p.add_argument("--calibrate", action="store_true",
                    help="choose τ per KV strategy on --n-cal disjoint documents (quality ≥ --min-quality-ratio)")
@@ -190,10 +193,12 @@ def run(args) -> dict:
     checks = {}
     for _, c in pairs:
         mode = parse_check_mode(c)
-        if mode.shortlist is not None and c not in checks:  # built once from the calibration docs' full-depth outputs
-            ref = dec.decode(cal_prompts, None, None, "copy", until, budget, exit_layers=())
+        if mode.shortlist is not None and c not in checks:  # built once from full-depth outputs of docs not evaluated
+            sl_ids = calibration_ids(len(docs), eval_ids, args.shortlist_docs or n_cal)
+            sl_prompts = [ids for _, ids in build_prompts(model, spec, [docs[i] for i in sl_ids])]
+            ref = dec.decode(sl_prompts, None, None, "copy", until, budget, exit_layers=())
             mode = with_shortlist(mode, [t.token_ids for t in ref.traces])
-            print(f"{c}: {len(mode.ids)} ids from the full-depth outputs of docs {cal_ids[0]}..{cal_ids[-1]}")
+            print(f"{c}: {len(mode.ids)} ids from the full-depth outputs of docs {sl_ids[0]}..{sl_ids[-1]}")
         checks[c] = mode
     taus, calibrations = {}, {}
     for kv in [k for k in args.kv.split(",") if k]:
