@@ -41,7 +41,6 @@ from pathlib import Path
 
 import torch
 
-
 from ee_bench.models.cards import load_model, resolve_card
 
 TIME_TARGET = 8.2

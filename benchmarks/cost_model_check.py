@@ -6,12 +6,15 @@
 
 In one process:
 
-1. the model's cost profile (``ee_bench.decoding.cost_profile.measure_profile``: block per k and context,
-   head, full / topk / state checks, copy / recompute work; ``time_interleaved`` medians), or ``--profile FILE``;
-2. full depth and every setting below decoded on the same prompts, timed by
-   ``ee_bench.decoding.speedup.measure_speedups`` (warm-up, ``--repeats`` interleaved rounds, median; batch 1):
-   copy and recompute with exits at every layer (dense) and at ``--sparse-exit-layers``, full and
-   ``topk:K`` checks, the head-free ``state`` gate, and ``speculative`` at each of ``--draft-layers``;
+1. full depth and every setting below decoded on the same prompts, and the pieces of the model's cost
+   profile (``ee_bench.decoding.cost_profile.profile_modes``: block per k and context, head, full / topk /
+   state checks, copy / recompute work), all timed together by ee-bench's one protocol,
+   ``ee_bench.decoding.speedup.time_interleaved`` (warm-up, ``--repeats`` rounds, every mode interleaved
+   prompt by prompt, median round; batch 1) — so the profile sees the same machine load as the runs
+   (this CPU is shared); ``--profile FILE`` uses a stored profile instead. Settings: copy and recompute
+   with exits at every layer (dense) and at ``--sparse-exit-layers``, full and ``topk:K`` checks, the
+   head-free ``state`` gate, and ``speculative`` at each of ``--draft-layers``; speed-ups by
+   ``ee_bench.decoding.speedup.compare_runs``;
 3. for each run, the predicted time from the work the loop counted (``DecodeCounts``) priced by the
    profile (``ee_bench.costs.predict.run_work`` / ``run_ms``: prompt passes, blocks per query width,
    heads, checks, KV fills), and predicted ×/token = (ee tokens / predicted ee ms) / (full tokens /
@@ -45,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--topk", type=int, default=16)
     p.add_argument("--min-prefix", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--piece-s", type=float, default=0.1, help="seconds of work per profile piece per prompt and round")
     p.add_argument("--profile", default=None, help="a cost profile file instead of measuring one now")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/cost_model_check")
@@ -79,9 +83,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from ee_bench.costs.predict import run_ms, run_work
     from ee_bench.costs.profile import load_profile
-    from ee_bench.decoding.cost_profile import measure_profile
+    from ee_bench.decoding.cost_profile import profile_modes
     from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from ee_bench.decoding.speedup import measure_speedups
+    from ee_bench.decoding.speedup import compare_runs, full_depth_mode, setting_mode, time_interleaved
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.results import package_versions, write_json
     from ee_bench.task_runners.generation import build_prompts
@@ -96,25 +100,36 @@ def main(argv=None) -> int:
     docs = load_docs(spec, args.data_dir)
     prompts = [ids for _, ids in build_prompts(model, spec, docs[: args.n_docs])]
     lengths = [len(p) for p in prompts]
+    L = model.n_layers
+    settings = settings_of(args, L)
+    dec = EarlyExitDecoder(model)
+    until, budget = tuple(spec.until), args.max_gen_toks
+    modes = [full_depth_mode(dec, until, budget), *[setting_mode(dec, s[1], until, budget) for s in settings]]
+    pm = None
     if args.profile:
         prof = load_profile(args.profile, card.name)
     else:
-        prof = measure_profile(model, card.name, dtype=dtype, config=model.model.config.to_dict(),
-                               versions=package_versions(), topk=args.topk, contexts=(32, 256))
-    L = model.n_layers
+        pm = profile_modes(model, card.name, dtype=dtype, config=model.model.config.to_dict(),
+                           versions=package_versions(), topk=args.topk, contexts=(32, 256),
+                           target_s=args.piece_s)
+        modes += list(pm.modes)
+    t0 = time.perf_counter()
+    runs = time_interleaved(modes, prompts, args.repeats)
+    print(f"timed full depth + {len(settings)} settings{' + the profile pieces' if pm else ''} × {args.repeats} "
+          f"rounds, interleaved ({time.perf_counter() - t0:.0f} s)")
+    if pm is not None:
+        prof = pm.profile(runs[1 + len(settings):], calls_per_round=len(prompts))
     print(f"{card.name}: L = {L}, {prof.device}, {prof.dtype}, {prof.threads} thread(s); profile ({prof.source}): block "
           f"{prof.block(1):.3f} ms, head {prof.head(1):.3f} ms = {prof.head_in_blocks:.2f} blocks, check full "
           f"{prof.check('full'):.3f} / topk:{args.topk} {prof.check(f'topk:{args.topk}'):.3f} / state "
           f"{prof.check('state'):.3f} ms", flush=True)
-    settings = settings_of(args, L)
-    dec = EarlyExitDecoder(model)
-    t0 = time.perf_counter()
-    reps = measure_speedups(model, prompts, [s[1] for s in settings], spec.until, args.max_gen_toks,
-                            repeats=args.repeats, batch_size=1, decoder=dec, references=None)
-    print(f"measured full depth + {len(reps)} settings × {args.repeats} rounds ({time.perf_counter() - t0:.0f} s)")
+    reps = [compare_runs(s[1].kv, s[1].gate, s[1].threshold, runs[0], r, n_layers=L, repeats=args.repeats, batch_size=1)
+            for s, r in zip(settings, runs[1:])]
     full_counts = reps[0].full_counts.to_dict()
     full_ms = run_ms(prof, run_work(full_counts, L, "copy", "full", lengths))
     rows, out_rows = [], []
+    f = reps[0].full_split
+    splits = [["full depth", *(f"{getattr(f, x):.2f}" for x in ("layers_s", "gate_s", "emit_s", "kv_s", "other_s", "total_s"))]]
     for (name, s, mode, needs_head, e), r in zip(settings, reps):
         w = run_work(r.ee_counts.to_dict(), L, s.kv, mode, lengths, needs_head=needs_head, draft_layer=e)
         ee_ms = run_ms(prof, w)
@@ -126,13 +141,19 @@ def main(argv=None) -> int:
                      f"{predicted:.3f}", f"{r.per_token_speedup:.3f}", f"{ratio:.3f}", "yes" if inside else "NO"])
         out_rows.append({"setting": name, "predicted_per_token": predicted, "measured_per_token": r.per_token_speedup,
                          "measured_over_predicted": ratio, "predicted_ee_s": ee_ms / 1e3, "measured_ee_s": r.ee_wall_s,
-                         "counts": r.ee_counts.to_dict()})
+                         "counts": r.ee_counts.to_dict(), "ee_split": r.ee_split.to_dict(),
+                         "full_split": r.full_split.to_dict()})
+        splits.append([name, *(f"{getattr(r.ee_split, f):.2f}" for f in ("layers_s", "gate_s", "emit_s", "kv_s", "other_s",
+                                                                          "total_s"))])
     print(f"\n{spec.task} docs 0..{args.n_docs - 1}, max_gen_toks {args.max_gen_toks}, batch 1, min_prefix "
           f"{args.min_prefix}, confidence τ {args.threshold:g}, state τ {args.state_threshold:g}; full depth: predicted "
           f"{full_ms / 1e3:.2f} s, measured {reps[0].full_wall_s:.2f} s (median)")
     print(tabulate(rows, headers=["setting", "tokens EE/full", "blocks/token", "checks/token",
                                   "EE s predicted / measured", "predicted ×/token", "measured ×/token",
                                   "measured ÷ predicted", f"in [{BAND[0]}, {BAND[1]}]"], tablefmt="github"))
+    print("\nmeasured time split of the median runs, s (other = embedding, masks, rotary, stop checks, Python; "
+          "not in the profile)")
+    print(tabulate(splits, headers=["run", "layers", "gate", "emit", "kv", "other", "total"], tablefmt="github"))
     out = Path(args.out)
     write_json(out / "cost_model_check.json", {"args": vars(args), "profile": prof.to_dict(),
                                                "full_predicted_s": full_ms / 1e3, "full_measured_s": reps[0].full_wall_s,

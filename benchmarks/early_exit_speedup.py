@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     from ee_bench.decoding.early_exit import EarlyExitDecoder
     from ee_bench.decoding.speedup import EESetting, measure_speedups
     from ee_bench.exits.gates import ConfidenceGate
-    from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.files import write_json
+    from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
     from ee_bench.tasks.templates import render

@@ -48,6 +48,10 @@ smollm2-135m-ee wmt14_en_de
 smollm2-135m-ee iwslt14_de_en
 smollm2-135m-ee cnn_dailymail
 smollm2-135m-ee narrativeqa
+smollm2-135m-ee glue_sst2
+smollm2-135m-ee glue_mrpc
+smollm2-135m-ee glue_rte
+smollm2-135m-ee glue_cola
 gemma3-270m-ee wmt22_de_en
 $JOINT wmt22_de_en
 EOF
@@ -94,4 +98,4 @@ while read -r model task; do
   cp "$OUT/${name}__$task/$name/"*"_${task}_confidence."* "leaderboard/results/$name/"
 done <<<"$LIST"
 "$EE" leaderboard
-"$EE" report leaderboard/ --lang cnn_dailymail=en --lang narrativeqa=en
+"$EE" report leaderboard/

@@ -22,7 +22,6 @@ import argparse
 import resource
 import time
 
-
 from ee_bench.exits.oracle import first_match_layer, saturation_layer
 from ee_bench.models.cards import load_model, resolve_card
 from ee_bench.tasks.index import TaskIndex

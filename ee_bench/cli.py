@@ -16,6 +16,7 @@ import logging
 import sys
 
 from ee_bench.errors import EEBenchError
+from ee_bench.registry import did_you_mean
 
 # subcommand -> ("module:function", one-line help). function(argv: list[str]) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -65,8 +66,6 @@ def _dispatch(argv: list[str]) -> int:
     elif argv[0].startswith("-"):
         target = "ee_bench.commands.evaluate:main"
     else:
-        from ee_bench.registry import did_you_mean
-
         raise EEBenchError(did_you_mean("subcommand", argv[0], ["run", *SUBCOMMANDS]))
     module, _, func = target.partition(":")
     return int(getattr(importlib.import_module(module), func)(argv) or 0)

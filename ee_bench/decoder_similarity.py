@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ee_bench.layer_similarity import LayerSimilarity, layer_similarity
+from ee_bench.task_runners.generation import build_prompts, references_of
 
 MAX_ELEMS = 1 << 21
 """Distribution entries (layers × rows × vocabulary) held at once: 8 MiB of float32."""
@@ -82,8 +83,6 @@ def profile_decoder(model, prompts: list[list[int]], responses: list[list[int]],
 def profile_decoder_on_task(model, spec, docs: list[dict[str, Any]], name: str | None = None) -> LayerSimilarity:
     """:func:`profile_decoder` on a generation task's documents: the evaluation prompt
     (:func:`~ee_bench.task_runners.generation.build_prompts`) and the first reference's tokens."""
-    from ee_bench.task_runners.generation import build_prompts, references_of
-
     prompts = [ids for _, ids in build_prompts(model, spec, docs)]
     responses = [model.tokenizer(references_of(spec, d)[0], add_special_tokens=False)["input_ids"] for d in docs]
     return profile_decoder(model, prompts, responses, name)

@@ -77,6 +77,8 @@ class Scores:
         target_lang: the language the metrics were computed for (None if not a translation task).
         intervals: the bootstrap intervals over documents of every oracle, gate and metric figure
             (:func:`ee_bench.uncertainty.task_intervals`), or None when not computed.
+        by_layer: the task's metrics at every exit layer, with intervals (issue 24,
+            :mod:`ee_bench.layer_metrics`), for classification and multiple-choice runs; else None.
     """
 
     exits: ExitReport
@@ -84,6 +86,7 @@ class Scores:
     metric_details: dict[str, Any]
     target_lang: str | None
     intervals: dict[str, Any] | None = None
+    by_layer: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,8 @@ def score_records(spec, records: list[DocRecord], docs: list[dict[str, Any]], ga
         spec: the task. records: evaluated records (sorted). docs: the evaluated documents.
         gate: the gate; thresholds: the validated sweep; chosen: the τ whose per-token exit layers
             go to the samples file (in ``thresholds``).
-        seed: seeds :func:`ee_bench.uncertainty.task_intervals`; None skips the intervals.
+        seed: seeds :func:`ee_bench.uncertainty.task_intervals` and the metrics by exit layer
+            (:func:`ee_bench.layer_metrics.records_metrics_by_layer`); None skips both.
 
     Raises:
         ValueError: if the records hold no output token at all.
@@ -255,7 +259,10 @@ def score_records(spec, records: list[DocRecord], docs: list[dict[str, Any]], ga
 
         intervals = task_intervals(records, gate, thresholds, chosen, spec.metric_list,
                                    metric_inputs(records, docs, lang), metrics, seed=seed)
-    return Scores(exits, metrics, details, lang, intervals)
+    from ee_bench.layer_metrics import records_metrics_by_layer  # issue 24: accuracy by exit layer
+
+    by_layer = None if seed is None else records_metrics_by_layer(records, spec.output_type, spec.metric_list, seed)
+    return Scores(exits, metrics, details, lang, intervals, by_layer)
 
 
 def _measured_stage(model, spec, all_docs, docs, records, gate, chosen, scores: Scores, options: EvalOptions):
@@ -265,7 +272,7 @@ def _measured_stage(model, spec, all_docs, docs, records, gate, chosen, scores: 
 
         stage = run_early_exit_stage(model, spec, all_docs, records, gate, chosen, options.early_exit,
                                      target_lang=scores.target_lang, batch_size=options.batch_size,
-                                     out_dir=options.output_dir)
+                                     out_dir=options.output_dir, progress=options.progress and options.dist.is_main)
         return stage.measured_speedup, stage.samples
     if model.kind == "encoder" and not getattr(gate, "needs_final", False):  # real layer-by-layer exit, timed
         # (not for the oracle gate: it reads the final layer, so there is no exit to time)

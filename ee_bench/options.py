@@ -1,5 +1,7 @@
 """Command-line option parsing shared by the commands and the engine (no command imports needed).
 
+- :func:`help_text`: a module docstring as plain text for ``--help`` (no reST markup);
+
 - :func:`parse_layers`: ``--exit-layers 8,12`` → [8, 12];
 - :func:`parse_kv_list`: ``--kv copy,recompute`` → names checked against the KV registry;
 - :func:`add_early_exit_arguments` / :func:`early_exit_options`: the early-exit decoding options of
@@ -12,6 +14,7 @@ It sits above the engine: it imports the decoding options it builds, and nothing
 from __future__ import annotations
 
 import argparse
+import re
 
 from ee_bench.decoding.checks import check_options
 from ee_bench.decoding.draft_length import draft_len_arg
@@ -19,6 +22,18 @@ from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
 from ee_bench.exits.kv import KV_STRATEGIES
+
+
+def help_text(doc: str | None) -> str:
+    """A docstring as ``--help`` shows it: reST literals (double backticks) and roles (``:func:`~a.b```
+    → ``b``) become plain text.
+
+    Args:
+        doc: a command module's docstring (or its first paragraph).
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1),
+                  doc or "")
+    return text.replace("``", "")
 
 
 def parse_layers(text: str | None) -> list[int] | None:

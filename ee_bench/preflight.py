@@ -4,9 +4,11 @@ The ground floor: it imports nothing of ee-bench but its errors.
 
 - :func:`check_output_folder`: ``--output_path`` can be created and written (probed with a temporary
   folder that is removed at once), not ``/proc/x`` or a path under a regular file;
-- (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`);
+- :func:`check_output_file`: an ``--output FILE`` is not a folder and its folder can be written;
+- :func:`check_fresh_folder`: an output folder is absent, empty, or an earlier output of the same command;
 - :func:`path_inside`: a path named by a task or results file stays inside its folder;
-- :func:`check_device`: the device exists on this machine (``--device mps`` on a machine without it).
+- (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`;
+  the device: :func:`ee_bench.devices.check_device`, which needs torch).
 
 Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the problem and the fix.
 """
@@ -58,26 +60,37 @@ def check_output_folder(path: str | os.PathLike, option: str = "--output_path") 
                            f"you can write to, e.g. runs/.") from None
 
 
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have (cuda without CUDA, mps without Metal, ...).
+def check_output_file(path: str | os.PathLike, option: str = "--output") -> None:
+    """Refuse an output file that is a folder or whose folder cannot be created or written; writes nothing.
 
     Raises:
-        EEBenchError: naming the device and the fix.
+        EEBenchError: naming ``option``, the path and the fix.
     """
-    import torch
+    target = Path(path)
+    if target.is_dir():
+        raise EEBenchError(f"{option} {target} is a folder; give the file to write, e.g. {target / 'report.md'}.")
+    parent = target.parent if str(target.parent) else Path(".")
+    check_output_folder(parent, option=f"{option} {target}: its folder")
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise EEBenchError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cpu":
+
+def check_fresh_folder(path: str | os.PathLike, option: str, marker: str, overwrite_flag: str) -> None:
+    """Refuse a non-empty output folder that is not an earlier output of the same command.
+
+    Args:
+        path: the output folder. option: its option name, for the message.
+        marker: a file the command writes into every folder it fills (e.g. ``ee_bench_finetune.json``);
+            a folder holding it is an earlier output and may be replaced.
+        overwrite_flag: the option that allows writing into any folder (named in the message).
+
+    Raises:
+        EEBenchError: the folder holds other files and no ``marker``.
+    """
+    folder = Path(path)
+    if not folder.is_dir() or (folder / marker).is_file():
         return
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise EEBenchError(f"--device {device} was asked for, but this machine has no usable MPS (Apple Metal) "
-                           f"device; use --device cpu or omit --device")
-    try:
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError, AttributeError) as exc:
-        reason = str(exc).strip().split("\n")[0].split(". ")[0][:160]
-        raise EEBenchError(f"--device {device} was asked for, but this machine cannot use it ({reason}); "
-                           f"use --device cpu or omit --device") from None
+    entries = sorted(p.name for p in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise EEBenchError(f"{option} {folder} is not empty ({shown}) and is not an earlier ee-bench output (no "
+                           f"{marker}); writing there would mix new files in with these. Give a new or empty folder, "
+                           f"or pass {overwrite_flag} to write into it anyway.")

@@ -28,7 +28,7 @@ that reads hidden states (``needs_hidden``) cannot be rescored from these record
 from __future__ import annotations
 
 import io
-import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from ee_bench.errors import EEBenchError
-from ee_bench.preflight import path_inside
 from ee_bench.files import write_bytes
+from ee_bench.samples_file import read_samples
 from ee_bench.types import DocRecord, LayerStats
 
 SIDECAR_SCHEMA = "ee-bench/layer-stats/v1"
@@ -132,12 +132,22 @@ def read_layer_stats(path: Path) -> LayerStatsFile:
     if not path.is_file():
         raise EEBenchError(f"layer-statistics file {path} does not exist. Rerun the evaluation with this ee-bench "
                            f"(it writes samples_<task>_<gate>.npz beside the samples JSONL), or keep the file with its results.")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
-        if missing:
-            raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
-        top1, prob, ent = (torch.from_numpy(np.array(z[k])) for k in FIELDS)
-        doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    try:  # never allow_pickle: a sidecar may come from anyone, and a pickle runs code
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a bare .npy array, not the .npz archive this module writes
+                raise ValueError("a single array, not an .npz archive")
+            missing = [k for k in (*FIELDS, "doc_ids", "offsets") if k not in z.files]
+            if missing:
+                raise EEBenchError(f"{path} is not an ee-bench layer-statistics file (missing {', '.join(missing)}).")
+            top1, prob, ent = (torch.from_numpy(np.array(z[k], copy=True)) for k in FIELDS)
+            doc_ids, offsets = z["doc_ids"].tolist(), z["offsets"].tolist()
+    except EEBenchError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        why = ("it holds pickled objects, which ee-bench never loads" if "pickle" in str(exc)
+               else f"{type(exc).__name__}")  # numpy's own advice (load it unsafely) must not reach a user
+        raise EEBenchError(f"layer-statistics file {path} is damaged or not an ee-bench .npz ({why}); rerun the "
+                           f"evaluation that wrote it, or delete it with its results file.") from None
     if len(offsets) != len(doc_ids) + 1 or (offsets and offsets[-1] != top1.shape[1]):
         raise EEBenchError(f"{path}: offsets do not match the {top1.shape[1]} token columns; the file is damaged.")
     try:
@@ -145,40 +155,6 @@ def read_layer_stats(path: Path) -> LayerStatsFile:
     except ValueError as exc:
         raise EEBenchError(f"{path}: {exc}; the file is damaged.") from None
     return LayerStatsFile(stats, doc_ids, offsets, path)
-
-
-def samples_path(result: dict[str, Any], results_path: Path) -> Path | None:
-    """The samples JSONL of a run: its results file's ``samples_file``, resolved next to the results.
-
-    Returns:
-        The path, or None when the entry is absent, not a string, names no file, or leads out of the
-        results folder (``..``, an absolute path, a symlink out): results files may come from anyone,
-        and the leaderboard site copies what they name.
-    """
-    entry = result.get("samples_file")
-    if not entry or not isinstance(entry, str):
-        return None
-    path = path_inside(Path(results_path).parent, entry)
-    return path if path is not None and path.is_file() else None
-
-
-def read_samples(path: Path) -> list[dict[str, Any]]:
-    """The rows of a samples JSONL.
-
-    Raises:
-        EEBenchError: if the file is missing or a line is not JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EEBenchError(f"samples file {path} does not exist; results and samples must stay in the same folder.")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise EEBenchError(f"{path}, line {n}: not JSON ({exc.msg}); the file is damaged.") from None
-    return rows
 
 
 def records_from_files(results_path: Path, result: dict[str, Any]) -> list[DocRecord]:

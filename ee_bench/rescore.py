@@ -10,7 +10,6 @@ run with that gate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ee_bench.evaluation import gate_thresholds
 from ee_bench.exits.gates import GATES, gate_name
 from ee_bench.exits.summary import ExitReport, summarise_exits
 from ee_bench.records import records_from_files
+from ee_bench.samples_file import read_results
 
 
 @dataclass(frozen=True)
@@ -77,21 +77,26 @@ def rescore_run(results_path: Path, gate: str, threshold: float | None = None) -
         EEBenchError: for an unknown gate, a threshold out of range, a gate that reads hidden
             states (not logged), or a run without sidecar.
     """
-    result = json.loads(Path(results_path).read_text(encoding="utf-8"))
+    result = read_results(Path(results_path))
+    if not str(result.get("schema", "")).startswith("ee-bench/results/"):
+        raise EEBenchError(f"{results_path} is not an ee-bench results file (no ee-bench/results schema).")
     g = GATES.get(gate)()
     if g.needs_hidden:
         raise EEBenchError(f"gate {gate} reads hidden states, which runs do not log; it cannot be rescored. "
                            f"Run the evaluation with --gate {gate} instead.")
-    records = records_from_files(Path(results_path), result)
-    n_layers = records[0].stats.n_layers if records else 0
-    if threshold is None and gate == result.get("gate"):
-        thresholds = [float(s["threshold"]) for s in result["gate_sweep"]]
-        chosen = float(result["threshold"])
-    else:
-        thresholds, chosen = gate_thresholds(g, threshold, n_layers)
     try:
+        records = records_from_files(Path(results_path), result)
+        n_layers = records[0].stats.n_layers if records else 0
+        if threshold is None and gate == result.get("gate"):
+            thresholds = [float(s["threshold"]) for s in result["gate_sweep"]]
+            chosen = float(result["threshold"])
+        else:
+            thresholds, chosen = gate_thresholds(g, threshold, n_layers)
         report = summarise_exits(records, g, thresholds, chosen)
+        return Rescored(Path(results_path), str(result["model"]), str(result["task"]), result.get("gate", "?"),
+                        gate_name(g), chosen, threshold is None, report)
+    except (KeyError, TypeError, IndexError) as exc:  # a results or samples file with entries missing or mistyped
+        raise EEBenchError(f"{results_path}: entry {exc} is missing or mistyped in the results or samples file; "
+                           f"the run is damaged. Rerun the evaluation that wrote it.") from None
     except ValueError as exc:
         raise EEBenchError(f"{results_path}: {exc}") from None
-    return Rescored(Path(results_path), result["model"], result["task"], result.get("gate", "?"), gate_name(g),
-                    chosen, threshold is None, report)

@@ -115,6 +115,7 @@ def result_dict(result: TaskResult, *, model: str, config: dict[str, Any], prove
         "metrics": result.scores.metrics, "metric_details": result.scores.metric_details,
         **result.scores.exits.to_dict(),
         "intervals": result.scores.intervals,
+        "metrics_by_layer": result.scores.by_layer,  # issue 24: the task's metrics at every exit layer
         "measured_speedup": result.measured_speedup,
         "n_docs": {"total": result.n_docs_total, "evaluated": len(result.records)},
         "n_output_tokens": n_tokens,

@@ -37,7 +37,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ee_bench import __version__
 from ee_bench.errors import EEBenchError
+from ee_bench.files import safe_name
+from ee_bench.types import DocRecord, LayerStats
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ def _to_plain(record) -> dict[str, Any]:
 
 
 def _from_plain(d: dict[str, Any]):
-    from ee_bench.types import DocRecord, LayerStats
-
     return DocRecord(doc_id=d["doc_id"], prompt=d["prompt"], prompt_token_ids=d["prompt_token_ids"],
                      output_text=d["output_text"], output_token_ids=d["output_token_ids"], prediction=d["prediction"],
                      references=d["references"], stats=LayerStats(d["top1"], d["top1_prob"], d["entropy"]),
@@ -188,9 +189,6 @@ def run_cached(runner, model, spec, docs: list[dict[str, Any]], doc_ids: list[in
 def task_cache(output_path: str | os.PathLike, model_name: str, spec, gate: str, parts: dict[str, Any],
                *, fresh: bool) -> RecordCache:
     """The record cache of one task under ``output_path`` (see the module docstring for the layout)."""
-    from ee_bench import __version__
-    from ee_bench.files import safe_name
-
     key = cache_key({**parts, "task_spec_hash": spec.spec_hash, "gate": gate, "ee_bench_version": __version__})
     folder = Path(output_path) / safe_name(model_name) / ".records"
     return RecordCache(folder / f"{safe_name(spec.task)}_{safe_name(gate)}_{key[:16]}.bin", key, fresh=fresh)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ee_bench.errors import EEBenchError, UnknownNameError
 from ee_bench.tasks.index import TaskIndex
+from ee_bench.tasks.lm_eval_vocab import RUNNABLE_OUTPUT_TYPES
 from ee_bench.tasks.spec import is_lm_eval
 
 PREFIX = "lm_eval:"
@@ -79,7 +80,6 @@ def lm_eval_listing(include_paths: list[Path], match: str | None = None) -> tupl
     import fnmatch
     from collections import Counter
 
-    from ee_bench.tasks.lm_eval_vocab import RUNNABLE_OUTPUT_TYPES
 
     lm = _lm_eval_tasks()
     entries = dict(lm.task_manager(()).task_index)

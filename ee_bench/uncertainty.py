@@ -33,7 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ee_bench.exits.oracle import PERC_AT_K
+from ee_bench.exits.decide import gate_exit_layers
+from ee_bench.exits.oracle import PERC_AT_K, first_match_layer, saturation_layer
+from ee_bench.metrics.base import METRICS, MetricInputs, metric_options
+from ee_bench.types import LayerStats
 
 LEVEL = 0.95
 N_RESAMPLES = 1000
@@ -188,8 +191,6 @@ def metric_intervals(metric_list: list[dict[str, Any]], inputs, values: dict[str
     Returns:
         (metric → Interval dict or None, metric → reason it has no interval).
     """
-    from ee_bench.metrics.base import METRICS, MetricInputs, metric_options
-
     out: dict[str, dict | None] = {}
     reasons: dict[str, str] = {}
     for entry in metric_list:
@@ -240,10 +241,6 @@ def task_intervals(records, gate, thresholds: list[float], chosen: float, metric
     Raises:
         ValueError: if there are no records.
     """
-    from ee_bench.exits.decide import gate_exit_layers
-    from ee_bench.exits.oracle import first_match_layer, saturation_layer
-    from ee_bench.types import LayerStats
-
     if not records:
         raise ValueError("no documents; no intervals")
     stats = LayerStats.cat([r.stats for r in records])  # (L, N)

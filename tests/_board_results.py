@@ -4,9 +4,9 @@ order, best mark and average can be worked out by hand)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ee_bench.files import safe_name
-from pathlib import Path
 
 L = 10
 
@@ -16,19 +16,21 @@ def _iv(lo: float, hi: float, n: int = 1000) -> dict:
 
 
 def write_run(root: Path, model: str, task: str, *, chrf: float, fm_avg: float, acc: float, evaluated: int,
-              total: int = 1984, measured: dict | None = None, figures: list[str] | None = None) -> Path:
+              total: int = 1984, measured: dict | None = None, figures: list[str] | None = None,
+              predicted: dict | None = None, gate: str = "confidence", dist: float = 0.0) -> Path:
     """One results file (and its samples file) under ``root/model/``; returns the results path.
 
     The samples hold one document of 10 tokens whose first-match layers are 0..9 and whose
-    saturation layers are all 9, so the histogram is known. The sweep has three thresholds.
+    saturation layers are all 9, so the histogram is known. The sweep has three thresholds; ``dist`` is
+    added to every absolute distance (2, 3, 4). ``predicted``: the results' ``predicted_speedup``.
     """
     folder = root / safe_name(model)
     folder.mkdir(parents=True, exist_ok=True)
-    sweep = [{"threshold": t, "signed_distance": -1.0, "abs_distance": 2.0 + i, "accuracy": acc - 10 * i,
+    sweep = [{"threshold": t, "signed_distance": -1.0, "abs_distance": 2.0 + i + dist, "accuracy": acc - 10 * i,
               "mean_layers_run": 8.0 - 2 * i, "implied_speedup": L / (8.0 - 2 * i), "n_tokens": 10}
              for i, t in enumerate((0.99, 0.9, 0.8))]
     res = {
-        "schema": "ee-bench/results/v1", "model": model, "task": task, "gate": "confidence", "threshold": 0.9,
+        "schema": "ee-bench/results/v1", "model": model, "task": task, "gate": gate, "threshold": 0.9,
         "metrics": {"chrf": chrf, "bleu": chrf / 2},
         "metric_details": {"chrf": {"higher_is_better": True}, "bleu": {"higher_is_better": True}},
         "oracle": {"first_match": {"avg": fm_avg, "perc": 50.0, "n_tokens": 10, "n_layers": L},
@@ -44,12 +46,13 @@ def write_run(root: Path, model: str, task: str, *, chrf: float, fm_avg: float, 
             "gate_at_threshold": {"accuracy": _iv(acc - 12, acc - 8)},
         },
         "measured_speedup": measured,
+        "predicted_speedup": predicted,
         "n_docs": {"evaluated": evaluated, "total": total},
-        "samples_file": f"samples_{task}_confidence.jsonl",
+        "samples_file": f"samples_{task}_{gate}.jsonl",
     }
     if figures is not None:
         res["figures"] = figures
-    path = folder / f"results_{task}_confidence.json"
+    path = folder / f"results_{task}_{gate}.json"
     path.write_text(json.dumps(res), encoding="utf-8")
     sample = {"doc_id": 0, "oracle_first_match": list(range(L)), "oracle_saturation": [L - 1] * L,
               "gate_exit_layer": [3] * L}

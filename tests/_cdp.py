@@ -151,11 +151,25 @@ class Browser:
                 out.append(f"log: {e.get('text')} {e.get('url', '')}")
         return out
 
-    def screenshot(self, path: Path, max_height: int = 6000) -> Path:
-        """A PNG of the whole page (up to ``max_height`` px tall)."""
-        size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
+    def screenshot(self, path: Path, max_height: int = 6000, selector: str | None = None) -> Path:
+        """A PNG of the whole page, or of the first element matching ``selector`` (page coordinates, full
+        width of the window), up to ``max_height`` px tall."""
+        if selector is None:
+            size = self.send("Page.getLayoutMetrics")["cssContentSize"]
+            x, y, width, height = 0, 0, size["width"], size["height"]
+        else:
+            x, y, width, height = self.eval(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
+                "return [0, r.top + scrollY, innerWidth, r.height]; })()")
+        clip = {"x": x, "y": y, "width": width, "height": min(height, max_height), "scale": 1}
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def screenshot_viewport(self, path: Path) -> Path:
+        """A PNG of what the window shows now (the first screen, right after :meth:`open`)."""
+        data = self.send("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

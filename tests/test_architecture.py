@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import exits_here, first_exit_layers, observe_layer
 from ee_bench.exits.gates import GATES, GateObservation
-from tiny_models import save_tiny_llama, write_tiny_task
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ee_bench"
 
@@ -68,8 +68,8 @@ def tiny_run(tmp_path_factory):
 def test_evaluate_task_returns_a_typed_result_and_the_schema(tiny_run, tmp_path):
     import json
 
-    from ee_bench.exits.decide import gate_exit_layers
     from ee_bench.evaluation import EvalOptions, TaskResult, evaluate_task
+    from ee_bench.exits.decide import gate_exit_layers
     from ee_bench.results import RESULTS_SCHEMA, result_dict, sample_rows, write_task_result
 
     model, spec, docs = tiny_run
@@ -98,10 +98,15 @@ def test_target_language_is_worked_out_in_one_place():
 
     from ee_bench.tasks.loaders import target_language
 
-    assert target_language(SimpleNamespace(dataset_name="de-en"), [{"tgt_lang": "en"}]) == "en"
-    assert target_language(SimpleNamespace(dataset_name="en-ja"), [{"src": "x"}]) == "ja"
-    assert target_language(SimpleNamespace(dataset_name="cola"), [{"sentence": "x"}]) is None
-    assert target_language(SimpleNamespace(dataset_name=None), []) is None
+    def spec(dataset_name, language=None):
+        return SimpleNamespace(dataset_name=dataset_name, language=language)
+
+    assert target_language(spec("de-en"), [{"tgt_lang": "en"}]) == "en"
+    assert target_language(spec("en-ja"), [{"src": "x"}]) == "ja"
+    assert target_language(spec("cola"), [{"sentence": "x"}]) is None
+    assert target_language(spec(None), []) is None
+    assert target_language(spec("3.0.0", "en"), []) == "en"  # metadata.language (CNN/DailyMail, NarrativeQA)
+    assert target_language(spec("de-en", "fr"), [{"tgt_lang": "en"}]) == "en"  # the documents say it first
 
 
 # ---------------------------------------------------------------- task runners and model contracts

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 SMOL = ["--model", "smollm2-135m-ee"]
 
@@ -30,11 +29,21 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("bad_input_ckpt") / "ckpt")
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_ckpt) -> Path:
+    """A finished 3-document run of the tiny checkpoint (results, samples, .npz sidecar), for rescore/report."""
+    tmp = tmp_path_factory.mktemp("bad_input_run")
+    tasks = write_tiny_task(tmp / "tasks", n_docs=3, max_gen_toks=3)
+    assert main(["--model", str(tiny_ckpt), "--tasks", "tiny_copy", "--include_path", str(tasks), "--threshold", "0.9",
+                 "--output_path", str(tmp / "runs"), "--no-progress", "--device", "cpu"]) == 0
+    return tmp / "runs"
+
+
 class Env:
     """One case's sandbox: ``root`` (snapshotted), ``out`` (the output path, must stay absent)."""
 
-    def __init__(self, root: Path, ckpt: Path):
-        self.root, self.ckpt = root, ckpt
+    def __init__(self, root: Path, ckpt: Path, finished: Callable[[], Path] | None = None):
+        self.root, self.ckpt, self._finished = root, ckpt, finished
         self.out = root / "out"
         self.tasks = write_tiny_task(root / "tasks", n_docs=3)
         self.data = root / "data"
@@ -65,6 +74,29 @@ class Env:
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         return path
 
+    def results(self, **damage: bytes | str) -> Path:
+        """A copy of the finished run under ``root/runs``; ``damage`` maps a file suffix (``npz``, ``json``,
+        ``jsonl``) to the bytes that replace that file. Returns the copy's folder."""
+        import shutil
+
+        folder = self.root / "runs"
+        shutil.copytree(self._finished(), folder)
+        for suffix, content in damage.items():
+            for path in folder.rglob(f"*_tiny_copy_confidence.{suffix}"):
+                path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        return folder
+
+    def recorded_lang(self, lang: str) -> Path:
+        """The finished run's copy, its results recording ``task_info.target_lang = lang``."""
+        import json
+
+        folder = self.results()
+        path = next(folder.rglob("results_tiny_copy_confidence.json"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["task_info"]["target_lang"] = lang
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return folder
+
     def lm_task(self, body: str = 'doc_to_text: "{{q}}"') -> str:
         folder = self.root / "lm_tasks"
         folder.mkdir(exist_ok=True)
@@ -84,12 +116,26 @@ class Case:
     words: tuple[str, ...]
     stdout: bool = False  # validate lists its errors on stdout
     chdir: bool = False  # run from the case's folder (commands with a default relative path)
+    absent: tuple[str, ...] = ()  # words the message must not hold (advice that must never reach a user)
 
 
 def C(id, argv, *words, **kw):  # noqa: N802
     return Case(id, argv, tuple(words), **kw)
 
 
+def lm_file(e: Env, name: str, rows: list[str], body: str) -> list[str]:
+    """An lm-eval-built task ``name`` over JSON ``rows`` (issue 24 cases); the argv that runs it."""
+    folder = e.root / "lm_tasks"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder / (name + '.jsonl')}\n"
+        f"test_split: test\n{body}\nmetadata:\n  version: 1.0\n", encoding="utf-8")
+    return [*SMOL, "--tasks", name, "--include_path", str(folder), "--output_path", str(e.out)]
+
+
+MC_BODY = 'output_type: multiple_choice\ndoc_to_text: "{{q}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: \"{{0}}\"\nmetric_list:\n  - metric: acc'
+LL_BODY = 'output_type: loglikelihood\ndoc_to_text: "{{q}}"\ndoc_to_target: "{{a}}"\nmetric_list:\n  - metric: acc'
 FT = ["finetune", "--fields", "sentence", "--num_labels", "2"]
 TR = ["trace", *SMOL]
 SIM = ["similarity", *SMOL]
@@ -256,9 +302,98 @@ CASES = [
                                            "--output_dir", "/proc/ee-bench-sim"], "cannot be written"),
     C("similarity-decoder-model", lambda e: [*SIM, "--data_file", str(e.file("s.jsonl", '{"s": "a"}\n')), "--fields", "s"],
       "for a causal LM give --task NAME"),
+    # ---- classification and log-likelihood tasks (issue 24)
+    C("mc-no-choices", lambda e: [*SMOL, "--tasks", "mc_none", "--include_path", str(e.file(
+        "mc/mc_none.yaml", "task: mc_none\ndataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl}}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_target: '{{label}}'\n"
+        "metric_list: [{metric: acc}]\n").parent), "--output_path", str(e.out)],
+      "multiple_choice tasks need 'doc_to_choice'"),
+    C("mc-empty-choices-on-a-document", lambda e: lm_file(e, "mc_empty", ['{"q": "a", "choices": ["x", "y"]}',
+                                                                         '{"q": "b", "choices": []}'], MC_BODY),
+      "doc_to_choice of task mc_empty gives [] on document 1", "at least two choices"),
+    C("mc-doc-to-choice-fails", lambda e: lm_file(e, "mc_fail", ['{"q": "a", "choices": ["x", "y"]}', '{"q": "b"}'], MC_BODY),
+      "doc_to_choice of task mc_fail fails on document 1", "fix the template or the data"),
+    C("kv-with-loglikelihood", lambda e: [*lm_file(e, "ll_t", ['{"q": "a", "a": "b"}'], LL_BODY), "--kv", "copy"],
+      "--kv (real early-exit decoding) applies to generation tasks only", "ll_t (loglikelihood)"),
     C("lm-eval-min-prefix", lambda e: ["lm-eval", "--model", "ee-hf", "--model_args", f"pretrained={e.ckpt},min_prefix=-1",
                                        "--tasks", "lm_t", "--include_path", e.lm_task(), "--limit", "1"], "min_prefix -1.0 is negative"),
+    # ---- issue 26: every subcommand as careful as the main one
+    C("rescore-npz-garbage", lambda e: ["rescore", str(e.results(npz=b"not a zip at all\n")), "--gate", "entropy"],
+      "nothing could be rescored", "samples_tiny_copy_confidence.npz is damaged or not an ee-bench .npz",
+      absent=("allow_pickle", "unsafely", "pickle.load")),
+    C("rescore-npz-truncated", lambda e: ["rescore", str(e.results(npz=b"PK\x03\x04\x14\x00")), "--gate", "entropy"],
+      "is damaged or not an ee-bench .npz", absent=("allow_pickle", "unsafely")),
+    C("rescore-npz-pickled", lambda e: ["rescore", str(e.results(npz=PICKLED_NPZ)), "--gate", "entropy"],
+      "holds pickled objects, which ee-bench never loads", absent=("allow_pickle", "unsafely")),
+    C("rescore-results-corrupt", lambda e: ["rescore", str(e.results(json='{"schema": "ee-bench/results/v1", "mod')),
+                                            "--gate", "entropy"], "is not a readable results file", "JSONDecodeError"),
+    C("rescore-results-a-list", lambda e: ["rescore", str(e.results(json="[1, 2]")), "--gate", "entropy"],
+      "is not a results file (a JSON list"),
+    C("rescore-samples-not-utf8", lambda e: ["rescore", str(e.results(jsonl=b'{"doc_id": 0, "x": "\xff"}\n')),
+                                             "--gate", "entropy"], "is not valid UTF-8"),
+    C("rescore-output-under-file", lambda e: ["rescore", str(e.results()), "--gate", "entropy", "--output",
+                                              str(e.file("afile", "x") / "r.json")], "--output", "afile is a file, not a folder"),
+    C("rescore-output-proc", lambda e: ["rescore", str(e.results()), "--gate", "entropy", "--output", "/proc/ee-bench/r.json"],
+      "--output /proc/ee-bench/r.json", "cannot be written"),
+    C("report-results-corrupt", lambda e: ["report", str(e.results(json=b"\xff\xfe{")), "--output", str(e.out / "r.md")],
+      "every results file under", "was skipped", "not a readable results file"),
+    C("report-output-under-file", lambda e: ["report", str(e.results()), "--output", str(e.file("afile", "x") / "r.md")],
+      "--output", "afile is a file, not a folder"),
+    C("report-output-proc", lambda e: ["report", str(e.results()), "--output", "/proc/ee-bench/r.md"], "cannot be written"),
+    C("report-lang-replaces-recorded", lambda e: ["report", str(e.recorded_lang("de")), "--lang", "tiny_copy=en",
+                                                  "--output", str(e.out / "r.md")],
+      "--lang tiny_copy=en contradicts the output language 'de'", "drop --lang tiny_copy"),
+    C("report-lang-not-a-code", lambda e: ["report", str(e.results()), "--lang", "tiny_copy=english",
+                                           "--output", str(e.out / "r.md")], "'english' is not a language code", "ISO 639"),
+    C("report-lang-twice", lambda e: ["report", str(e.results()), "--lang", "tiny_copy=en", "--lang", "tiny_copy=de",
+                                      "--output", str(e.out / "r.md")], "two languages"),
+    C("inspect-output-dir-is-file", lambda e: ["inspect", "--model", str(e.ckpt), "--text", "w1", "--max-gen-toks", "2",
+                                               "--output-dir", str(e.file("afile", "x")), "--device", "cpu"],
+      "--output-dir", "afile is a file, not a folder"),
+    C("inspect-positions-beyond-budget", lambda e: ["inspect", "--model", str(e.ckpt), "--text", "w1", "--max-gen-toks", "3",
+                                                    "--positions", "99", "--output-dir", str(e.out), "--device", "cpu"],
+      "--positions asks for token 99", "at most 3 tokens", "--max-gen-toks"),
+    C("inspect-text-not-utf8", lambda e: ["inspect", "--model", str(e.ckpt), "--text", "w1 \udcff", "--output-dir", str(e.out)],
+      "--text holds bytes that are not UTF-8"),
+    C("trace-text-not-utf8", lambda e: ["trace", "--model", str(e.ckpt), "--text", "Hallo \udcff\udcfe"],
+      "--text holds bytes that are not UTF-8", "iconv"),
+    C("exit-layers-beyond-depth", lambda e: ["--model", str(e.ckpt), *e.run("--kv", "copy", "--exit-layers", "1,99",
+                                                                            "--device", "cpu")[2:]],
+      "--exit-layers 99", "has 4 layers", "0..3"),  # from config.json: before loading, no .records/ written
+    C("exit-layers-gguf-card", lambda e: e.run("--kv", "copy", "--exit-layers", "40"), "--exit-layers 40",
+      "smollm2-135m-ee has 30 layers"),  # the GGUF's own metadata, before its weights are dequantised
+    C("trace-exit-layers-beyond-depth", lambda e: ["trace", "--model", str(e.ckpt), "--text", "w1", "--exit-layers", "7",
+                                                   "--device", "cpu"], "--exit-layers 7", "has 4 layers"),
+    C("calibration-docs-0", lambda e: e.run("--kv", "copy", "--calibrate", "--calibration-docs", "0"),
+      "--calibration-docs must be a positive integer, got 0", absent=("--speedup-repeats",)),
+    C("speedup-repeats-0", lambda e: e.run("--kv", "copy", "--speedup-repeats", "0"),
+      "--speedup-repeats must be a positive integer, got 0", absent=("--calibration-docs",)),
+    C("data-dir-missing-relative", lambda e: e.run("--data-dir", "../shared/data"), "Data folder ../shared/data",
+      "does not exist", absent=("e.g. ../shared/data",), chdir=True),
+    C("finetune-output-not-empty", lambda e: (e.file("full/notes.txt", "mine"), [
+        *FT, "--train_file", str(e.file("train.jsonl", '{"sentence": "a", "label": 0}\n')),
+        "--output_dir", str(e.root / "full")])[1], "--output_dir", "is not empty (notes.txt)", "--overwrite_output_dir"),
+    C("leaderboard-several-results-no-output", lambda e: [(e.root / "a").mkdir(), (e.root / "b").mkdir()] and [
+        "leaderboard", "--results", str(e.root / "a"), "--results", str(e.root / "b")], "--output FILE", chdir=True),
+    C("lm-eval-function-in-main-command", lambda e: e.run(task="ee_demo_gen")[:4] + [
+        "--include_path", str(Path(__file__).parents[1] / "examples" / "lm-eval-tasks"), "--output_path", str(e.out)],
+      "!function utils.load", "ee-bench lm-eval --model ee-hf"),
 ]
+
+
+def _pickled_npz() -> bytes:
+    """An .npz whose arrays are pickled Python objects (what a hostile sidecar would hold)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, top1=np.array([{"x": 1}], dtype=object), top1_prob=np.zeros(1), entropy=np.zeros(1),
+             doc_ids=np.zeros(1), offsets=np.zeros(2))
+    return buf.getvalue()
+
+
+PICKLED_NPZ = _pickled_npz()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -267,15 +402,15 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_the_table_is_big_and_distinct():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 130
     assert len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_exits_2_with_one_paragraph(case, tmp_path, tiny_ckpt, capsys, monkeypatch):
+def test_bad_input_exits_2_with_one_paragraph(case, tmp_path, tiny_ckpt, capsys, monkeypatch, request):
     if case.id == "device-cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    env = Env(tmp_path, tiny_ckpt)
+    env = Env(tmp_path, tiny_ckpt, lambda: request.getfixturevalue("finished_run"))
     argv = case.argv(env)
     assert argv, "case built no command"
     if case.chdir:
@@ -298,6 +433,8 @@ def test_bad_input_exits_2_with_one_paragraph(case, tmp_path, tiny_ckpt, capsys,
         assert err.count("ee-bench: error: ") == 1, err
     for word in case.words:
         assert word in text, f"{word!r} not in {text[-3000:]!r}"
+    for word in case.absent:
+        assert word not in out + err, f"{word!r} in {text[-3000:]!r}"
     assert snapshot(tmp_path) == before, "something was written"
     assert not env.out.exists()
 
@@ -360,3 +497,157 @@ def test_main_run_regenerates_the_leaderboard_past_a_corrupt_results_file(tmp_pa
     assert all(f"skipping {p}" in warned for p in bad)
     board = (out / "leaderboard.md").read_text(encoding="utf-8")
     assert "## task_one" in board and "## task_two" in board
+
+
+# ---- issue 26: the cases that should succeed, and leave the current folder alone
+
+
+def test_leaderboard_results_writes_beside_the_results_not_in_cwd(tmp_path, finished_run, capsys, monkeypatch):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_run, runs)
+    (runs / "leaderboard.md").unlink()
+    cwd = tmp_path / "cwd"
+    (cwd / "leaderboard").mkdir(parents=True)
+    (cwd / "leaderboard" / "README.md").write_text("the committed board\n", encoding="utf-8")
+    monkeypatch.chdir(cwd)
+    before = snapshot(cwd)
+    assert main(["leaderboard", "--results", str(runs)]) == 0
+    assert f"{runs / 'leaderboard.md'} (1 results)" in capsys.readouterr().out
+    assert snapshot(cwd) == before  # ./leaderboard/README.md untouched
+    assert "## tiny_copy" in (runs / "leaderboard.md").read_text(encoding="utf-8")
+    assert main(["leaderboard", "--results", str(runs), "--output", str(tmp_path / "elsewhere.md")]) == 0
+    assert (tmp_path / "elsewhere.md").is_file() and snapshot(cwd) == before
+
+
+def test_report_lists_a_damaged_sidecar_and_still_reports(tmp_path, finished_run, tiny_ckpt, capsys, request):
+    env = Env(tmp_path, tiny_ckpt, lambda: finished_run)
+    folder = env.results(npz=PICKLED_NPZ)
+    out = tmp_path / "rep" / "report.md"
+    assert main(["report", str(folder), "--output", str(out), "--lang", "tiny_copy=en"]) == 0
+    capsys.readouterr()
+    text = out.read_text(encoding="utf-8")
+    assert "per-layer sidecar (layer-statistics file" in text and "holds pickled objects" in text
+    assert "allow_pickle" not in text
+
+
+def test_one_document_kv_run_shows_progress_and_no_interval(tmp_path, tiny_ckpt, capsys):
+    """A --kv run on one document: the speed-up stage has its own bar (per mode and repeat), and the
+    leaderboard prints 'value ± n/a' (a bootstrap over one document measures nothing)."""
+    tasks = write_tiny_task(tmp_path / "tasks", n_docs=1, max_gen_toks=3)
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny_ckpt), "--tasks", "tiny_copy", "--include_path", str(tasks), "--threshold", "0.5",
+                 "--kv", "copy", "--min-prefix", "0", "--speedup-repeats", "2", "--output_path", str(out),
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "tiny_copy speed-up (--kv)" in err
+    assert "full depth, warm-up" in err and "copy, repeat 2/2" in err
+    # 2 modes (full depth, copy) × (1 warm-up + 2 repeats × 1 chunk) = 6 steps
+    assert "6/6" in err
+    board = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "± n/a" in board and "± 0.00" not in board
+
+
+def test_inspect_shows_progress(tmp_path, tiny_ckpt, capsys):
+    code = main(["inspect", "--model", str(tiny_ckpt), "--text", "w1", "--max-gen-toks", "2", "--positions", "1",
+                 "--output-dir", str(tmp_path / "o"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "inspect:" in err and "reading every layer" in err and "3/3" in err  # generate, read, 1 figure
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["inspect.json", "inspect_token01.png"]
+
+
+def test_hub_check_is_quick_and_honours_the_offline_variables(monkeypatch):
+    from ee_bench import hub
+
+    hub.hub_offline_reason.cache_clear()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert hub.hub_offline_reason() == "HF_DATASETS_OFFLINE is set"
+    hub.hub_offline_reason.cache_clear()
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    reason = hub.hub_offline_reason()
+    assert reason.startswith("127.0.0.1 cannot be reached")
+    import datasets.config
+    import huggingface_hub.constants
+
+    with hub.offline_if_unreachable() as why:
+        assert why == reason and huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE  # restored
+    hub.hub_offline_reason.cache_clear()
+
+
+@pytest.mark.slow  # lm-eval indexes its thousands of built-in tasks first
+def test_lm_eval_task_without_hub_refuses_at_once(tmp_path, tiny_ckpt, capsys, monkeypatch, caplog):
+    from ee_bench import hub
+
+    hub.hub_offline_reason.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    try:
+        code = main(["--model", str(tiny_ckpt), "--tasks", "lm_eval:wikitext", "--limit", "1", "--device", "cpu",
+                     "--output_path", str(tmp_path / "out")])
+    finally:
+        hub.hub_offline_reason.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "The hub cannot be used here (127.0.0.1 cannot be reached" in err and "--data-dir" in err
+    assert not any("Retrying" in r.getMessage() for r in caplog.records)  # no hub retries
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sub", ["ls", "validate", "leaderboard", "finetune", "similarity", "trace", "inspect",
+                                 "rescore", "report"])
+def test_help_shows_no_rest_markup(sub, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([sub, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and ":mod:" not in out
+
+
+def test_finetune_shows_progress_by_default():
+    from ee_bench.commands.finetune import build_parser
+
+    assert build_parser().parse_args(["--output_dir", "x"]).progress is True
+    assert build_parser().parse_args(["--output_dir", "x", "--no-progress"]).progress is False
+
+
+def test_fresh_folder_rule(tmp_path):
+    from ee_bench.errors import EEBenchError
+    from ee_bench.preflight import check_fresh_folder
+
+    args = ("--output_dir", "ee_bench_finetune.json", "--overwrite_output_dir")
+    check_fresh_folder(tmp_path / "absent", *args)  # absent: fine
+    (tmp_path / "empty").mkdir()
+    check_fresh_folder(tmp_path / "empty", *args)  # empty: fine
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "ee_bench_finetune.json").write_text("{}")
+    (tmp_path / "ours" / "model.safetensors").write_text("")
+    check_fresh_folder(tmp_path / "ours", *args)  # an earlier checkpoint: fine
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "thesis.tex").write_text("")
+    with pytest.raises(EEBenchError, match=r"is not empty \(thesis.tex\).*--overwrite_output_dir"):
+        check_fresh_folder(tmp_path / "theirs", *args)
+
+
+@pytest.mark.parametrize("command", ["main", "trace"])
+def test_exit_layers_checked_right_after_loading_when_the_config_is_not_readable(command, tmp_path, tiny_ckpt, capsys,
+                                                                                monkeypatch):
+    """A hub id whose config is not cached: the depth is known only once the model has loaded; the check
+    then comes before any document record (``.records/``) or results file is written."""
+    import ee_bench.models.depth as depth
+
+    monkeypatch.setattr(depth, "checkpoint_depth", lambda card: None)
+    env = Env(tmp_path, tiny_ckpt)
+    argv = (["--model", str(tiny_ckpt), *env.run("--kv", "copy", "--exit-layers", "5", "--device", "cpu")[2:]]
+            if command == "main" else ["trace", "--model", str(tiny_ckpt), "--text", "w1", "--exit-layers", "5",
+                                       "--device", "cpu"])
+    before = snapshot(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "--exit-layers 5: ckpt has 4 layers" in err
+    assert snapshot(tmp_path) == before and not env.out.exists()

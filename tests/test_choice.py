@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, tiny_llama_mc
 
 from ee_bench.errors import ConfigError, EEBenchError
 from ee_bench.models.choice import continuation_ids, score_choices
@@ -14,7 +15,6 @@ from ee_bench.models.hf_causal import HFCausalLM
 from ee_bench.task_runners.multiple_choice import run_multiple_choice
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.loaders import load_docs
-from tiny_models import N_LAYERS, tiny_llama_mc
 
 FIXTURES = Path(__file__).parent / "fixtures" / "offline"
 

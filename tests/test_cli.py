@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_models import TASK_YAML
 
 from ee_bench.cli import main
-
-from tiny_models import TASK_YAML
 
 BASE = ["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "confidence"]
 

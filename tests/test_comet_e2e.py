@@ -19,9 +19,9 @@ import pytest
 
 comet = pytest.importorskip("comet")
 
-from ee_bench.cli import main  # noqa: E402
-
 from tiny_models import save_tiny_comet, save_tiny_llama  # noqa: E402
+
+from ee_bench.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,15 +8,13 @@ import json
 
 import pytest
 import torch
+from tiny_models import tiny_llama
 
 from ee_bench.cli import main
 from ee_bench.costs.flops import ACCELERATORS, Shape, block_bytes, block_flops, head_flops, roofline_ms
-from ee_bench.costs.predict import (TokenWork, ceiling, full_depth_ms, predicted_speedup, run_ms, run_work,
-                                    token_ms)
+from ee_bench.costs.predict import TokenWork, ceiling, full_depth_ms, predicted_speedup, run_ms, run_work, token_ms
 from ee_bench.costs.profile import PROFILE_SCHEMA, CostProfile, ProfileError, load_profile, profile_from_dict
 from ee_bench.exits.scoring import score_gate
-
-from tiny_models import tiny_llama
 
 # 3 layers; block 2 ms (k = 1), head 6 ms; full check 7 ms, state check 0.1 ms; copy 0.5 ms per fill
 TOY = CostProfile(model="toy", device="cpu", dtype="float32", threads=1, source="measured", n_layers=3,

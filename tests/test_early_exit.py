@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder, early_exit_generate
 from ee_bench.errors import ModelStructureError, UnknownNameError
 from ee_bench.exits.gates import Gate, GateObservation
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 KVS = ("copy", "recompute", "deferred")
 
@@ -115,10 +115,10 @@ def test_option_errors(model):
 
 
 def test_unsupported_architecture_is_named():
+    from tiny_models import byte_tokenizer
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from ee_bench.models.hf_causal import HFCausalLM
-    from tiny_models import byte_tokenizer
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=257, n_embd=16, n_layer=2, n_head=2, n_positions=64))
     wrapper = HFCausalLM(gpt2, byte_tokenizer(), name="tiny-gpt2")

@@ -7,8 +7,8 @@ import torch
 import transformers as tf
 from tiny_models import encoder_config, encoder_tokenizer, tiny_encoder, toy_rows
 
-from ee_bench.errors import ModelStructureError
 from ee_bench.decoding.encoder_exit import early_exit_classify, measure_encoder_speedup
+from ee_bench.errors import ModelStructureError
 from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
@@ -172,3 +172,21 @@ def test_measure_classification_speedup_on_task_docs():
     m = measure_classification_speedup(w, _spec(), toy_rows(6), GATES.get("confidence")(), 1.0,
                                        batch_size=4, repeats=1, warmup=0)
     assert m.batch_size == 4 and m.mean_layers_run == 3.0 and m.implied_speedup == 1.0  # gate never fires
+
+
+def test_accuracy_by_layer_of_an_encoder_run_is_each_layers_classifier_argmax():
+    # issue 24: layer ℓ's choice is argmax head(h^{ℓ+1}[CLS]) (the model's logits at L−1), by hand here
+    from ee_bench.layer_metrics import records_metrics_by_layer
+
+    w = _wrap(tiny_encoder("bert"))
+    docs = toy_rows(8)
+    records = run_classification(w, _spec(), docs, batch_size=3)
+    with torch.no_grad():
+        out = w.model(**w.encode([(d["sentence"],) for d in docs]).model_inputs(), output_hidden_states=True)
+        per_layer = [w.model.classifier(w.model.bert.pooler(out.hidden_states[i + 1])).argmax(-1) for i in range(2)]
+        per_layer.append(out.logits.argmax(-1))
+    hand = [sum(int(p[i]) == d["label"] for i, d in enumerate(docs)) / len(docs) for p in per_layer]
+    block = records_metrics_by_layer(records, "multiple_choice", [{"metric": "acc"}], seed=3)
+    assert block["metrics"]["acc"] == pytest.approx(hand, abs=1e-12)
+    assert block["metrics"]["acc"][-1] == sum(r.prediction == r.references[0] for r in records) / len(records)
+    assert block["n_choices"] == 2 and block["choice"] == "the layer's classifier argmax"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
-from tiny_models import save_tiny_llama, write_tiny_task
 
 
 def test_kv_calibrate_writes_traces_speedup_and_sweep(tmp_path, capsys):

@@ -14,13 +14,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from ee_bench.decoding.decoders import decoder_for
-from ee_bench.decoding.encoder_exit import early_exit_classify
-from ee_bench.errors import DecodingOptionError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, ExitSchedule, Point
-from ee_bench.exits.gates import Gate, GateObservation
-from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
 from tiny_models import (
     D_LAYERS,
     N_LAYERS,
@@ -32,6 +25,13 @@ from tiny_models import (
     wrap_seq2seq,
 )
 from tiny_models import seq2seq_sources as sources
+
+from ee_bench.decoding.decoders import decoder_for
+from ee_bench.decoding.encoder_exit import early_exit_classify
+from ee_bench.errors import DecodingOptionError
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, ExitSchedule, Point
+from ee_bench.exits.gates import Gate, GateObservation
+from ee_bench.models.hf_encoder import EncoderBatch, HFEncoderClassifier
 
 MIN_PREFIX, FIRE_AT = 2, 1
 

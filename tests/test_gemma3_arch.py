@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_gemma3_multimodal, tiny_gemma3_text
 
 from ee_bench.models.arch import locate_decoder_parts
 from ee_bench.models.unembed import Unembed
-from tiny_models import tiny_gemma3_multimodal, tiny_gemma3_text
+
 
 @pytest.mark.parametrize(("build", "model_type"), [(tiny_gemma3_text, "gemma3_text"), (tiny_gemma3_multimodal, "gemma3")])
 def test_last_block_through_unembed_reproduces_logits(build, model_type):

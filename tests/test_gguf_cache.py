@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import write_tiny_llama_gguf
 
 from ee_bench.errors import EEBenchError
 from ee_bench.models.cards import ModelCard, load_model
 from ee_bench.models.gguf_cache import MANIFEST, ORPHAN_TMP_AGE_S, GGUFCacheKey, cache_root, load_from_gguf, load_gguf_cached
 from ee_bench.models.hf_causal import HFCausalLM
 from ee_bench.models.packaging import gguf_file
-from tiny_models import write_tiny_llama_gguf
 
 PROMPTS = ["hello world", "<|im_start|>user\nhello<|im_end|>\n", "abc xyz 123"]
 

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, tiny_gemma3_multimodal, tiny_gemma3_text, tiny_variant, wrap
 from torch import nn
 
 from ee_bench.cli import main
@@ -19,7 +20,6 @@ from ee_bench.errors import ModelStructureError
 from ee_bench.models.hypotheses import inspect_outputs, inspect_sentence, topk_of_logits, topk_readout
 from ee_bench.models.sublayers import READOUTS, SUBLAYER_ARCHS, capture_sublayers, sublayer_arch
 from ee_bench.models.unembed import Unembed
-from tiny_models import save_tiny_llama, tiny_gemma3_multimodal, tiny_gemma3_text, tiny_variant, wrap
 
 IDS = [5, 17, 42, 60, 7, 33, 3, 11, 90]  # 9 tokens: longer than the tiny Gemma-3's sliding window (4)
 

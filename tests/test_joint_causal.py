@@ -150,6 +150,15 @@ def trained(tmp_path_factory):
     return tmp, base, data, out
 
 
+def test_checkpoint_files_get_the_users_umask(trained):
+    """safetensors writes through a 0600 temporary file; a saved checkpoint is an ordinary folder."""
+    _, _, _, out = trained
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "ee_bench_finetune.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_training_lowers_every_layer_loss(trained):
     _, base, data, out = trained
     before, after = _layer_losses_on(base, data), _layer_losses_on(out, data)

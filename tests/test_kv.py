@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from ee_bench.commands.ls import lazy_registries
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.exits.gates import Gate, GateObservation
 from ee_bench.exits.kv import KV_STRATEGIES, KVStrategy
-from ee_bench.commands.ls import lazy_registries
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 EXIT = 1  # forced exit layer
 MAX_TOKS = 4  # steps 1..3; the token fed at step 2 (column P+1) exits at EXIT

@@ -48,6 +48,9 @@ def test_value_and_half_width():
     assert fmt_value(25.54, {"low": 25.0, "high": 25.8}) == "25.54 ± 0.40"
     assert fmt_value(60.0, {"low": 58.0, "high": 61.0}, 1) == "60.0 ± 1.5"
     assert fmt_value(3.0, None) == "3.00" and fmt_value(None, {"low": 0, "high": 1}) == "n/a"
+    # one document: the bootstrap interval is a point, which says nothing; two documents: a real ± 0.00
+    assert fmt_value(25.54, {"low": 25.54, "high": 25.54}, 2, n_docs=1) == "25.54 ± n/a"
+    assert fmt_value(25.54, {"low": 25.54, "high": 25.54}, 2, n_docs=2) == "25.54 ± 0.00"
 
 
 def test_markdown_ranks_full_rows_before_previews(tmp_path):
@@ -97,9 +100,8 @@ def test_site_copies_files_links_them_and_escapes_names(tmp_path):
     html = index.read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
-    import re
-
     import html as html_lib
+    import re
 
     hrefs = re.findall(r'(?:href|src)="([^"#][^"]*)"', html)
     local = [html_lib.unescape(h) for h in hrefs if not h.startswith("data:,")]
@@ -138,6 +140,11 @@ def _edit(path: Path, change) -> None:
     (lambda d: d["oracle"]["first_match"].pop("n_layers"), "oracle.first_match.avg/n_layers"),
     (lambda d: d["intervals"]["metrics"]["chrf"].__setitem__("low", 99.0), "intervals.metrics.chrf"),
     (lambda d: d.__setitem__("figures", "plot.png"), "figures (a list of paths)"),
+    (lambda d: d.__setitem__("predicted_speedup", "fast"), "predicted_speedup (null or an object)"),
+    (lambda d: d.__setitem__("predicted_speedup", {"ceiling": {"per_token": -1.0}}), "predicted_speedup.ceiling"),
+    (lambda d: d.__setitem__("predicted_speedup", {"at_threshold": {"per_token": 1.5}}), "predicted_speedup.at_threshold"),
+    (lambda d: d.__setitem__("predicted_speedup", {"sweep": [{"threshold": 0.9, "per_token": float("nan")}]}),
+     "predicted_speedup.sweep"),
 ])
 def test_a_file_with_bad_values_is_skipped_and_named(tmp_path, caplog, change, named):
     board = build_board(tmp_path / "results")
@@ -166,7 +173,7 @@ def test_names_cannot_break_the_markdown_table():
 
 
 def test_samples_file_outside_the_results_folder_is_not_read(tmp_path):
-    from ee_bench.records import samples_path
+    from ee_bench.samples_file import samples_path
 
     path = write_run(tmp_path / "r", "model-a", "wmt22_de_en", chrf=50.0, fm_avg=20.0, acc=80.0, evaluated=250)
     (tmp_path / "secret.jsonl").write_text('{"doc_id": 0}\n')

@@ -13,9 +13,10 @@ import torch
 
 lm_eval = pytest.importorskip("lm_eval")
 
+from tiny_models import N_LAYERS, tiny_llama  # noqa: E402
+
 import ee_bench.lm_eval  # noqa: E402  (registers ee-hf)
 from ee_bench.cli import main  # noqa: E402
-from tiny_models import N_LAYERS, tiny_llama  # noqa: E402
 
 NEVER = f"gate=patience,threshold={N_LAYERS - 1}"  # a streak of L−1 transitions is impossible below layer L−1
 ALWAYS = "gate=confidence,threshold=1e-9"  # every top-1 probability is ≥ 1e-9: exits at layer 0
@@ -179,8 +180,9 @@ def test_pyproject_declares_the_lm_eval_entry_point():
 
     data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     assert data["project"]["entry-points"]["lm_eval.models"] == {"ee-hf": "ee_bench.lm_eval.model:EarlyExitLM"}
-    from ee_bench.lm_eval.model import EarlyExitLM
     from lm_eval.api.registry import get_model
+
+    from ee_bench.lm_eval.model import EarlyExitLM
 
     assert get_model("ee-hf") is EarlyExitLM and get_model("hf").__name__ == "HFLM"  # lm-eval's own still there
 

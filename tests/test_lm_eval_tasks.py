@@ -17,9 +17,10 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval")
 
+from tiny_models import tiny_llama
+
 from ee_bench.cli import main
 from ee_bench.tasks import lm_eval_vocab as vocab
-from tiny_models import tiny_llama
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WMT16 = FIXTURES / "lm_eval_wmt16"
@@ -311,6 +312,80 @@ def test_multiple_choice_task_scored_by_lm_eval_with_per_layer_choice_stats(ckpt
         assert s["prediction"] == lls.index(max(lls)) and s["references"] == [doc["label"]]
         assert s["extra"]["choices"] == doc["choices"]
         assert len(s["oracle_first_match"]) == 1 and 0 <= s["oracle_first_match"][0] < 4
+    # issue 24: accuracy by exit layer, each layer choosing by its own log-likelihoods (row L-1: lm-eval's)
+    by_layer = res["metrics_by_layer"]
+    assert by_layer["layers"] == [0, 1, 2, 3]
+    assert by_layer["metrics"]["acc"][-1] == hf["results"]["mc_words"]["acc,none"]
+    for layer in range(4):
+        hits = [max(range(len(doc["choices"])), key=lambda c: (s["extra"]["loglik_by_layer"][layer][c], -c)) == doc["label"]
+                for s, doc in zip(samples, MC_DOCS)]
+        assert by_layer["metrics"]["acc"][layer] == pytest.approx(sum(hits) / len(hits), abs=1e-12)
+    assert [s["extra"]["loglik_by_layer"][-1] for s in samples] == [s["extra"]["loglik"] for s in samples]
+
+
+# ---------------------------------------------------------------- loglikelihood (LAMBADA-style), issue 24
+LL_DOCS = [{"ctx": "Guten Mor", "word": "gen"}, {"ctx": "ja bit", "word": "te"}, {"ctx": "aaaa", "word": "a"}]
+LL = """task: ll_words
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood
+doc_to_text: "{{{{ctx}}}}"
+doc_to_target: "{{{{word}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: perplexity
+    aggregation: perplexity
+    higher_is_better: false
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def test_loglikelihood_task_gets_every_layers_loglik_and_is_greedy(ckpt, tmp_path):
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "ll"
+    write_task(folder, "ll_words", LL.format(data=folder / "ll_words_test.jsonl"), docs=LL_DOCS)
+    hf = lm_eval_hf(ckpt, folder, "ll_words")
+    assert run(ckpt, tmp_path / "out", "ll_words", "--include_path", str(folder)) == 0
+    res, samples = results_of(tmp_path / "out", "ll_words")
+    hf_samples = sorted(hf["samples"]["ll_words"], key=lambda s: s["doc_id"])
+    assert res["metrics"]["acc"] == hf["results"]["ll_words"]["acc,none"]
+    assert res["metrics"]["perplexity"] == hf["results"]["ll_words"]["perplexity,none"]
+    model = AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
+    by_hand = []  # per document: (L,) log-likelihoods and is_greedy from the hidden states, by the definition
+    for s, doc, h in zip(samples, LL_DOCS, hf_samples):
+        ctx, cont = s["prompt_token_ids"], s["output_token_ids"]
+        assert len(cont) == len(doc["word"].encode()) == len(s["oracle_first_match"])  # byte-level tokens
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ctx + cont]), output_hidden_states=True)
+        lls, greedy = [], []
+        for layer in range(4):
+            logits = out.logits[0] if layer == 3 else model.lm_head(model.model.norm(out.hidden_states[layer + 1][0]))
+            logp = torch.log_softmax(logits.float(), -1)
+            pos = range(len(ctx) - 1, len(ctx) - 1 + len(cont))
+            lls.append(sum(logp[p, t].item() for p, t in zip(pos, cont)))
+            greedy.append(all(int(logp[p].argmax()) == t for p, t in zip(pos, cont)))
+        assert s["extra"]["loglik_by_layer"][:3] == pytest.approx(lls[:3], abs=1e-4)
+        assert s["extra"]["is_greedy_by_layer"][:3] == greedy[:3]
+        assert s["extra"]["loglik_by_layer"][3] == h["resps"][0][0][0]  # lm-eval's own answer
+        assert s["extra"]["loglik_by_layer"][3] == pytest.approx(lls[3], abs=1e-4)
+        by_hand.append((s["extra"]["loglik_by_layer"], s["extra"]["is_greedy_by_layer"]))
+    block = res["metrics_by_layer"]
+    for layer in range(4):
+        assert block["metrics"]["acc"][layer] == pytest.approx(sum(g[layer] for _, g in by_hand) / 3, abs=1e-12)
+        ppl = math.exp(-sum(ll[layer] for ll, _ in by_hand) / 3)  # lm-eval's perplexity aggregation
+        assert block["metrics"]["perplexity"][layer] == pytest.approx(ppl, rel=1e-9)
+    assert block["metrics"]["acc"][-1] == res["metrics"]["acc"]
 
 
 # ---------------------------------------------------------------- perplexity (loglikelihood_rolling)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
+from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 from ee_bench.decoding.early_exit import early_exit_generate
 from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.types import LayerStats
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
 
 
 def test_float32_softmax_rounds_to_exactly_one():

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from tiny_models import TASK_YAML
 
 from ee_bench.cli import main
 from ee_bench.errors import UnknownNameError
@@ -22,8 +23,6 @@ from ee_bench.metrics.base import Metric, MetricInputs
 from ee_bench.registry import PluginLoadError, Registry
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
-
-from tiny_models import TASK_YAML
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ee-bench-plugin-example"
 

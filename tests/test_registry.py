@@ -6,8 +6,8 @@ import collections
 
 import pytest
 
-from ee_bench.errors import EEBenchError, UnknownNameError
 from ee_bench.commands.ls import lazy_registries
+from ee_bench.errors import EEBenchError, UnknownNameError
 from ee_bench.registry import PluginLoadError, Registry, did_you_mean
 
 

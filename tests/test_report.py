@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
 from ee_bench.report.degenerate import degeneracy
 from ee_bench.report.positions import length_buckets, length_slope, position_buckets, position_means
 from ee_bench.report.subword import decoder_of, split_pieces, tokenizer_kind
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 
 def _fast(pieces: list[str], decoder):
@@ -134,10 +133,29 @@ def test_leaderboard_marks_degenerate_rows_and_lists_them_last(tmp_path):
     res["metrics"]["acc"] = 10.0  # worse than the degenerate run, still ranked first
     (good / "m" / "results_t_confidence.json").write_text(json.dumps(res))
     text = render_leaderboard([tmp_path], tmp_path / "README.md")
-    rows = [line for line in text.splitlines() if line.startswith("| m ")]
+    overview, table = text.split("## Overview\n")[1].split("\n## t\n")
+    # the overview shows the ranked run, not the degenerate one with the higher accuracy
+    assert [line.split("|")[3].strip() for line in overview.splitlines() if line.startswith("| m ")] == ["acc 10.00"]
+    rows = [line for line in table.splitlines() if line.startswith("| m ")]
     assert len(rows) == 2
     assert "degenerate" not in rows[0] and "10.00" in rows[0]
     assert rows[1].startswith("| m (degenerate)") and "50.00" in rows[1]
+
+
+def test_report_ranks_no_previews(tmp_path):
+    """Same rule as the leaderboard: 4 of 9 documents is a preview (not ranked); 9 of 9 is ranked."""
+    from ee_bench.report.render import _ranking_section
+    from ee_bench.report.runs import load_runs
+
+    _hand_built_run(tmp_path / "a", [0, 1, 0, 1])  # 4/9 documents
+    whole = _hand_built_run(tmp_path / "b", [0, 1, 0, 1, 0, 1, 0, 1, 0])  # 9/9
+    res = json.loads((whole / "m" / "results_t_confidence.json").read_text())
+    res["metrics"]["acc"] = 10.0  # worse than the preview, still the only ranked run
+    (whole / "m" / "results_t_confidence.json").write_text(json.dumps(res))
+    text = _ranking_section(load_runs(tmp_path))
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 ", "| 2 "))]
+    assert len(rows) == 1 and "m (9 docs)" in rows[0] and "10.00" in rows[0]
+    assert "Not ranked (preview): m (4 docs)." in text
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +193,16 @@ def test_report_errors(tmp_path, capsys):
     assert "no results_*.json" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--lang", "oops"]) == 2
     assert "TASK=CODE" in capsys.readouterr().err
+
+
+def test_output_language_comes_from_the_task_itself():
+    """Without --lang, a run whose results predate ``task_info.target_lang`` takes its task's own language:
+    CNN/DailyMail and NarrativeQA declare ``metadata.language: en``; a WMT22 pair's is its target."""
+    from ee_bench.report.runs import output_language
+
+    def lang(task, recorded=None, overrides=None):
+        return output_language({"task": task, "task_info": {"target_lang": recorded}}, overrides or {})
+
+    assert [lang(t) for t in ("cnn_dailymail", "narrativeqa", "wmt22_en_ja")] == ["en", "en", "ja"]
+    assert lang("glue_rte") is None and lang("not_a_task") is None  # none declared / unknown here
+    assert lang("cnn_dailymail", recorded="de") == "de" and lang("cnn_dailymail", overrides={"cnn_dailymail": "fr"}) == "fr"

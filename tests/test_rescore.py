@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 
 @pytest.fixture(scope="module")

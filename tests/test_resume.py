@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.errors import EEBenchError
 from ee_bench.resume import OutputLock, RecordCache, cache_key
 from ee_bench.types import DocRecord, LayerStats
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_models import save_tiny_llama, write_tiny_task
 
 from ee_bench.cli import main
 from ee_bench.files import result_paths, safe_name
-
-from tiny_models import save_tiny_llama, write_tiny_task
 
 
 def payloads(marker: Path) -> dict[str, str]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import D_LAYERS, build_tiny_seq2seq, wrap_seq2seq
+from tiny_models import seq2seq_sources as sources
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ee_bench.decoding.decoders import decoder_for
@@ -21,8 +23,6 @@ from ee_bench.decoding.early_exit import DecodingOptionError
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.errors import ModelStructureError
 from ee_bench.exits.gates import Gate
-from tiny_models import D_LAYERS, build_tiny_seq2seq, wrap_seq2seq
-from tiny_models import seq2seq_sources as sources
 
 BLOCK_ARCHS = ("marian", "bart", "mbart", "m2m_100", "t5", "fsmt")
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_models import save_tiny_marian
 
 from ee_bench.decoding.decoders import decoder_for
 from ee_bench.errors import EEBenchError
@@ -25,7 +26,6 @@ from ee_bench.models.capture import LayerAnalysis
 from ee_bench.task_runners import get_runner
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.types import LayerStats
-from tiny_models import save_tiny_marian
 
 # L = 4 layers, 3 output tokens. Columns: token 0 [5, 7, 9, 9], token 1 [9, 3, 3, 3], token 2 [4, 2, 4, 4].
 TOP1 = torch.tensor([[5, 9, 4], [7, 3, 2], [9, 3, 4], [9, 3, 4]])

@@ -18,17 +18,21 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_models import (
+    D_LAYERS,
+    build_tiny_seq2seq,
+    wrap_seq2seq,
+)
+from tiny_models import (
+    SEQ2SEQ_ARCHS as ARCHS,
+)
+from tiny_models import (
+    seq2seq_sources as sources,
+)
 
 from ee_bench.errors import EEBenchError, ModelStructureError
 from ee_bench.models.seq2seq_arch import SEQ2SEQ_ARCHS, locate_seq2seq_parts
 from ee_bench.models.unembed import reduce_logits
-from tiny_models import (
-    SEQ2SEQ_ARCHS as ARCHS,
-    D_LAYERS,
-    build_tiny_seq2seq,
-    seq2seq_sources as sources,
-    wrap_seq2seq,
-)
 
 PROB_ATOL, ENT_ATOL = 1e-6, 1e-5
 

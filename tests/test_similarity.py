@@ -19,6 +19,7 @@ from ee_bench.layer_similarity import (
     plot_profiles,
 )
 
+
 def T(x):
     return torch.tensor(x, dtype=torch.float64)
 

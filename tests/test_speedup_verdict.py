@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from ee_bench.decoding.speedup import result_verdicts, speedup_verdict, speedup_verdicts
 from ee_bench.leaderboard import format_rows, measured_by_setting, measured_cell
 from ee_bench.leaderboard_site import _measured_site_cell
+from ee_bench.speedup_verdict import result_verdicts, speedup_verdict, speedup_verdicts
 from tests._board_results import write_run
 
 # The run of the issue: smollm2-135m-ee, wmt22_de_en, confidence 0.95, --limit 3, --kv copy.
@@ -67,7 +67,8 @@ def test_leaderboard_markdown_site_and_sort_use_the_verdict(tmp_path):
     site = _measured_site_cell(res)
     assert site["v"] == repr(1.30)  # only the headlined setting sorts
     assert site["cls"] == "flagged" and site["title"].startswith("copy: chrf 42% of full depth < 98% floor")
-    assert "**" not in site["text"] and "recompute 1.30×/token" in site["text"]
+    # compact: one setting a line, ⚠ where not headlined; the full verdicts are in the row's details
+    assert site["text"] == "copy 1.93× ⚠" and site["sub"] == "recompute 1.30×"
     assert measured_by_setting(res["measured_speedup"]) == {"copy": 1.93, "recompute": 1.30}
     only_bad = _measured_site_cell({**res, "measured_speedup": {"copy": DEFECT}})
     assert only_bad["v"] == "" and only_bad["cls"] == "flagged"

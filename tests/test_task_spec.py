@@ -62,7 +62,7 @@ def test_unknown_nested_keys_are_named():
 
 
 def test_all_problems_collected():
-    bad = {**VALID, "colour": "red", "output_type": "essay", "metric_list": [], "metadata": {}}
+    bad = {**VALID, "colour": "red", "output_type": "essay", "metric_list": [], "metadata": "v1"}
     del bad["doc_to_text"], bad["generation_kwargs"]  # (generation_kwargs would be a 6th: wrong output_type)
     with pytest.raises(ConfigError) as err:
         parse_task(bad, "toy.yaml")
@@ -70,7 +70,7 @@ def test_all_problems_collected():
     assert len(problems) == 5
     joined = "\n".join(problems)
     for fragment in ("unknown key 'colour'", "'output_type' must be one of", "'doc_to_text'",
-                     "'metric_list' must be a non-empty list", "'metadata.version' is required"):
+                     "'metric_list' must be a non-empty list", "'metadata' must be a mapping"):
         assert fragment in joined
     message = str(err.value)
     assert message.startswith("Invalid configuration in toy.yaml:")
@@ -174,3 +174,18 @@ def test_shipped_wmt22_group_expands_to_its_ten_pairs():
 def test_unknown_task_suggests():
     with pytest.raises(UnknownNameError, match="Did you mean: wmt22_de_en"):
         TaskIndex(with_plugins=False).load("wmt22_de_enn")
+
+
+def test_metadata_language_is_read_and_checked():
+    assert TaskIndex().load("cnn_dailymail").language == "en" and TaskIndex().load("wmt22_de_en").language is None
+    base = {"task": "t", "dataset_path": "x", "doc_to_text": "{{a}}", "generation_kwargs": {"until": ["\\n"], "max_gen_toks": 4},
+            "metric_list": [{"metric": "chrf"}]}
+    assert parse_task({**base, "metadata": {"version": 1, "language": "en"}}, "t.yaml").language == "en"
+    with pytest.raises(ConfigError, match="metadata.language"):
+        parse_task({**base, "metadata": {"version": 1, "language": 3}}, "t.yaml")
+
+
+def test_metadata_version_is_optional_as_in_lm_eval():
+    data = {k: v for k, v in VALID.items() if k != "metadata"}
+    assert parse_task(data, "toy.yaml").version is None
+    assert parse_task({**VALID, "metadata": {"version": 2.0}}, "toy.yaml").version == 2.0

@@ -131,8 +131,9 @@ def test_corpus_metric_without_fast_path_is_recomputed_on_the_first_rows():
 
 
 def test_cli_writes_intervals_that_match_the_samples(tmp_path, capsys):
-    from ee_bench.cli import main
     from tiny_models import save_tiny_llama, write_tiny_task
+
+    from ee_bench.cli import main
 
     ckpt = save_tiny_llama(tmp_path / "ckpt")
     tasks = write_tiny_task(tmp_path / "tasks", n_docs=4, max_gen_toks=5)

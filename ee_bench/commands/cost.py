@@ -99,9 +99,9 @@ def _measure(args, card, config, contexts) -> int:
         torch.set_num_threads(args.threads)
     dev = pick_device(args.device)
     if args.device is not None:
-        from ee_bench import preflight
+        from ee_bench.devices import check_device  # deferred: torch
 
-        preflight.check_device(args.device)
+        check_device(args.device)
     dtype = args.dtype or ("bfloat16" if args.random_weights else None)
     dtype_name = str(pick_dtype(dtype or card.dtype, dev)).removeprefix("torch.")
     source = "measured-random-weights" if args.random_weights else "measured"

@@ -77,7 +77,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
         if args.dtype != "auto" and args.dtype not in DTYPES:
             raise EEBenchError(f"unknown --dtype {args.dtype!r}; use one of auto, {', '.join(DTYPES)}")
-    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable, device
+    from ee_bench import preflight  # sec: data folder (missing or a file), output folder writable
+    from ee_bench.devices import check_device  # sec: a device this machine lacks
     from ee_bench.tasks.loaders import data_dir_problem
 
     if args.data_dir is not None and data_dir_problem(Path(args.data_dir)):
@@ -85,7 +86,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.output_path is not None:
         preflight.check_output_folder(args.output_path)
     if args.device is not None:
-        preflight.check_device(args.device)
+        check_device(args.device)
     if args.comet_model:
         from ee_bench.metrics.comet import check_comet_model
 
@@ -98,8 +99,8 @@ def _prepare(args: argparse.Namespace):
     from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
-    from ee_bench.tasks.loaders import load_docs
     from ee_bench.task_resolution import resolve_tasks
+    from ee_bench.tasks.loaders import load_docs
 
     _check_args(args)
     if args.comet_model:
@@ -152,16 +153,20 @@ def main(argv: list[str]) -> int:
         if other:
             raise EEBenchError(f"--kv (real early-exit decoding) applies to generation tasks only; "
                                f"{', '.join(other)} is not one. Run those tasks without --kv.")
+    from ee_bench.models.depth import check_exit_layers, checkpoint_depth
+
+    exit_layers = ee_options.exit_layers if ee_options else None
+    if exit_layers is not None:  # the depth from the checkpoint's config, before any weight loads
+        check_exit_layers(exit_layers, checkpoint_depth(card), card.name)
 
     import torch
 
     from ee_bench.distributed import DistContext
     from ee_bench.evaluation import EvalOptions, evaluate_task, gate_thresholds
+    from ee_bench.files import model_dir
     from ee_bench.leaderboard import format_rows, write_leaderboard
     from ee_bench.models.cards import load_model
-    from ee_bench.files import model_dir
-    from ee_bench.results import (git_sha, package_versions, result_dict, sample_rows, training_provenance,
-                                  write_task_result)
+    from ee_bench.results import git_sha, package_versions, result_dict, sample_rows, training_provenance, write_task_result
 
     dist = DistContext.from_env()
     if not (args.progress and dist.is_main):  # also silence transformers' and datasets' own bars
@@ -191,6 +196,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
         load_s = time.perf_counter() - t0
+        check_exit_layers(exit_layers, model.n_layers, card.name)  # a hub config not cached: before any record
         if hasattr(gate, "check_model"):  # probes fitted on another model are refused before any document runs
             gate.check_model(model.n_layers, model.describe()["hidden_size"])
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
@@ -282,9 +288,9 @@ def _predicted(result: dict[str, Any], profile, records) -> dict[str, Any] | Non
     run's mean context: prompt tokens + half the output tokens, averaged over documents."""
     if profile is None or not records:
         return None
-    from ee_bench.costs.predict import predicted_speedup
+    from ee_bench.costs.predict import mean_context, predicted_speedup
 
-    ctx = sum(len(r.prompt_token_ids) + len(r.output_token_ids) / 2 for r in records) / len(records)
+    ctx = mean_context([len(r.prompt_token_ids) for r in records], [len(r.output_token_ids) for r in records])
     return predicted_speedup(result, profile, ctx)
 
 
@@ -294,9 +300,19 @@ def _print_summary(result: dict[str, Any]) -> None:
     print(f"\n== {result['model']} | {result['task']} | {result['n_docs']['evaluated']}/{result['n_docs']['total']} docs, "
           f"{result['n_output_tokens']} output tokens, L = {L}")
     print("quality: " + ", ".join(f"{k} = {'n/a' if v is None else f'{v:.2f}'}" for k, v in result["metrics"].items()))
+    from ee_bench.exits.headline import result_chance_first_match, result_headline_oracle
+
+    head, chance = result_headline_oracle(result), result_chance_first_match(result)
     for name, s in (("first-match", fm), ("saturation", sat)):
         perc_k = ", ".join(f"perc@{k} {s[f'perc@{k}']:.1f}%" for k in (5, 10, 15, 20))
-        print(f"oracle {name:11s}: avg {s['avg']:.2f}, perc {s['perc']:.1f}%, {perc_k}")
+        note = " (headline)" if name.replace("-", "_") == head and head == "saturation" else ""
+        if name == "first-match" and chance is not None:  # issue 24: few choices, chance level beside it
+            note = f" (chance: avg {chance['avg']:.2f}, perc {chance['perc']:.1f}%)"
+        print(f"oracle {name:11s}: avg {s['avg']:.2f}, perc {s['perc']:.1f}%, {perc_k}{note}")
+    by_layer = result.get("metrics_by_layer")
+    if by_layer:  # issue 24: the task's metrics at every exit layer
+        for metric, values in by_layer["metrics"].items():
+            print(f"{metric} by exit layer 0..{len(values) - 1}: " + " ".join("n/a" if v is None else f"{v:.2f}" for v in values))
     print(f"gate {result['gate']} (threshold -> signed / |abs| distance to first-match, gate accuracy, layers run, implied speed-up):")
     for g in result["gate_sweep"]:
         mark = " *" if g["threshold"] == result["threshold"] else ""

@@ -27,11 +27,12 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 from ee_bench.training.options import check_numbers, row_slice
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench finetune", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="ee-bench finetune", description=help_text(__doc__.split("\n\n")[0]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="all-minilm-l6-v2",
                    help="model card, hub id, local folder, or the embedded all-minilm-l6-v2 (default)")
@@ -69,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated module names, or all-linear (every linear layer of the blocks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu to force the CPU (default: the Trainer's choice)")
-    p.add_argument("--output_dir", required=True, help="checkpoint folder to write")
-    p.add_argument("--progress", action="store_true", help="show the Trainer's progress bar")
+    p.add_argument("--output_dir", required=True,
+                   help="checkpoint folder to write: new, empty, or an earlier ee-bench finetune checkpoint")
+    p.add_argument("--overwrite_output_dir", "--overwrite-output-dir", dest="overwrite_output_dir", action="store_true",
+                   help="write into a non-empty --output_dir that is not an earlier ee-bench checkpoint")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the training progress bar")
+    p.add_argument("--progress", dest="progress", action="store_true", help=argparse.SUPPRESS)  # the default now
     return p
 
 
@@ -123,6 +128,11 @@ def check_args(args: argparse.Namespace) -> None:
     if folder.is_dir() and not (folder / "config.json").is_file():
         raise EEBenchError(f"--model {folder} is a folder without a checkpoint (no config.json). Give a folder "
                            f"written by save_pretrained or `ee-bench finetune`, a hub id, or all-minilm-l6-v2.")
+    if not args.overwrite_output_dir:  # before the write probe, which would touch the folder
+        from ee_bench.preflight import check_fresh_folder
+        from ee_bench.results import TRAINING_RECORD
+
+        check_fresh_folder(args.output_dir, "--output_dir", TRAINING_RECORD, "--overwrite_output_dir")
     check_output_folder(args.output_dir, "--output_dir")
 
 

@@ -65,7 +65,9 @@ def main(argv: list[str]) -> int:
         raise EEBenchError(f"--output {out} is a folder; give the probe file's name, e.g. {out / 'gate.json'}.")
     preflight.check_output_folder(out.parent, "--output's folder")
     if args.device is not None:
-        preflight.check_device(args.device)
+        from ee_bench.devices import check_device  # needs torch: only when a device is named
+
+        check_device(args.device)
     layers = parse_layers(args.exit_layers)
     spec = TaskIndex([Path(args.include_path)] if args.include_path else []).expand([args.task])[0]
     if spec.output_type != "generate_until":

@@ -21,12 +21,18 @@ import os
 import warnings
 from pathlib import Path
 
-from ee_bench.commands.trace import add_sentence_args, show_token, translation_prompt
+from ee_bench.commands.trace import (
+    add_sentence_args,
+    check_text,
+    show_token,
+    translation_prompt,
+)
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench inspect", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench inspect", description=help_text(__doc__.split("\n\n")[0]))
     add_sentence_args(p, model_help="decoder model card (ee-bench ls models) or checkpoint folder")
     p.add_argument("--top-k", type=int, default=5, help="hypotheses kept per layer and readout (paper: 10)")
     p.add_argument("--table-k", type=int, default=1, help="hypotheses shown in each table cell (≤ --top-k)")
@@ -38,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gen-toks", type=int, default=None, help="token budget (default: the task's)")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 
 
@@ -47,8 +54,7 @@ def check_args(args: argparse.Namespace) -> list[int] | None:
     Raises:
         EEBenchError: naming the bad option and the fix.
     """
-    if not args.text.strip():
-        raise EEBenchError('--text is empty; pass the source sentence, e.g. --text "Die Ware hat unter 20 Euro gekostet."')
+    check_text(args.text)
     if args.top_k < 1:
         raise EEBenchError(f"--top-k must be at least 1, got {args.top_k}; pass e.g. --top-k 5")
     if not 1 <= args.table_k <= args.top_k:
@@ -64,6 +70,20 @@ def check_args(args: argparse.Namespace) -> list[int] | None:
     if not positions or min(positions) < 0:
         raise EEBenchError(f"--positions {args.positions!r} must be comma-separated 0-based token indices, e.g. 0,3")
     return positions
+
+
+def check_budget(positions: list[int] | None, budget: int) -> None:
+    """Refuse ``--positions`` beyond the token budget (before the model loads; what is actually
+    generated can still be shorter, which :func:`~ee_bench.models.hypotheses.inspect_sentence` checks
+    before reading the layers).
+
+    Raises:
+        EEBenchError: naming the position, the budget and the fix.
+    """
+    if positions and max(positions) >= budget:
+        raise EEBenchError(f"--positions asks for token {max(positions)}, but at most {budget} tokens are generated "
+                           f"(the token budget; indices 0..{budget - 1}); pick smaller positions or raise "
+                           f"--max-gen-toks.")
 
 
 def _cell(tokenizer, ids, probs, k: int, final: int) -> str:
@@ -181,6 +201,12 @@ def main(argv: list[str]) -> int:
     from ee_bench.models.hypotheses import inspect_sentence
 
     spec, prompt = translation_prompt(args.task, args.text)
+    budget = args.max_gen_toks or spec.max_gen_toks
+    check_budget(positions, budget)
+    out_dir = Path(args.output_dir)
+    from ee_bench.preflight import check_output_folder
+
+    check_output_folder(out_dir, "--output-dir")  # a file, or a folder that cannot be written: before loading
     model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
     if not isinstance(model, HFCausalLM):
         raise EEBenchError(f"inspect reads a decoder's layers; {args.model} is not a causal LM. Pick a decoder card "
@@ -189,13 +215,23 @@ def main(argv: list[str]) -> int:
         from ee_bench.models.sublayers import sublayer_arch
 
         sublayer_arch(model.model)  # an unsupported architecture fails before generating
-    res = inspect_sentence(model, model.encode_prompt(prompt), spec.until, args.max_gen_toks or spec.max_gen_toks,
-                           args.top_k, args.sublayers)
-    n = len(res.output_ids)
-    positions = list(range(n)) if positions is None else positions
-    if max(positions) >= n:
-        raise EEBenchError(f"--positions {args.positions} asks for token {max(positions)}, but only {n} tokens were "
-                           f"generated (indices 0..{n - 1})")
+    import sys
+
+    from tqdm import tqdm
+
+    with tqdm(total=2, desc="inspect", disable=not args.progress, file=sys.stderr) as bar:  # the main command's style
+        res = inspect_sentence(model, model.encode_prompt(prompt), spec.until, budget, args.top_k, args.sublayers,
+                               positions=positions, progress=bar)
+        positions = list(range(len(res.output_ids))) if positions is None else positions
+        bar.total = 2 + len(positions)
+        bar.set_postfix_str("figures")
+        figures = {}
+        for i in positions:  # the figures are drawn here, printed below (after the bar closes)
+            figures[i] = out_dir / f"inspect_token{i:02d}.png"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            plot_token(figures[i], model.tokenizer, res, i, f"{model.name}: top-{args.top_k} hypotheses per layer, "
+                       f"token {i}: {show_token(model.tokenizer, res.output_ids[i])} (red box = final token)")
+            bar.update(1)
     tok = model.tokenizer
     print(f"model {model.name} ({model.n_layers} layers, 0-based), task {spec.task} prompt, top-{args.top_k}")
     print(f"source: {args.text}")
@@ -204,17 +240,12 @@ def main(argv: list[str]) -> int:
     print()
     print("block output h^ℓ per generated token (paper Fig. 1(c)):")
     print(overview_table(tok, res, args.table_k))
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for i in positions:
         label = f"token {i}: {show_token(tok, res.output_ids[i])}"
         if args.sublayers:
             print(f"\n{label} (paper Table 10 layout)")
             print(table10(tok, res, i, args.table_k))
-        path = out_dir / f"inspect_token{i:02d}.png"
-        plot_token(path, tok, res, i, f"{model.name}: top-{args.top_k} hypotheses per layer, {label} "
-                                      f"(red box = final token)")
-        print(f"figure: {path}")
+        print(f"figure: {figures[i]}")
     write_json(out_dir / "inspect.json", to_json(model, args, prompt, res, tok))
     print(f"numbers: {out_dir / 'inspect.json'}")
     return 0

@@ -1,5 +1,7 @@
 """``ee-bench leaderboard``: regenerate ``leaderboard/README.md`` from every results file under
-``leaderboard/`` (or the folders given); with ``--html DIR``, also a static site (docs/leaderboard.md)."""
+``leaderboard/``; with ``--results DIR``, write ``DIR/leaderboard.md`` (beside the results it read,
+as the main command does) unless ``--output`` says where; with ``--html DIR``, also a static site
+(docs/leaderboard.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,16 @@ import argparse
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench leaderboard", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench leaderboard", description=help_text(__doc__))
     p.add_argument("--results", action="append", default=None,
                    help="folder scanned for results_*.json (repeatable; default: leaderboard/)")
-    p.add_argument("--output", default="leaderboard/README.md", help="markdown file to write")
+    p.add_argument("--output", default=None,
+                   help="markdown file to write (default: leaderboard/README.md without --results; with one "
+                        "--results DIR, DIR/leaderboard.md; with several, required)")
     p.add_argument("--html", default=None, metavar="DIR",
                    help="also write a self-contained static site (index.html, figures, copies of the results) to DIR")
     args = p.parse_args(argv)
@@ -23,7 +28,7 @@ def main(argv: list[str]) -> int:
             what = "is a file, not a folder" if d.exists() else "does not exist"
             raise EEBenchError(f"results folder {d} {what}; run from the repository root (which holds leaderboard/) "
                                f"or pass --results DIR")
-    out_path = Path(args.output)
+    out_path = _default_output(args.output, args.results)
     if out_path.is_dir():
         raise EEBenchError(f"--output {out_path} is a folder; give the markdown file to write, e.g. {out_path / 'README.md'}")
     from ee_bench.preflight import check_output_folder
@@ -50,3 +55,20 @@ def main(argv: list[str]) -> int:
 
         print(f"site: {write_site(dirs, site, items)}")
     return 0
+
+
+def _default_output(output: str | None, results: list[str] | None) -> Path:
+    """Where the markdown goes: ``--output``; else the committed board for the committed results; else
+    ``leaderboard.md`` in the one results folder read (never the current folder's leaderboard/).
+
+    Raises:
+        EEBenchError: for several ``--results`` folders without ``--output``.
+    """
+    if output is not None:
+        return Path(output)
+    if not results:
+        return Path("leaderboard") / "README.md"
+    if len(results) > 1:
+        raise EEBenchError(f"--results is given {len(results)} times; say where the combined leaderboard goes with "
+                           f"--output FILE (e.g. --output {Path(results[0]) / 'leaderboard.md'}).")
+    return Path(results[0]) / "leaderboard.md"

@@ -56,9 +56,9 @@ def main(argv: list[str]) -> int:
         import ee_bench.lm_eval  # noqa: F401  (registers ee-hf)
     except ImportError as exc:
         raise EEBenchError(f"ee-bench lm-eval needs lm-eval ({exc}). Install it: pip install 'ee-bench[lm-eval]'.") from None
+    from ee_bench.files import write_json
     from ee_bench.lm_eval import sandbox
     from ee_bench.lm_eval.stats import RECORDERS
-    from ee_bench.files import write_json
 
     sandbox.scan_task_files(argv)  # unsafe templates fail here, naming the file, before the model loads
     sandbox.install()  # and every template lm-eval renders runs in the sandbox

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from tabulate import tabulate
 
+from ee_bench.options import help_text
 from ee_bench.registry import Registry
 
 KINDS = ("tasks", "models", "gates", "metrics", "kv", "task-runners")
@@ -35,7 +35,7 @@ def lazy_registries() -> dict[str, Callable[[], Registry]]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench ls", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench ls", description=help_text(__doc__))
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")
     p.add_argument("--lm-eval", "--lm_eval", dest="lm_eval", action="store_true",

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ee-bench rescore", description=__doc__)
+    p = argparse.ArgumentParser(prog="ee-bench rescore", description=help_text(__doc__))
     p.add_argument("results", help="results folder (searched recursively for results_*.json) or one results file")
     p.add_argument("--gate", required=True, help="gate to rescore with (ee-bench ls gates)")
     p.add_argument("--threshold", type=float, default=None,
@@ -20,13 +21,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cost-profile", "--cost_profile", dest="cost_profile", default=None,
                    help="a cost profile (ee-bench cost --output FILE): adds the predicted speed-up and the ceiling")
     args = p.parse_args(argv)
+    if args.output:  # checked before any analysis runs or prints
+        from ee_bench.preflight import check_output_file
+
+        check_output_file(args.output, "--output")
+    from ee_bench.files import write_json
     profile = None
     if args.cost_profile:  # issue 22: checked before anything is rescored
         from ee_bench.costs.profile import load_profile
 
         profile = load_profile(args.cost_profile)
     from ee_bench.rescore import find_results, rescore_run
-    from ee_bench.files import write_json
 
     runs, skipped = [], []
     for path in find_results(Path(args.results)):

@@ -20,10 +20,11 @@ import json
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench similarity", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="ee-bench similarity", description=help_text(__doc__.split("\n\n")[0]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model card name or checkpoint folder (encoder or causal LM)")
     p.add_argument("--model2", help="a second model, compared side by side (e.g. the joint-optimised one)")
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
 
         check_output_folder(args.output_dir, "--output_dir")
     if args.device is not None:
-        from ee_bench.preflight import check_device
+        from ee_bench.devices import check_device
 
         check_device(args.device)
     from ee_bench.models.cards import resolve_card

@@ -19,6 +19,7 @@ import argparse
 import json
 
 from ee_bench.errors import EEBenchError
+from ee_bench.options import help_text
 
 
 def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -30,7 +31,7 @@ def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench trace", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench trace", description=help_text(__doc__.split("\n\n")[0]))
     add_sentence_args(p, model_help="model card (ee-bench ls models)")
     p.add_argument("--kv", default="copy,recompute", help="comma-separated KV strategies (ee-bench ls kv)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates)")
@@ -47,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None)
     p.add_argument("--json", action="store_true", help="print the traces as JSON instead of a table")
     return p
+
+
+def check_text(text: str) -> None:
+    """Refuse an empty ``--text`` or one holding bytes that are not UTF-8 (the shell passes them through
+    as lone surrogates, which no tokenizer accepts).
+
+    Raises:
+        EEBenchError: naming the problem and the fix.
+    """
+    if not text.strip():
+        raise EEBenchError('--text is empty; give the source sentence to decode, e.g. --text "Die Ware hat unter 20 '
+                           'Euro gekostet."')
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EEBenchError(f"--text holds bytes that are not UTF-8 (at character {exc.start + 1}); pass the sentence "
+                           f"in UTF-8, e.g. convert it with iconv -t UTF-8.") from None
 
 
 def translation_prompt(task: str, text: str):
@@ -96,12 +114,11 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.decoding.checks import check_options
     from ee_bench.exits.classifier_gate import gate_from_options
-    from ee_bench.options import parse_layers
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.options import parse_layers
 
-    if not args.text.strip():
-        raise EEBenchError("--text is empty; give the source sentence to decode, e.g. --text \"Die Ware hat unter 20 Euro gekostet.\"")
+    check_text(args.text)
     if args.max_gen_toks is not None and args.max_gen_toks <= 0:
         raise EEBenchError(f"--max-gen-toks must be a positive number of tokens, got {args.max_gen_toks}; "
                            f"omit it to use the task's budget.")
@@ -120,7 +137,13 @@ def main(argv: list[str]) -> int:
         raise EEBenchError(f"--check {mode.name} builds its shortlist from calibration documents, which trace has "
                            f"none of; use it with the main command (ee-bench --kv ... --check {mode.name}).")
     spec, prompt = translation_prompt(args.task, args.text)
-    model = load_model(resolve_card(args.model, args.model_args), device=args.device, dtype=args.dtype)
+    from ee_bench.models.depth import check_exit_layers, checkpoint_depth
+
+    card = resolve_card(args.model, args.model_args)
+    if layers is not None:  # the depth from the checkpoint's config, before any weight loads
+        check_exit_layers(layers, checkpoint_depth(card), card.name)
+    model = load_model(card, device=args.device, dtype=args.dtype)
+    check_exit_layers(layers, model.n_layers, card.name)
 
     from ee_bench.decoding.decoders import decoder_for
 

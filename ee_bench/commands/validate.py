@@ -17,6 +17,8 @@ import argparse
 import os
 from pathlib import Path
 
+from ee_bench.options import help_text
+
 DATA_DIR_ENV = "EE_BENCH_DATA_DIR"
 WARNINGS: list[str] = []  # non-fatal findings of the current run (e.g. a contradicting higher_is_better)
 
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.spec import GroupSpec
 
-    p = argparse.ArgumentParser(prog="ee-bench validate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench validate", description=help_text(__doc__.split("\n\n")[0]))
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
                    help=f"data folder in the official layouts (default ${DATA_DIR_ENV}); enables rendering checks")
     p.add_argument("--include_path", action="append", default=[], help="extra folder of task YAMLs (repeatable)")

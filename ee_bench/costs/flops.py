@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ee_bench.costs.profile import TOKEN_COUNTS, CostProfile
 from ee_bench.errors import EEBenchError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -104,6 +105,19 @@ def shape_of(config: Mapping[str, Any]) -> Shape:
                  config["num_attention_heads"], int(kv), config["vocab_size"])
 
 
+def architecture_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The shapes a cost profile depends on, named as in a results file's ``model_info`` (``model_type``,
+    ``n_layers``, ``hidden_size``, ``vocab_size``) plus the block's inner sizes.
+
+    Raises:
+        EEBenchError: if a size is missing (:func:`shape_of`).
+    """
+    s = shape_of(config)
+    return {"model_type": str(config.get("model_type") or ""), "n_layers": s.n_layers, "hidden_size": s.hidden,
+            "intermediate_size": s.intermediate, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
+            "vocab_size": s.vocab}
+
+
 def block_flops(s: Shape, k: int = 1, context: int = 0) -> float:
     """FLOPs of one block over ``k`` new tokens with ``context`` cached (module docstring)."""
     H, kvd = s.hidden, s.kv_heads * s.head_dim
@@ -147,8 +161,6 @@ def roofline_profile(model: str, config: Mapping[str, Any], acc: Accelerator, dt
     Raises:
         EEBenchError: for a dtype without a peak figure, or a config without the sizes (:func:`shape_of`).
     """
-    from ee_bench.costs.profile import TOKEN_COUNTS, CostProfile
-
     if dtype not in acc.peak_flops:
         raise EEBenchError(f"no peak FLOP/s for dtype {dtype!r} on {acc.name}; use one of {', '.join(acc.peak_flops)}.")
     s, b = shape_of(config), DTYPE_BYTES[dtype]
@@ -164,5 +176,5 @@ def roofline_profile(model: str, config: Mapping[str, Any], acc: Accelerator, dt
     flops, nbytes = cost_figures(s, dtype, contexts[0])
     return CostProfile(model=model, device=acc.name, dtype=dtype, threads=1, source=f"estimated-roofline:{acc.name}",
                        n_layers=s.n_layers, block_ms=blocks, prefill_block_ms=prefill, head_ms=heads, check_ms=checks,
-                       kv_ms=kv, flops=flops, bytes=nbytes, versions={},
+                       kv_ms=kv, flops=flops, bytes=nbytes, versions={}, architecture=architecture_of(config),
                        notes=f"roofline estimate: max(FLOPs / peak, bytes / bandwidth); {acc.source}")

@@ -20,7 +20,7 @@ cost nothing, one head per token — the most any exit policy can give on that m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,17 @@ def ceiling(profile: CostProfile, first_match_avg: float, context: float | None 
     """The oracle ceiling per token: (L·b + h) / ((avg_fm + 1)·b + h), avg_fm the mean 0-based first-match layer."""
     b, h = profile.block(1, context), profile.head(1)
     return full_depth_ms(profile, context) / ((first_match_avg + 1.0) * b + h)
+
+
+def mean_context(prompt_lengths: Sequence[int], output_lengths: Sequence[int]) -> float | None:
+    """Mean cached tokens while generating (tokens): prompt tokens + half the output tokens, averaged over
+    documents (one length of each per document); None for no documents. The ``context`` of a run's
+    :func:`predicted_speedup`."""
+    if not prompt_lengths:
+        return None
+    if len(prompt_lengths) != len(output_lengths):
+        raise ValueError(f"{len(prompt_lengths)} prompt lengths but {len(output_lengths)} output lengths")
+    return sum(p + o / 2 for p, o in zip(prompt_lengths, output_lengths)) / len(prompt_lengths)
 
 
 def sweep_work(score: Mapping[str, Any], n_layers: int, check_mode: str) -> TokenWork:

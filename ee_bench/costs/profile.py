@@ -17,6 +17,11 @@ Fields (times in milliseconds, per call at batch 1):
                               (CALM's head-free cosine of consecutive hidden states + rule)
 ``kv_ms[strategy]``           KV-strategy work outside blocks per (token, skipped layer): ``copy``, ``recompute``
 ``flops``, ``bytes``          per block (k = 1, context ``ctx``) and head (one row), from the config alone
+``architecture``              the shapes the times depend on (``model_type``, ``n_layers``, ``hidden_size``,
+                              ``intermediate_size``, ``num_attention_heads``, ``num_key_value_heads``,
+                              ``vocab_size``; names as in a results file's ``model_info``): a profile fits
+                              any checkpoint of the same architecture, dtype, device and threads, whatever
+                              its weights (:meth:`CostProfile.architecture_problems`). Empty in older files.
 ============================  ==============================================================================
 """
 
@@ -26,15 +31,19 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
+from ee_bench.files import write_json
 
 PROFILE_SCHEMA = "ee-bench/cost-profile/v1"
 TOKEN_COUNTS = (1, 2, 4, 8)
 CACHE_ENV = "EE_BENCH_CACHE"
+ARCH_KEYS_REQUIRED = ("model_type", "n_layers", "hidden_size", "vocab_size")
+"""The architecture keys a run's ``model_info`` must record for a profile to be checked against it."""
 
 
 class ProfileError(EEBenchError):
@@ -65,6 +74,7 @@ class CostProfile:
     bytes: dict[str, float] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    architecture: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived figures
     @property
@@ -104,6 +114,26 @@ class CostProfile:
     def head_in_blocks(self) -> float:
         """head_ms(1) / block_ms(1) at the shortest context: how many blocks one head costs."""
         return self.head(1) / self.block(1)
+
+    def architecture_problems(self, model_info: Mapping[str, Any]) -> list[str]:
+        """How a run's ``model_info`` (results JSON) differs from this profile's architecture, dtype and device
+        ([] when it fits): every architecture key both record (``model_type``, ``n_layers``, ``hidden_size``,
+        ``vocab_size``, ...; those of :data:`ARCH_KEYS_REQUIRED` must be there), the dtype (``torch.float32``
+        reads as ``float32``) and the device. A profile
+        without an ``architecture`` (written before it existed) fits nothing: it cannot show that it does."""
+        if not self.architecture:
+            return [f"the profile of {self.model} records no architecture (rewrite it with ee-bench cost)"]
+        info = dict(model_info)
+        problems = [f"the run's model_info records no {k}" for k in ARCH_KEYS_REQUIRED if k not in info]
+        problems += [f"{k}: run {info[k]!r}, profile {v!r}" for k, v in self.architecture.items()
+                     if k in info and info[k] != v]
+        dtype = str(info.get("dtype") or "").removeprefix("torch.")
+        if dtype and dtype != self.dtype:
+            problems.append(f"dtype: run {dtype!r}, profile {self.dtype!r}")
+        device = str(info.get("device") or "").split(":")[0]
+        if device and device != self.device.split(":")[0]:
+            problems.append(f"device: run {device!r}, profile {self.device!r}")
+        return problems
 
     def summary(self) -> dict[str, Any]:
         """The ``predicted_speedup.profile`` entry of a results JSON."""
@@ -188,6 +218,8 @@ def profile_from_dict(data: Any, source: str = "profile") -> CostProfile:
     prefill = _ms_map(data.get("prefill_block_ms"), "prefill_block_ms", problems)
     checks = _ms_map(data.get("check_ms", {}) or {"-": 0.0}, "check_ms", problems, int_keys=False)
     kv = _ms_map(data.get("kv_ms", {}) or {"-": 0.0}, "kv_ms", problems, int_keys=False)
+    if not isinstance(data.get("architecture", {}), dict):
+        problems.append("'architecture' must be an object (model_type, n_layers, hidden_size, ...)")
     if isinstance(data.get("n_layers"), int) and data["n_layers"] < 1:
         problems.append("'n_layers' must be >= 1")
     if isinstance(data.get("threads"), int) and data["threads"] < 1:
@@ -201,7 +233,7 @@ def profile_from_dict(data: Any, source: str = "profile") -> CostProfile:
                        source=data["source"], n_layers=data["n_layers"], block_ms=blocks, prefill_block_ms=prefill,
                        head_ms=head, check_ms=checks, kv_ms=kv, flops=dict(data.get("flops") or {}),
                        bytes=dict(data.get("bytes") or {}), versions=dict(data.get("versions") or {}),
-                       notes=str(data.get("notes", "")))
+                       notes=str(data.get("notes", "")), architecture=dict(data.get("architecture") or {}))
 
 
 def load_profile(path: str | Path, model: str | None = None) -> CostProfile:
@@ -226,9 +258,7 @@ def load_profile(path: str | Path, model: str | None = None) -> CostProfile:
 
 
 def save_profile(path: str | Path, profile: CostProfile) -> Path:
-    """Write ``profile`` atomically (:func:`ee_bench.results.write_json`)."""
-    from ee_bench.files import write_json
-
+    """Write ``profile`` atomically (:func:`ee_bench.files.write_json`)."""
     write_json(Path(path), profile.to_dict())
     return Path(path)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ee_bench.costs.flops import DTYPE_BYTES, cost_figures, shape_of
+from ee_bench.costs.flops import DTYPE_BYTES, architecture_of, cost_figures, shape_of
 from ee_bench.costs.profile import TOKEN_COUNTS, CostProfile
 from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.checks import full_check, restricted_check
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONTEXTS = (32, 256)
 TARGET_S = 0.03  # seconds of work per piece per round (sets ``inner``)
-MAX_INNER = 50
+MAX_INNER = 200
 
 
 @dataclass
@@ -126,36 +126,66 @@ def _mode(op: Callable[[], Any], inner: int, device: torch.device):
     return run
 
 
-def _inner(op: Callable[[], Any], device: torch.device) -> int:
-    """Repetitions per round so that a piece takes about :data:`TARGET_S` (from one timed call)."""
+def _inner(op: Callable[[], Any], device: torch.device, target_s: float = TARGET_S) -> int:
+    """Repetitions per round so that a piece takes about ``target_s`` seconds (from one timed call)."""
     op()
     t = SectionTimer(device)
     with t.section("layers"):
         op()
-    return max(1, min(MAX_INNER, round(TARGET_S / max(t.totals["layers"], 1e-6))))
+    return max(1, min(MAX_INNER, round(target_s / max(t.totals["layers"], 1e-6))))
+
+
+@dataclass(frozen=True)
+class ProfileModes:
+    """The pieces of a profile as :func:`time_interleaved` modes, to time alone (:func:`measure_profile`) or
+    interleaved with decoding runs (``benchmarks/cost_model_check.py``), then :meth:`profile`.
+
+    A block piece runs the built blocks in turn (``layer``, ``layer``+1, … modulo the blocks built): timing
+    one block over and over would keep its weights in the CPU cache, which the decoding loop (every block
+    once per token) never does — on SmolLM2-135M that made a block look about 1.4× cheaper than in the loop.
+
+    Attributes:
+        keys: one key per piece (("block", c, k), ("prefill", c), ("head", k), ("check", mode), ("kv", name)).
+        modes: ``chunk -> DecodeResult`` per key (the piece ``inner[key]`` times per call).
+        inner: repetitions per call. meta: the profile's other fields.
+    """
+
+    keys: tuple
+    modes: tuple
+    inner: dict
+    meta: dict
+
+    def profile(self, runs: list[DecodeResult], calls_per_round: int = 1) -> CostProfile:
+        """The :class:`CostProfile` from the median rounds of :attr:`modes` (in order); ``calls_per_round``:
+        how many times :func:`time_interleaved` called each mode per round (its number of chunks)."""
+        ms = {key: 1e3 * r.split.total_s / (self.inner[key] * calls_per_round) for key, r in zip(self.keys, runs)}
+        m = self.meta
+        contexts, L_run = m["contexts"], m["L_run"]
+        return CostProfile(
+            model=m["model"], device=m["device"], dtype=m["dtype"], threads=torch.get_num_threads(), source=m["source"],
+            n_layers=m["n_layers"],
+            block_ms={c: {k: ms[("block", c, k)] for k in TOKEN_COUNTS} for c in contexts},
+            prefill_block_ms={c: ms[("prefill", c)] for c in contexts},
+            head_ms={k: ms[("head", k)] for k in TOKEN_COUNTS},
+            check_ms={mode: ms[("check", mode)] for mode in m["checks"]},
+            kv_ms={kv: ms[("kv", kv)] / (L_run - 1) for kv in ("copy", "recompute") if ("kv", kv) in ms},
+            flops=m["flops"], bytes=m["bytes"], versions=m["versions"], notes=m["notes"],
+            architecture=m["architecture"])
 
 
 @torch.no_grad()
-def measure_profile(wrapper, model: str, *, n_layers: int | None = None, dtype: str, contexts=DEFAULT_CONTEXTS,
-                    repeats: int = 5, topk: int = 16, layer: int = 0, source: str = "measured",
-                    config: Mapping[str, Any] | None = None, versions: Mapping[str, Any] | None = None,
-                    notes: str = "") -> CostProfile:
-    """Time every piece of the decoding loop on ``wrapper`` and return its :class:`CostProfile`.
-
-    Args:
-        wrapper: an ``HFCausalLM`` or a :class:`RandomDecoder`. model: the profile's model name.
-        n_layers: L of the real model (default: the wrapper's). dtype: the weights' dtype name.
-        contexts: two (or more) cached-token counts. repeats: timed rounds (median kept). topk: K of the
-            ``topk:K`` check. layer: the block timed. config: the HF config mapping (for FLOPs/bytes).
-        versions: library versions to record. notes: free text kept in the profile.
+def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: str, contexts=DEFAULT_CONTEXTS,
+                  topk: int = 16, layer: int = 0, source: str = "measured", config: Mapping[str, Any] | None = None,
+                  versions: Mapping[str, Any] | None = None, notes: str = "",
+                  target_s: float = TARGET_S) -> ProfileModes:
+    """The timed pieces of the decoding loop on ``wrapper`` (see :func:`measure_profile` for the arguments;
+    ``target_s``: seconds of work per piece per call, more is steadier on a loaded machine).
 
     Raises:
-        EEBenchError: if ``repeats`` < 1 (:func:`time_interleaved`); ModelStructureError for an
-            architecture the block loop does not support.
+        ModelStructureError: for an architecture the block loop does not support.
     """
     runner = BlockExecutor(wrapper)
     dev, L_run = runner.device, runner.n_layers
-    L = n_layers or L_run
     H = int(runner.config.hidden_size)
     ctx_max = max(contexts)
     store = runner.new_store(1, ctx_max + max(TOKEN_COUNTS))
@@ -168,7 +198,12 @@ def measure_profile(wrapper, model: str, *, n_layers: int | None = None, dtype: 
         index = SlotIndex(torch.zeros(1, dtype=torch.long, device=dev), cols, torch.ones_like(cols, dtype=torch.bool),
                           int(cols.max()) + 1, True)
         mask, rope, h = runner.mask(index, key_real), runner.rope(cols), x(k)
-        return lambda: runner.run_layer(layer, h, index, store, mask, rope)
+        turn = iter(range(1 << 62))
+
+        def op():  # cycles through the built blocks, so their weights are as cold in cache as in the loop
+            return runner.run_layer((layer + next(turn)) % L_run, h, index, store, mask, rope)
+
+        return op
 
     h1, h2 = x(1)[:, 0], x(1)[:, 0]  # (1, H)
     conf, state = GATES.get("confidence")(), GATES.get("state")()
@@ -193,28 +228,44 @@ def measure_profile(wrapper, model: str, *, n_layers: int | None = None, dtype: 
     for k in TOKEN_COUNTS:
         hk = x(k)[0]
         ops[("head", k)] = (lambda hk=hk: runner.unembed(hk).argmax(dim=-1))
-    ops[("check", "full")], ops[("check", f"topk:{topk}")], ops[("check", "state")] = check_full, check_topk, check_state
+    checks = ("full", f"topk:{topk}", "state")
+    ops[("check", checks[0])], ops[("check", checks[1])], ops[("check", checks[2])] = check_full, check_topk, check_state
     if L_run > 1:  # KV strategies fill the layers above the exit: needs at least two built blocks
         for kv in ("copy", "recompute"):
             strat = KV_STRATEGIES.get(kv)(KVContext(runner, store, torch.zeros(1, dtype=torch.long, device=dev)))
             rows, col = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([ctx_max], device=dev)
             ops[("kv", kv)] = (lambda s=strat, r=rows, c=col: s.on_exit(r, c, 0, h1))
-    inner = {key: _inner(op, dev) for key, op in ops.items()}
-    modes = [_mode(op, inner[key], dev) for key, op in ops.items()]
-    runs = time_interleaved(modes, [[0]], repeats)
-    ms = {key: 1e3 * r.split.total_s / inner[key] for key, r in zip(ops, runs)}
-    flops, nbytes = ({}, {})
+    ops = {key: torch.no_grad()(op) for key, op in ops.items()}
+    inner = {key: _inner(op, dev, target_s) for key, op in ops.items()}
+    flops, nbytes, arch = ({}, {}, {})
     if config is not None:
         flops, nbytes = cost_figures(shape_of(config), dtype, contexts[0])
-    return CostProfile(
-        model=model, device=device_label(dev),
-        dtype=dtype, threads=torch.get_num_threads(), source=source, n_layers=L,
-        block_ms={c: {k: ms[("block", c, k)] for k in TOKEN_COUNTS} for c in contexts},
-        prefill_block_ms={c: ms[("prefill", c)] for c in contexts},
-        head_ms={k: ms[("head", k)] for k in TOKEN_COUNTS},
-        check_ms={m: ms[("check", m)] for m in ("full", f"topk:{topk}", "state")},
-        kv_ms={kv: ms[("kv", kv)] / (L_run - 1) for kv in ("copy", "recompute") if ("kv", kv) in ms},
-        flops=flops, bytes=nbytes, versions=dict(versions or {}),
-        notes=(notes + "; " if notes else "") + f"block {layer} timed; {repeats} interleaved rounds, median; "
-              f"contexts {list(contexts)}",
-    )
+        arch = architecture_of(config)
+    meta = {"model": model, "device": device_label(dev), "dtype": dtype, "source": source, "n_layers": n_layers or L_run,
+            "L_run": L_run, "contexts": tuple(contexts), "checks": checks, "flops": flops, "bytes": nbytes,
+            "architecture": arch, "versions": dict(versions or {}),
+            "notes": (notes + "; " if notes else "") + f"blocks {layer}.. timed in turn; interleaved rounds, median; contexts "
+                     f"{list(contexts)}"}
+    return ProfileModes(tuple(ops), tuple(_mode(op, inner[key], dev) for key, op in ops.items()), inner, meta)
+
+
+def measure_profile(wrapper, model: str, *, n_layers: int | None = None, dtype: str, contexts=DEFAULT_CONTEXTS,
+                    repeats: int = 5, topk: int = 16, layer: int = 0, source: str = "measured",
+                    config: Mapping[str, Any] | None = None, versions: Mapping[str, Any] | None = None,
+                    notes: str = "") -> CostProfile:
+    """Time every piece of the decoding loop on ``wrapper`` and return its :class:`CostProfile`.
+
+    Args:
+        wrapper: an ``HFCausalLM`` or a :class:`RandomDecoder`. model: the profile's model name.
+        n_layers: L of the real model (default: the wrapper's). dtype: the weights' dtype name.
+        contexts: two (or more) cached-token counts. repeats: timed rounds (median kept). topk: K of the
+            ``topk:K`` check. layer: the block timed. config: the HF config mapping (for FLOPs/bytes).
+        versions: library versions to record. notes: free text kept in the profile.
+
+    Raises:
+        EEBenchError: if ``repeats`` < 1 (:func:`time_interleaved`); ModelStructureError for an
+            architecture the block loop does not support.
+    """
+    pm = profile_modes(wrapper, model, n_layers=n_layers, dtype=dtype, contexts=contexts, topk=topk, layer=layer,
+                       source=source, config=config, versions=versions, notes=notes)
+    return pm.profile(time_interleaved(list(pm.modes), [[0]], repeats))

@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from ee_bench.decoding.calibration import calibrate, calibration_ids
 from ee_bench.decoding.checks import check_options, parse_check_mode, with_shortlist
@@ -71,9 +74,10 @@ class EarlyExitOptions:
             raise EEBenchError(f"--min-prefix must be >= 0, got {self.min_prefix}.")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
-        for option, value in (("--speedup-repeats", self.speedup_repeats), ("--calibration-docs", self.calibration_docs)):
+        for flag, value in (("--speedup-repeats", self.speedup_repeats), ("--calibration-docs", self.calibration_docs)):
             if value < 1:
-                raise EEBenchError(f"{option} must be a positive integer, got {value}; e.g. {option} 3.")
+                raise EEBenchError(f"{flag} must be a positive integer, got {value}; omit it for the default "
+                                   f"({3 if flag == '--speedup-repeats' else 20}).")
         if self.calibration_patience is not None and self.calibration_patience < 1:  # 0 is bad, not "unset"
             raise EEBenchError(f"--calibration-patience must be positive (got {self.calibration_patience}); give 1 "
                                f"or more, or omit it to sweep the whole grid.")
@@ -146,7 +150,7 @@ def measured_labels(gate, kv: str, counts, options: EarlyExitOptions) -> dict[st
 
 def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, threshold: float,
                          options: EarlyExitOptions, *, target_lang: str | None, batch_size: int = 1,
-                         out_dir: Path | None = None) -> EarlyExitStageResult:
+                         out_dir: Path | None = None, progress: bool = False) -> EarlyExitStageResult:
     """Calibrate (optionally), decode with early exit and measure the speed-up for one task.
 
     Args:
@@ -156,6 +160,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
         gate, threshold: the gate and the τ to use without ``calibrate``.
         options: :class:`EarlyExitOptions`. target_lang: for chrF/BLEU. batch_size: calibration batch.
         out_dir: where the calibration sweep files go (None: not written).
+        progress: show a tqdm bar over the timed decoding (one step per mode, chunk and repeat).
 
     Returns:
         :class:`EarlyExitStageResult`.
@@ -198,9 +203,10 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
                 taus[kv] = cal.chosen
     settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix,
                           check, options.draft_len) for kv in kvs]
-    reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
-                               repeats=options.speedup_repeats, batch_size=1, references=refs,
-                               target_lang=target_lang, decoder=dec)
+    with tqdm(desc=f"{spec.task} speed-up (--kv)", disable=not progress, file=sys.stderr) as bar:
+        reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
+                                   repeats=options.speedup_repeats, batch_size=1, references=refs,
+                                   target_lang=target_lang, decoder=dec, progress=bar)
     measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv),
                      **measured_labels(gate, kv, rep.ee_counts, options)} for kv, rep in zip(kvs, reports)}
     samples = tuple(early_exit_sample(gate, taus, options.min_prefix, layers,

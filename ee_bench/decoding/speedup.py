@@ -6,8 +6,7 @@ gate checks). Timing: a warm-up of each mode, then ``repeats`` interleaved round
 ``time.perf_counter`` (CUDA synchronised at section boundaries); the median total wall time; the time
 split of the median run.
 
-Size (over 400 lines): the timing loop, the quality figures and the speed-up report of each setting are
-one measurement and stay together; the verdict words are read by the leaderboard too.
+The verdict words (:mod:`ee_bench.speedup_verdict`) are torch-free, so the leaderboard reads them too.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import logging
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.timing import TimeSplit
@@ -24,6 +24,14 @@ from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
 from ee_bench.exits.gates import gate_name as registered_gate_name
 from ee_bench.metrics.base import METRICS, MetricInputs
+from ee_bench.speedup_verdict import (  # noqa: F401  (re-exported: the verdict lives in a torch-free module)
+    DEFAULT_MIN_QUALITY_RATIO,
+    MAX_LENGTH_RATIO,
+    SpeedupVerdict,
+    result_verdicts,
+    speedup_verdict,
+    speedup_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +159,7 @@ class EESetting:
 
 
 def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
-                     batch_size: int = 1) -> list[DecodeResult]:
+                     batch_size: int = 1, progress: Any = None, labels: Sequence[str] | None = None) -> list[DecodeResult]:
     """Time decoding modes against each other, in one process: the one timing protocol of ee-bench.
 
     Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each, every chunk
@@ -164,6 +172,9 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
         modes: callables ``chunk of prompts -> DecodeResult`` (an :class:`EarlyExitDecoder` setting,
             or :func:`hf_generate_mode`). prompts: token-id lists. repeats: timed rounds (≥ 1).
         batch_size: prompts per chunk.
+        progress: a tqdm bar (or None), advanced once per mode call; its total is set here to
+            ``len(modes) × (1 + repeats × chunks)`` and its postfix names the mode and the round.
+        labels: a name per mode for that postfix (default ``mode 0``, ``mode 1``…).
 
     Returns:
         Per mode, in order, the median round.
@@ -174,15 +185,27 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
     if repeats < 1 or not prompts or not modes:
         raise EEBenchError(f"timing needs repeats >= 1, prompts and modes (got {repeats}, {len(prompts)} prompts, "
                            f"{len(modes)} modes); give --repeats 1 or more and at least one document.")
-    for mode in modes:
-        mode(prompts[:1])
     chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    names = list(labels) if labels is not None else [f"mode {k}" for k in range(len(modes))]
+
+    def call(k: int, stage: str, chunk) -> DecodeResult:  # the bar names the mode running now
+        if progress is not None:
+            progress.set_postfix_str(f"{names[k]}, {stage}")
+        out = modes[k](chunk)
+        if progress is not None:
+            progress.update(1)
+        return out
+
+    if progress is not None:
+        progress.reset(total=len(modes) * (1 + repeats * len(chunks)))
+    for k in range(len(modes)):
+        call(k, "warm-up", prompts[:1])
     runs: list[list[DecodeResult]] = [[] for _ in modes]
     for rep in range(repeats):
         parts: list[list[DecodeResult]] = [[] for _ in modes]
         for chunk in chunks:
-            for k, mode in enumerate(modes):
-                parts[k].append(mode(chunk))
+            for k in range(len(modes)):
+                parts[k].append(call(k, f"repeat {rep + 1}/{repeats}", chunk))
         for r, p in zip(runs, parts):
             r.append(_concat(p))
         logger.info("round %d/%d: %s", rep + 1, repeats, ", ".join(f"{r[-1].split.total_s:.2f} s" for r in runs))
@@ -268,7 +291,8 @@ def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee:
 def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence[EESetting], until: Sequence[str],
                      max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
                      references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
-                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None) -> list[SpeedupReport]:
+                     target_lang: str | None = None, decoder: EarlyExitDecoder | None = None,
+                     progress: Any = None) -> list[SpeedupReport]:
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
@@ -282,6 +306,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         repeats: timed rounds. batch_size: rows decoded together (1 = latency setting).
         references: per-prompt reference lists, to score both outputs with ``metrics``.
         target_lang: output language code (selects the BLEU tokeniser). decoder: reuse a decoder.
+        progress: a tqdm bar advanced once per decoded chunk of every mode (:func:`time_interleaved`), or None.
 
     Returns:
         One :class:`SpeedupReport` per setting.
@@ -296,7 +321,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     dec = decoder or EarlyExitDecoder(model)
     modes = [full_depth_mode(dec, until, max_gen_toks, settings[0].kv, batch_size),
              *[setting_mode(dec, s, until, max_gen_toks, batch_size) for s in settings]]
-    f, *runs = time_interleaved(modes, prompts, repeats, batch_size)
+    f, *runs = time_interleaved(modes, prompts, repeats, batch_size, progress=progress,
+                                labels=["full depth", *[s.kv for s in settings]])
     q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else None
     return [compare_runs(s.kv, s.gate, s.threshold, f, e, n_layers=dec.n_layers, repeats=repeats,
                          batch_size=batch_size, references=references, metrics=metrics, target_lang=target_lang,
@@ -313,129 +339,3 @@ def setting_mode(dec: EarlyExitDecoder, s: EESetting, until: Sequence[str], max_
     """``chunk -> DecodeResult``: the ee-bench loop under one early-exit setting."""
     return lambda ps: dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix,
                                  batch_size, check=s.check, draft_len=s.draft_len)
-
-
-# --- verdict: whether a measured speed-up may be headlined (issue 12, the reporting defect) ---------------
-
-DEFAULT_MIN_QUALITY_RATIO = 0.98
-"""Quality floor: early-exit quality / full-depth quality below this flags a speed-up (``--min-quality-ratio``)."""
-
-MAX_LENGTH_RATIO = 1.5
-"""Early-exit tokens / full-depth tokens above this flags a speed-up (runaway, often repetitive, outputs)."""
-
-
-@dataclass(frozen=True)
-class SpeedupVerdict:
-    """What the leaderboard, the site and the printed summary say about one measured setting.
-
-    Attributes:
-        setting: the KV strategy (or "layerwise" for an encoder's batch timing).
-        per_sequence: full wall time / early-exit wall time on the same documents (None if absent).
-        per_token: early-exit tokens/s / full-depth tokens/s (None for an encoder's batch timing).
-        metric: the quality metric of ``quality_ratio`` (chrF when present). quality_ratio:
-            early-exit / full-depth corpus score (None when not measured or full depth scored 0).
-        length_ratio: early-exit tokens / full-depth tokens (None when not counted).
-        min_quality_ratio, max_length_ratio: the limits applied.
-        flags: the reasons the speed-up is not headlined, empty when it is.
-    """
-
-    setting: str
-    per_sequence: float | None
-    per_token: float | None
-    metric: str | None
-    quality_ratio: float | None
-    length_ratio: float | None
-    min_quality_ratio: float
-    max_length_ratio: float
-    flags: tuple[str, ...]
-
-    @property
-    def headlined(self) -> bool:
-        """True when the speed-up kept quality and length (no flag) and a speed-up was measured."""
-        return not self.flags and self.speedup is not None
-
-    @property
-    def speedup(self) -> float | None:
-        """The figure a table sorts on: per token where decoded, else per sequence."""
-        return self.per_token if self.per_token is not None else self.per_sequence
-
-    def text(self, bold: str = "") -> str:
-        """``copy 1.93×/token, 0.40×/seq, chrF 42% — NOT HEADLINED: …``; ``bold`` wraps the
-        headline figure (``"**"`` in markdown)."""
-        figs = []
-        if self.per_token is not None:
-            figs.append(f"{self.per_token:.2f}×/token")
-        if self.per_sequence is not None:
-            figs.append(f"{self.per_sequence:.2f}×/seq")
-        if not figs:
-            figs.append("n/a")
-        if self.headlined:
-            figs[0] = f"{bold}{figs[0]}{bold}"
-        if self.quality_ratio is not None:
-            figs.append(f"{self.metric} {100 * self.quality_ratio:.0f}%")
-        head = f"{self.setting} " + ", ".join(figs)
-        return head if not self.flags else head + " — ⚠ not headlined: " + "; ".join(self.flags)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "headlined": self.headlined}
-
-
-def speedup_verdict(setting: str, report: dict, min_quality_ratio: float = DEFAULT_MIN_QUALITY_RATIO,
-                    max_length_ratio: float = MAX_LENGTH_RATIO) -> SpeedupVerdict:
-    """The one decision whether a measured speed-up is headlined.
-
-    Args:
-        setting: the report's key in ``measured_speedup`` (KV strategy or "layerwise").
-        report: a :meth:`SpeedupReport.to_dict` (``per_sequence_speedup``, ``per_token_speedup``,
-            ``full_tokens``, ``ee_tokens``, ``quality`` metric → {"early_exit", "full"[, "ratio"]}), or an
-            encoder timing with ``measured_speedup`` only.
-        min_quality_ratio: the floor (``--min-quality-ratio``). max_length_ratio: the length limit.
-
-    Returns:
-        A :class:`SpeedupVerdict`. Flags: quality ratio < floor; quality not measured; early-exit
-        tokens > ``max_length_ratio`` × full-depth tokens; no speed-up measured. The quality ratio is
-        ``quality[m]["ratio"]``, or early_exit / full when the ratio is not stored (m = chrF when
-        present, else the first metric in name order).
-    """
-    per_seq = report.get("per_sequence_speedup", report.get("measured_speedup"))
-    per_tok = report.get("per_token_speedup")
-    q = report.get("quality") or {}
-    metric = "chrf" if "chrf" in q else (min(q) if q else None)
-    ratio = None
-    if metric is not None:
-        m = q[metric]
-        ratio = m.get("ratio")
-        if ratio is None and m.get("early_exit") is not None and m.get("full"):
-            ratio = m["early_exit"] / m["full"]
-    full_t, ee_t = report.get("full_tokens"), report.get("ee_tokens")
-    length = ee_t / full_t if full_t and ee_t is not None else None
-    flags = []
-    if per_seq is None and per_tok is None:
-        flags.append("no speed-up measured")
-    if ratio is None:
-        flags.append("quality not measured")
-    elif ratio < min_quality_ratio:
-        flags.append(f"{metric} {100 * ratio:.0f}% of full depth < {100 * min_quality_ratio:.0f}% floor")
-    if length is not None and length > max_length_ratio:
-        flags.append(f"outputs {length:.2f}× longer than full depth ({ee_t} vs {full_t} tokens; "
-                     f"limit {max_length_ratio:g}×)")
-    return SpeedupVerdict(setting, None if per_seq is None else float(per_seq),
-                          None if per_tok is None else float(per_tok), metric,
-                          None if ratio is None else float(ratio), length, min_quality_ratio, max_length_ratio,
-                          tuple(flags))
-
-
-def speedup_verdicts(measured: dict | None, min_quality_ratio: float | None = None,
-                     max_length_ratio: float = MAX_LENGTH_RATIO) -> list[SpeedupVerdict]:
-    """:func:`speedup_verdict` for every setting of a results JSON's ``measured_speedup`` (sorted by
-    setting; [] when None or not a dict). ``min_quality_ratio`` None: the default floor."""
-    if not isinstance(measured, dict):
-        return []
-    floor = DEFAULT_MIN_QUALITY_RATIO if min_quality_ratio is None else min_quality_ratio
-    return [speedup_verdict(k, rep, floor, max_length_ratio) for k, rep in sorted(measured.items())
-            if isinstance(rep, dict)]
-
-
-def result_verdicts(result: dict) -> list[SpeedupVerdict]:
-    """The verdicts of one results JSON, at the floor it was run with (``config.min_quality_ratio``)."""
-    return speedup_verdicts(result.get("measured_speedup"), (result.get("config") or {}).get("min_quality_ratio"))

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ee_bench.errors import DecodingOptionError
 from ee_bench.exits.gates import GATES, Gate, GateObservation
+from ee_bench.exits.layers import layers_outside
 from ee_bench.types import LayerStats
 
 DEFAULT_MIN_PREFIX = 4
@@ -106,7 +107,7 @@ class ExitSchedule:
         """
         layers = frozenset(range(n_layers - 1)) if exit_layers is None else frozenset(int(x) for x in exit_layers)
         problems = []
-        bad = sorted(x for x in layers if not 0 <= x < n_layers)
+        bad = layers_outside(layers, n_layers)
         if bad:
             problems.append(f"exit layers {bad} are outside 0..{n_layers - 1} (0-based blocks of this model)")
         if min_prefix < 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import ConfigError
+from ee_bench.tasks.templates import unsafe_names
 
 
 def install() -> None:
@@ -67,8 +68,6 @@ def scan_task_files(argv: list[str]) -> int:
     Raises:
         ConfigError: naming the first file with a template that reaches for an underscore attribute.
     """
-    from ee_bench.tasks.templates import unsafe_names
-
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--include_path", default=None)
     known, _ = p.parse_known_args(argv)

@@ -22,7 +22,9 @@ from ee_bench.errors import (
     EEBenchError,
     UnknownNameError,
 )
+from ee_bench.hub import offline_if_unreachable
 from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.tasks.local_aliases import hub_aliases, local_file_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,9 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, source: str) -> tuple[dict[str, Any], str]:
     """The config changes that make lm-eval read a hub data set from ``--data-dir`` instead.
 
-    With ``DIR/<dataset_path>/<dataset_name>/<test_split>.jsonl`` (or ``.json``) present, the task gets
+    With ``DIR/<dataset_path>/<dataset_name>/<test_split>.jsonl`` (or ``.json``) present, or the file that
+    ee-bench's own task of the same hub data set reads (:func:`~ee_bench.tasks.local_aliases.local_file_for`,
+    e.g. ``DIR/glue/sst2/validation.jsonl`` for ``nyu-mll/glue`` ``sst2``), the task gets
     ``dataset_path: json`` and ``dataset_kwargs.data_files`` naming the split files found (HF datasets'
     local json builder; rows keep the hub's fields, e.g. ``translation.de``). Splits without a local file
     that a zero-shot test-split evaluation never reads (``training_split``, ``validation_split``,
@@ -134,6 +138,8 @@ def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, sourc
     Raises:
         ConfigError: if few-shot examples are asked for but their split has no local file, or the data
             path leaves the data folder.
+        DataNotFoundError: if the evaluated split has no local file: with ``--data-dir`` the hub is
+            never tried (no retries), so this fails at once.
     """
     path = cfg.get("dataset_path")
     if not data_dir or not isinstance(path, str) or path in ("json", "csv", "parquet", "text", "arrow"):
@@ -149,11 +155,17 @@ def local_data_overrides(cfg: dict[str, Any], data_dir: str | Path | None, sourc
         for ext in (".jsonl", ".json"):
             if (folder / f"{split}{ext}").is_file():
                 return folder / f"{split}{ext}"
-        return None
+        return local_file_for(root, path, cfg.get("dataset_name"), split)  # issue 24: ee-bench's own layout
 
     test = cfg.get("test_split") or cfg.get("validation_split")
-    if file_for(test) is None:
-        return cfg, f"hub ({path}); no local file {folder / (str(test) + '.jsonl')}"
+    if file_for(test) is None:  # issue 24: --data-dir given, so no hub (and no retries): fail at once
+        alias = [rel for (p, n, sp), rel in hub_aliases().items()
+                 if p.split("/")[-1] == path.split("/")[-1] and n == cfg.get("dataset_name") and sp == test]
+        raise DataNotFoundError(
+            f"Task {cfg.get('task')}: --data-dir {data_dir} has no local copy of {path}"
+            f"{'/' + cfg['dataset_name'] if cfg.get('dataset_name') else ''} split {test!r}. Looked for "
+            f"{folder / (str(test) + '.jsonl')}{' and ' + str(root / alias[0]) if alias else ''}. Put the rows "
+            f"there (the hub's fields, one JSON object per line), or leave out --data-dir to read the hub.")
     out = dict(cfg)
     files = {}
     fewshot = (cfg.get("num_fewshot") or 0) > 0
@@ -232,8 +244,9 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
     cfg, note = local_data_overrides(cfg, data_dir, source)
     cfg = {k: v for k, v in copy.deepcopy(cfg).items() if k not in ("tag", "group", "task_list", "include")}
     cfg["metadata"] = {**(cfg.get("metadata") or {}), "config_source": source}
+    offline = None
     try:
-        with sandboxed_templates():
+        with sandboxed_templates(), offline_if_unreachable() as offline:  # no hub: fail at once, no retries
             lm_task = ConfigurableTask(config=cfg)
     except (ConfigError, EEBenchError):
         raise
@@ -244,17 +257,42 @@ def build_task(name: str, cfg: dict[str, Any], source: str, origin: str, data_di
         raise ConfigError(source, [f"a template of task {name} failed on the first document: "
                                    f"{type(exc).__name__}: {exc}"]) from None
     except Exception as exc:  # hub unreachable, missing file, bad split
+        hub = f"The hub cannot be used here ({offline}) and no local copy was found. " if offline else ""
         raise DataNotFoundError(
-            f"lm-eval could not build task {name} from {source} ({type(exc).__name__}: {str(exc)[:300]}). "
+            f"lm-eval could not build task {name} from {source} ({type(exc).__name__}: {str(exc)[:300]}). {hub}"
             f"If its data set is on the hub, put a copy with the same fields at "
             f"--data-dir DIR/{cfg.get('dataset_path')}/{cfg.get('dataset_name') or ''}/<split>.jsonl, or "
             f"use dataset_path: json with local data_files.") from None
     docs = list(lm_task.eval_docs)
     if not docs:
         raise EEBenchError(f"lm-eval task {name} has no documents in its evaluated split.")
+    if lm_task.OUTPUT_TYPE == "multiple_choice":  # issue 24: every document's choices, before the model loads
+        check_choices(lm_task, docs[:limit] if limit else docs, name, source)
     return LmEvalTask(task=name, config=cfg, source_file=source, origin=origin, lm_task=lm_task,
                       docs=docs[:limit] if limit else docs, total=len(docs), reasons=reasons, data_note=note,
                       recorded=recorded, fewshot_seed=seed)
+
+
+def check_choices(lm_task, docs: list[Any], name: str, source: str) -> None:
+    """Render ``doc_to_choice`` on every evaluated document of a multiple-choice task (in the sandbox).
+
+    Raises:
+        ConfigError: naming the first document whose ``doc_to_choice`` fails or gives fewer than two
+            choices (a log-likelihood comparison needs at least two).
+    """
+    for i, doc in enumerate(docs):
+        try:
+            with sandboxed_templates():
+                choices = lm_task.doc_to_choice(doc)
+        except Exception as exc:  # a template error, a missing field, a bad type: lm-eval raises many kinds
+            raise ConfigError(source, [f"doc_to_choice of task {name} fails on document {i} "
+                                       f"({type(exc).__name__}: {str(exc)[:200]}); fix the template or the data"]) from None
+        if choices is None:  # lm-eval's answer to a template whose field the document lacks
+            raise ConfigError(source, [f"doc_to_choice of task {name} fails on document {i} (it gives nothing: "
+                                       f"does the document lack a field it reads?); fix the template or the data"])
+        if not isinstance(choices, (list, tuple)) or len(choices) < 2:
+            raise ConfigError(source, [f"doc_to_choice of task {name} gives {choices!r} on document {i}: a "
+                                       f"multiple-choice task needs at least two choices per document"])
 
 
 def from_spec(spec, data_dir, limit: int | None, seed: int = 1234) -> LmEvalTask:

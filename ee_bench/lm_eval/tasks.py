@@ -23,7 +23,10 @@ Then, per task:
    lm-eval's context. The oracle, gate sweep, samples and leaderboard row follow as for any ee-bench task.
 
 For ``loglikelihood_rolling`` (perplexity) tasks every token of the text is analysed teacher-forced after
-lm-eval's prefix token (:func:`_analyse_rolling`); ``loglikelihood`` tasks are refused ("not supported yet").
+lm-eval's prefix token (:func:`_analyse_rolling`); for ``loglikelihood`` tasks (LAMBADA-style) the
+continuation's tokens after the context (:func:`_analyse_loglikelihood`). For ``multiple_choice`` and
+``loglikelihood`` tasks every exit layer's (log-likelihood, ``is_greedy``) answers are scored by lm-eval's
+``process_results`` into the task's metrics by layer (:mod:`ee_bench.lm_eval.by_layer`, issue 24).
 
 Data without the hub: ``dataset_path: json`` with local ``data_files`` loads through HF datasets' local
 json builder; with ``--data-dir DIR`` a task whose ``dataset_path`` is a hub id reads
@@ -41,6 +44,8 @@ import torch
 from lm_eval.models.huggingface import HFLM
 
 from ee_bench.errors import EEBenchError
+from ee_bench.layer_metrics import LAYER_LOGLIK_KEY
+from ee_bench.lm_eval.by_layer import GREEDY_KEY, layer_answers, lm_eval_metrics_by_layer, request_ids
 from ee_bench.lm_eval.task_build import (
     LmEvalTask,
     _lm_eval_version,
@@ -125,7 +130,7 @@ def run_lm_eval_task(model, task: LmEvalTask, *, batch_size: int = 1, limit: int
 
     if task.output_type not in vocab.RUNNABLE_OUTPUT_TYPES:
         raise EEBenchError(f"lm-eval task {task.task} is {task.output_type}; ee-bench analyses "
-                           f"{', '.join(vocab.RUNNABLE_OUTPUT_TYPES)} tasks only (loglikelihood is not supported yet).")
+                           f"{', '.join(vocab.RUNNABLE_OUTPUT_TYPES)} tasks only.")
     if getattr(model, "kind", "causal") != "causal":
         raise EEBenchError(f"lm-eval tasks need a causal LM; {model.name} is a {model.kind} model.")
     lm = AnalysingHFLM(model, batch_size=batch_size)
@@ -136,7 +141,7 @@ def run_lm_eval_task(model, task: LmEvalTask, *, batch_size: int = 1, limit: int
     name = task.lm_task.task_name
     samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
     analyse = {"generate_until": _analyse_generation, "multiple_choice": _analyse_choice,
-               "loglikelihood_rolling": _analyse_rolling}[task.output_type]
+               "loglikelihood": _analyse_loglikelihood, "loglikelihood_rolling": _analyse_rolling}[task.output_type]
     records = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -217,21 +222,55 @@ def _analyse_choice(model, lm, samples: list[dict], keep_hidden: bool) -> list[D
     records = []
     for s in samples:
         context = s["arguments"][0][0]
-        pairs = [lm._encode_pair(context, cont) if context else ([lm.prefix_token_id], lm.tok_encode(cont))
-                 for _, cont in s["arguments"]]
+        pairs = [request_ids(lm, context, cont) for _, cont in s["arguments"]]
         ctx_ids = pairs[0][0]
         n_spaces = len(context) - len(context.rstrip())
         conts = [(context[-n_spaces:] if n_spaces else "") + cont for _, cont in s["arguments"]]
         sc = score_choices(model, [ctx_ids], conts, keep_hidden=keep_hidden)[0]
-        lls = [r[0][0] for r in s["resps"]]
+        answers = [tuple(r[0]) for r in s["resps"]]
+        lls = [a[0] for a in answers]
         pred = int(max(range(len(lls)), key=lambda i: lls[i]))
+        by_layer, greedy = layer_answers(model, pairs, answers)  # issue 24: every layer's answers
         gold = s["target"]
         records.append(DocRecord(
             doc_id=s["doc_id"], prompt=context, prompt_token_ids=ctx_ids, output_text=s["arguments"][pred][1],
             output_token_ids=[pairs[pred][1][0]], prediction=pred, references=_plain(gold if isinstance(gold, list) else [gold]),
             stats=sc.stats, hidden=sc.hidden, embeddings=sc.embeddings,
             extra={"lm_eval": {m: _plain(s[m]) for m in s["metrics"]}, "loglik": _plain(lls),
-                   "choices": [c for _, c in s["arguments"]]},
+                   "choices": [c for _, c in s["arguments"]], LAYER_LOGLIK_KEY: _plain(by_layer), GREEDY_KEY: greedy},
+        ))
+    return records
+
+
+def _analyse_loglikelihood(model, lm, samples: list[dict], keep_hidden: bool) -> list[DocRecord]:
+    """``loglikelihood`` tasks (LAMBADA-style: one context, one continuation per document).
+
+    The continuation's tokens, teacher-forced after the context with lm-eval's own token ids, are the
+    "output" tokens: the oracle and the gates see their per-layer statistics. Every layer's
+    (log-likelihood, ``is_greedy``) of the continuation goes to ``extra`` (row L−1: lm-eval's answer).
+
+    Raises:
+        EEBenchError: for a document with more than one request (score such tasks as multiple_choice).
+    """
+    records = []
+    for s in samples:
+        if len(s["arguments"]) != 1:
+            raise EEBenchError(f"document {s['doc_id']} has {len(s['arguments'])} loglikelihood requests; "
+                               f"ee-bench analyses one (context, continuation) per document.")
+        context, cont = s["arguments"][0][:2]
+        ctx_ids, cont_ids = request_ids(lm, context, cont)
+        if len(ctx_ids) + len(cont_ids) > lm.max_length + 1:
+            raise EEBenchError(f"document {s['doc_id']} has {len(ctx_ids) + len(cont_ids)} tokens, more than the "
+                               f"model's context ({lm.max_length}); lm-eval would cut its left end, ee-bench does not yet.")
+        answer = tuple(s["resps"][0][0])
+        an = model.analyse_outputs([ctx_ids], [cont_ids], keep_hidden=keep_hidden)[0]
+        by_layer, greedy = layer_answers(model, [(ctx_ids, cont_ids)], [answer])
+        records.append(DocRecord(
+            doc_id=s["doc_id"], prompt=context, prompt_token_ids=ctx_ids, output_text=cont,
+            output_token_ids=cont_ids, prediction=_plain(list(answer)), references=_plain([s["target"]]),
+            stats=an.stats, hidden=an.hidden, embeddings=an.embeddings,
+            extra={"lm_eval": {m: _plain(s[m]) for m in s["metrics"]},
+                   LAYER_LOGLIK_KEY: [row[0] for row in by_layer], GREEDY_KEY: [row[0] for row in greedy]},
         ))
     return records
 
@@ -302,7 +341,9 @@ def evaluate_lm_eval_task(model, task: LmEvalTask, gate, thresholds: list[float]
                                seed=task.fewshot_seed, keep_hidden=gate.needs_hidden, progress=bar)
     run_s = time.perf_counter() - t_run
     t_an = time.perf_counter()
-    scores = Scores(summarise_exits(run.records, gate, thresholds, chosen), run.metrics, run.metric_details, None)
+    by_layer = lm_eval_metrics_by_layer(task, run.records, run.metrics, options.seed)  # issue 24
+    scores = Scores(summarise_exits(run.records, gate, thresholds, chosen), run.metrics, run.metric_details, None,
+                    by_layer=by_layer)
     return TaskResult(
         spec=task, model_info=model.describe(), gate=gate_name(gate), threshold=chosen,
         threshold_swept=threshold_swept, records=tuple(run.records), scores=scores, measured_speedup=None,

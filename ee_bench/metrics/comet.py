@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ee_bench.errors import EEBenchError
 from ee_bench.metrics.base import Metric, MetricInputs, MetricResult
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ def check_comet_model(value: str) -> None:
     Raises:
         EEBenchError: naming --comet-model and the hub id to download.
     """
-    from ee_bench.errors import EEBenchError
-
     path = Path(value).expanduser()
     looks_local = value.startswith((".", "/", "~")) or value.count("/") != 1 or value.endswith(".ckpt")
     if looks_local and not path.exists():

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ee_bench.devices import check_device
 from ee_bench.errors import EEBenchError
 from ee_bench.models.contracts import ExitModel
 from ee_bench.registry import Registry
@@ -35,9 +36,7 @@ def pick_device(device: str | None = None) -> torch.device:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EEBenchError(f"--device {device} was asked for, but this torch has no usable CUDA device; "
                                f"use --device cpu or omit --device")
-        from ee_bench.preflight import check_device  # sec: mps and other devices this machine lacks
-
-        check_device(device)
+        check_device(device)  # sec: mps and other devices this machine lacks
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

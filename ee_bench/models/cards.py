@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import ConfigError, EEBenchError, UnknownNameError
+from ee_bench.models.base import MODELS
 from ee_bench.registry import did_you_mean
 from ee_bench.tasks.spec import read_yaml
 
@@ -207,8 +208,6 @@ def resolve_card(name: str, model_args: str | None = None, model_dir: Path | Non
         UnknownNameError: with suggestions, if nothing matches.
         ConfigError: for a malformed card or missing ``pretrained``.
     """
-    from ee_bench.models.base import MODELS
-
     cards = list_cards(model_dir)
     args = parse_model_args(model_args)
     if name in cards:
@@ -284,6 +283,4 @@ def card_config(card: ModelCard) -> dict[str, Any]:
 
 def load_model(card: ModelCard, device: str | None = None, dtype: str | None = None):
     """Instantiate the card's registered wrapper (see :mod:`ee_bench.models.contracts`)."""
-    from ee_bench.models.base import MODELS
-
     return MODELS.get(card.model).from_card(card, device=device, dtype=dtype)

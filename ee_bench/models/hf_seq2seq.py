@@ -41,6 +41,7 @@ from ee_bench.models.seq2seq_arch import (
     require_blockwise,
 )
 from ee_bench.models.unembed import Unembed
+from ee_bench.tasks.templates import render
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,6 @@ class HFSeq2SeqLM(Seq2SeqExitModel):
         self.decoder_prefix = (self.decoder_start_token_id, int(tid))
 
     def source_text(self, source: str, doc: dict[str, Any]) -> str:
-        from ee_bench.tasks.templates import render
-
         return (render(self.prefix, doc, source=f"model card {self.name} seq2seq.prefix") if self.prefix else "") + source
 
     def encode_source(self, text: str) -> list[int]:

@@ -15,7 +15,9 @@ V = vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -162,7 +164,8 @@ def inspect_outputs(model, prompt_ids: list[int], output_ids: list[int], top_k: 
 
 
 def inspect_sentence(model, prompt_ids: list[int], until: tuple[str, ...], max_gen_toks: int, top_k: int,
-                     sublayers: bool = False) -> Inspection:
+                     sublayers: bool = False, positions: Sequence[int] | None = None,
+                     progress: Any = None) -> Inspection:
     """Greedy full-depth generation of one prompt, then the top-k hypotheses of every layer.
 
     Args:
@@ -171,16 +174,31 @@ def inspect_sentence(model, prompt_ids: list[int], until: tuple[str, ...], max_g
         until: stop strings. max_gen_toks: token budget, ≥ 1.
         top_k: hypotheses kept per layer and readout.
         sublayers: also read the sub-layer vectors (paper §6.2).
+        positions: 0-based generated-token indices the caller will show; checked against the
+            number generated before the layers are read (None: no check).
+        progress: a tqdm bar advanced once after generating and once after reading the layers, or None.
 
     Returns:
         An :class:`Inspection`.
 
     Raises:
-        EEBenchError: for max_gen_toks < 1 or a bad top_k (see :func:`inspect_outputs`).
+        EEBenchError: for max_gen_toks < 1, a bad top_k (see :func:`inspect_outputs`), or a position
+            beyond the generated tokens.
     """
     if max_gen_toks < 1:
         raise EEBenchError(f"--max-gen-toks must be at least 1, got {max_gen_toks}")
     check_top_k(model, top_k)
+    if progress is not None:
+        progress.set_postfix_str("generating")
     output_ids, text = model.generate([list(prompt_ids)], until, max_gen_toks)[0]
+    n = len(output_ids)
+    if positions and max(positions) >= n:
+        raise EEBenchError(f"--positions asks for token {max(positions)}, but only {n} tokens were generated "
+                           f"(indices 0..{n - 1}); pick positions below {n}.")
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix_str("reading every layer")
     readouts = inspect_outputs(model, prompt_ids, output_ids, top_k, sublayers)
+    if progress is not None:
+        progress.update(1)
     return Inspection(tuple(prompt_ids), tuple(output_ids), text, readouts)

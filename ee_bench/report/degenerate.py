@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ee_bench.errors import EEBenchError
+from ee_bench.samples_file import read_samples, samples_path
+
 logger = logging.getLogger(__name__)
 
 DEGENERATE_SHARE = 0.95
@@ -52,9 +55,6 @@ def degeneracy(predictions: list[Any]) -> Degeneracy:
 def run_degeneracy(result: dict[str, Any], results_path: Path) -> Degeneracy | None:
     """:func:`degeneracy` of a run from its samples file (beside the results); None if it is missing,
     outside the results folder or unreadable (a warning names the file)."""
-    from ee_bench.errors import EEBenchError
-    from ee_bench.records import read_samples, samples_path
-
     path = samples_path(result, results_path)
     if path is None:
         return None

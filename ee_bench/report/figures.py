@@ -90,3 +90,25 @@ def subword_bars(path: Path, rows: list[tuple[str, dict[str, float | None]]], cl
     a.set(title="exit layer of word pieces", ylabel="mean first-match layer (0-based)")
     a.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def metric_by_layer(path: Path, task: str, metric: str, curves: list[tuple[str, list[float | None], list[tuple[float, float] | None]]],
+                    chance: float | None = None) -> Path:
+    """The task's metric at every exit layer, one line per run, its 95 % interval shaded (issue 24; paper Fig. 2).
+
+    Args:
+        path: PNG to write. task / metric: title and y label. curves: per run (label, L values, L
+            (low, high) intervals or None). chance: a horizontal reference line (e.g. 1/C accuracy), or None.
+    """
+    fig, (a,) = _figure(1, width=7.0)
+    for label, values, intervals in curves:
+        xs = [i for i, v in enumerate(values) if v is not None]
+        a.plot(xs, [values[i] for i in xs], marker=".", label=label, linewidth=1.2)
+        band = [(i, iv) for i, iv in enumerate(intervals) if iv is not None]
+        if band:
+            a.fill_between([i for i, _ in band], [lo for _, (lo, _) in band], [hi for _, (_, hi) in band], alpha=0.15)
+    if chance is not None:
+        a.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance (1/C)")
+    a.set(title=f"{task}: {metric} by exit layer", xlabel="exit layer (0-based)", ylabel=metric)
+    a.legend(fontsize=7)
+    return _save(fig, path)

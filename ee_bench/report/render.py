@@ -13,11 +13,14 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ee_bench.errors import EEBenchError
+from ee_bench.exits.headline import ORACLE_LABELS, result_headline_oracle
+from ee_bench.files import atomic_write, safe_name
+from ee_bench.preview import MIN_DOCS, is_preview
 from ee_bench.report import confidence, figures, positions, subword
+from ee_bench.report.by_layer import by_layer_section
 from ee_bench.report.degenerate import DEGENERATE_SHARE
 from ee_bench.report.runs import Run, load_runs
 from ee_bench.report.translation import reference_scores, wmt22_averages
-from ee_bench.files import atomic_write, safe_name
 
 
 def _table(rows: list[list], headers: list[str]) -> str:
@@ -59,6 +62,7 @@ def build_report(folder: Path, output: Path, command: str, lang: dict[str, str] 
         "(docs/definitions.md). Sections, methods and limits: docs/report.md.",
         _runs_section(runs),
         _ranking_section(runs),
+        by_layer_section(runs, ctx),
         _length_section(runs, ctx),
         _subword_section(runs, ctx),
         _pos_section(runs, ctx),
@@ -83,29 +87,37 @@ def _runs_section(runs: list[Run]) -> str:
     return ("## Runs\n\n"
             f"A run is **degenerate** when at least {100 * DEGENERATE_SHARE:.0f} % of its documents (and at least two) "
             "share one final prediction: its oracle then \"matches\" at layer 0 everywhere and its implied speed-up "
-            "is meaningless. Degenerate runs are marked here and in the leaderboard and kept out of rankings. "
+            "is meaningless. On classification and multiple-choice tasks the flag is the same, but an early "
+            "first-match alone is not degeneracy there (a layer agrees with the final choice by chance); their "
+            "headline oracle is saturation (docs/definitions.md, \"The headline oracle\"). Degenerate runs are marked here and in the leaderboard and kept out of rankings. "
             "The *degenerate* column gives the share of documents with the most common final prediction.\n\n"
             + _table(rows, ["task", "run", "gate", "τ", "docs", "output tokens", "L", "output language",
                             "degenerate", "results file"]))
 
 
 def _ranking_section(runs: list[Run]) -> str:
-    out = ["## Ranking per task (degenerate runs excluded)"]
+    out = [("## Ranking per task (degenerate runs and previews excluded)\n\n"
+            f"As in the leaderboard, a run on fewer than {MIN_DOCS} documents (unless that is the whole test set) "
+            "is a *preview* and is not ranked.")]
     for task in sorted({r.task for r in runs}):
         items = [r for r in runs if r.task == task]
         names = list(items[0].result.get("metrics", {}))
         first = names[0] if names else None
         higher = items[0].result.get("metric_details", {}).get(first, {}).get("higher_is_better", True)
-        ranked = [r for r in items if not r.degenerate]
+        ranked = [r for r in items if not r.degenerate and not is_preview(r.result)]
         key = lambda r: (r.result["metrics"].get(first) is None,  # noqa: E731
                          -(r.result["metrics"].get(first) or 0) if higher else (r.result["metrics"].get(first) or 0), r.label)
-        rows = [[i + 1, r.label, _f(r.result["metrics"].get(first)), _f(r.result["oracle"]["first_match"]["avg"]),
+        head = result_headline_oracle(items[0].result)  # issue 24: saturation on few-choice tasks
+        rows = [[i + 1, r.label, _f(r.result["metrics"].get(first)), _f(r.result["oracle"][head]["avg"]),
                  _f(r.result["gate_at_threshold"]["implied_speedup"])] for i, r in enumerate(sorted(ranked, key=key))]
-        text = f"### {task}\n\n" + (_table(rows, ["rank", "run", first or "metric", "first-match avg", "implied speed-up"])
+        text = f"### {task}\n\n" + (_table(rows, ["rank", "run", first or "metric", f"{ORACLE_LABELS[head]} avg", "implied speed-up"])
                                      if rows else "_No run to rank._")
         excluded = [r.label for r in items if r.degenerate]
         if excluded:
             text += "\n\nExcluded (degenerate): " + ", ".join(excluded) + "."
+        previews = [r.label for r in items if is_preview(r.result) and not r.degenerate]
+        if previews:
+            text += "\n\nNot ranked (preview): " + ", ".join(previews) + "."
         out.append(text)
     return "\n\n".join(out)
 
@@ -217,7 +229,7 @@ def _skipped(items: list[str]) -> str:
 
 # ------------------------------------------------------------------------------ part of speech
 def _pos_section(runs: list[Run], ctx: Context) -> str:
-    from ee_bench.report import pos
+    from ee_bench.report import pos  # deferred: spaCy (an optional heavy dependency) loads with it
 
     head = ("## Exit layer by part of speech (paper §6.1)\n\n"
             "English outputs only. Universal POS tags from spaCy `en_core_web_sm` (3.8); a model token takes the "
@@ -228,8 +240,9 @@ def _pos_section(runs: list[Run], ctx: Context) -> str:
         if not (r.is_generation and r.rows):
             continue
         if r.target_lang != "en":
-            skipped.append(f"{r.task} / {r.label}: output language {r.target_lang or 'unknown'} "
-                           f"(pass --lang {r.task}=en if its outputs are English)")
+            skipped.append(f"{r.task} / {r.label}: output language {r.target_lang or 'unknown'}"
+                           + ("" if r.target_lang else f" (its task declares none: give metadata.language in the "
+                                                       f"task file, or pass --lang {r.task}=en if its outputs are English)"))
             continue
         if ctx.nlp is None and ctx.nlp_error is None:
             try:

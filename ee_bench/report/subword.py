@@ -21,6 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ee_bench.errors import EEBenchError
+from ee_bench.models.cards import resolve_card
+from ee_bench.models.gguf_cache import GGUFCacheKey, cache_root
+from ee_bench.models.hf_causal import gguf_file
+
 INITIAL, CONTINUATION, OTHER = "initial", "continuation", "other"
 CLASSES = (INITIAL, CONTINUATION, OTHER)
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "lo", "km", "my"})
@@ -132,16 +137,11 @@ def load_tokenizer(result: dict):
 
     from transformers import AutoTokenizer
 
-    from ee_bench.errors import EEBenchError
-    from ee_bench.models.cards import resolve_card
 
     cfg = result.get("config", {})
     card = resolve_card(cfg.get("model") or result["model"], cfg.get("model_args"))
     try:
         if card.gguf:
-            from ee_bench.models.gguf_cache import GGUFCacheKey, cache_root
-            from ee_bench.models.hf_causal import gguf_file
-
             path = Path(gguf_file(card.gguf))
             entry = GGUFCacheKey.of(path).entry_dir(cache_root())
             if entry.is_dir():

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ee_bench.errors import EEBenchError
+from ee_bench.metrics.base import METRICS, MetricInputs, metric_options
+from ee_bench.tasks.index import TaskIndex
 
 logger = logging.getLogger(__name__)
 PER_REFERENCE_METRICS = ("chrf", "bleu")
@@ -35,10 +37,7 @@ class ReferenceScores:
 
 def _metric_options(task: str) -> dict[str, dict[str, Any]]:
     try:
-        from ee_bench.tasks.index import TaskIndex
-
         spec = TaskIndex().load(task)
-        from ee_bench.metrics.base import metric_options
 
         return {m["metric"]: metric_options(m) for m in getattr(spec, "metric_list", ())}
     except EEBenchError:
@@ -47,8 +46,6 @@ def _metric_options(task: str) -> dict[str, dict[str, Any]]:
 
 
 def _score(name: str, options: dict[str, Any], preds: list[str], refs: list[list[str]], lang: str | None) -> float | None:
-    from ee_bench.metrics.base import METRICS, MetricInputs
-
     return METRICS.get(name)(**options).compute(MetricInputs(predictions=preds, references=refs, target_lang=lang)).value
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ee_bench.tasks.spec import TaskSpec
 from ee_bench.tasks.templates import render
+from ee_bench.tasks.truncation import apply_truncation
 from ee_bench.types import DocRecord
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,6 @@ def build_prompts(model, spec: TaskSpec, docs: list[dict[str, Any]]) -> list[tup
     out = []
     for doc in docs:
         if spec.truncation:
-            from ee_bench.tasks.truncation import apply_truncation
-
             doc = apply_truncation(spec, doc, model.tokenizer)
         text = render(spec.doc_to_text, doc, source=spec.source_file)
         ids = model.encode_prompt(text)

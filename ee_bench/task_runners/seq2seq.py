@@ -15,8 +15,10 @@ from typing import Any
 
 from ee_bench.errors import EEBenchError
 from ee_bench.task_runners.generation import generate_and_analyse
+from ee_bench.tasks.loaders import target_language
 from ee_bench.tasks.spec import TaskSpec
 from ee_bench.tasks.templates import render
+from ee_bench.tasks.truncation import apply_truncation
 from ee_bench.types import DocRecord
 
 logger = logging.getLogger(__name__)
@@ -29,8 +31,6 @@ def task_languages(spec: TaskSpec, docs: list[dict[str, Any]]) -> tuple[str | No
     Raises:
         EEBenchError: if the documents mix several language pairs (one decoder prefix per task).
     """
-    from ee_bench.tasks.loaders import target_language
-
     pairs = {(d.get("src_lang"), d.get("tgt_lang")) for d in docs if d.get("src_lang") or d.get("tgt_lang")}
     if len(pairs) > 1:
         raise EEBenchError(f"Task {spec.task} mixes language pairs {sorted(map(str, pairs))}; a seq2seq run needs one "
@@ -61,8 +61,6 @@ def build_sources(model, spec: TaskSpec, docs: list[dict[str, Any]]) -> list[tup
     out = []
     for doc in docs:
         if spec.truncation:
-            from ee_bench.tasks.truncation import apply_truncation
-
             doc = apply_truncation(spec, doc, model.tokenizer)
         text = model.source_text(render(spec.seq2seq_source, doc, source=spec.source_file), doc)
         out.append((text, model.encode_source(text)))

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from ee_bench.errors import ConfigError, EEBenchError
+from ee_bench.errors import ConfigError, EEBenchError, UnknownNameError
 from ee_bench.registry import PluginLoadError, did_you_mean
-from ee_bench.errors import UnknownNameError
 from ee_bench.tasks.spec import GroupSpec, TaskSpec, load_task_file, read_yaml
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,8 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "tag": (RECORDED, "lm-eval's index labels; no effect on an evaluation"),
     "custom_dataset": (REFUSED, "a Python callable that builds the data set: code in a task file"),
     "dataset_path": (HONOURED, "data source; with `--data-dir DIR`, a lm-eval-built task reads "
-                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl` instead of the hub"),
+                               "`DIR/<dataset_path>/<dataset_name>/<split>.jsonl`, or the file ee-bench's own task "
+                               "of that hub data set reads (GLUE: `DIR/glue/<task>/validation.jsonl`), never the hub"),
     "dataset_name": (HONOURED, "data set configuration (e.g. the language pair)"),
     "dataset_kwargs": (HONOURED, "passed to `datasets.load_dataset`; relative `data_files` are "
                                  "resolved against the YAML file"),
@@ -69,8 +70,8 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "num_fewshot": (HONOURED, "number of few-shot examples, sampled by lm-eval with `--seed`"),
     "metric_list": (HONOURED, "metrics; `aggregation` and `higher_is_better` are lm-eval's standard "
                               "keys, not metric options"),
-    "output_type": (HONOURED, "`generate_until` and `multiple_choice`; `loglikelihood_rolling` (perplexity) "
-                              "when lm-eval builds the task; `loglikelihood` is refused (not supported yet)"),
+    "output_type": (HONOURED, "`generate_until` and `multiple_choice`; `loglikelihood` (LAMBADA-style) and "
+                              "`loglikelihood_rolling` (perplexity) when lm-eval builds the task"),
     "generation_kwargs": (HONOURED, "`until`, `max_gen_toks` (default 256, lm-eval's); `do_sample: false` "
                                     "and `temperature: 0` recorded; sampling refused"),
     "repeats": (HONOURED, "`1` is recorded; more is repeated sampling of a greedy decoder: refused"),
@@ -79,7 +80,7 @@ TASK_CONFIG_FIELDS: dict[str, tuple[str, str]] = {
     "should_decontaminate": (RECORDED, "lm-eval's decontamination report; no effect on scores"),
     "doc_to_decontamination_query": (RECORDED, "as `should_decontaminate`"),
     "gen_prefix": (HONOURED, "text put after the prompt, before the answer"),
-    "metadata": (HONOURED, "`version` (required in ee-bench's own files) and free-form keys, recorded"),
+    "metadata": (HONOURED, "`version` (optional, as in lm-eval) and free-form keys, recorded"),
 }
 
 # ee-bench's own keys that lm-eval does not have.
@@ -100,7 +101,7 @@ LM_EVAL_METRICS = ("acc", "acc_all", "acc_bytes", "acc_mutual_info", "acc_norm",
 METRIC_STANDARD_KEYS = ("metric", "aggregation", "higher_is_better")
 GENERATION_KEYS = ("until", "max_gen_toks", "do_sample", "temperature")
 DEFAULT_MAX_GEN_TOKS = 256  # lm_eval.models.huggingface.HFLM(max_gen_toks=256)
-RUNNABLE_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood_rolling")
+RUNNABLE_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood", "loglikelihood_rolling")
 LM_EVAL_OUTPUT_TYPES = ("generate_until", "multiple_choice", "loglikelihood", "loglikelihood_rolling")
 
 
@@ -159,8 +160,8 @@ def lm_eval_features(data: dict[str, Any], ee_metrics: set[str] | None = None) -
         ee_metrics: ee-bench's metric names; a metric outside them (e.g. TER) is lm-eval's.
     """
     out = []
-    if data.get("output_type") == "loglikelihood_rolling":
-        out.append("output_type: loglikelihood_rolling")
+    if data.get("output_type") in ("loglikelihood", "loglikelihood_rolling"):
+        out.append(f"output_type: {data['output_type']}")
     if (data.get("num_fewshot") or 0) > 0:
         out.append(f"num_fewshot: {data['num_fewshot']}")
     for key in ("fewshot_config", "filter_list", "gen_prefix"):
@@ -190,9 +191,11 @@ def refusals(data: dict[str, Any]) -> list[str]:
     """
     problems = []
     for path, ref in function_refs(data):
-        problems.append(f"'{path}' is `{ref}`: Python code in a task file is not run by ee-bench (task "
-                        f"files are data; see the security rules). Use a registered ee-bench document "
-                        f"processor / metric, or run lm-eval's own installed task by name (--tasks lm_eval:NAME).")
+        problems.append(f"'{path}' is `{ref}`: the main ee-bench command never runs Python code from a task "
+                        f"file (task files are data). A file written for lm-eval's own CLI, like "
+                        f"examples/lm-eval-tasks, runs with `ee-bench lm-eval --model ee-hf --include_path DIR "
+                        f"--tasks NAME` (lm-eval's code path, docs/lm_eval.md); otherwise use a registered ee-bench "
+                        f"document processor / metric, or lm-eval's own installed task by name (--tasks lm_eval:NAME).")
     for key in ("custom_dataset", "doc_to_image", "doc_to_audio", "use_prompt"):
         if data.get(key) not in (None, "", False) and not isinstance(data.get(key), FunctionRef):
             problems.append(f"'{key}' is refused: {TASK_CONFIG_FIELDS[key][1]}")
@@ -213,8 +216,8 @@ def refusals(data: dict[str, Any]) -> list[str]:
                             f"sampling; ee-bench decodes greedily (use temperature: 0 or leave it out)")
     out_type = data.get("output_type", "generate_until")
     if out_type in LM_EVAL_OUTPUT_TYPES and out_type not in RUNNABLE_OUTPUT_TYPES:
-        problems.append(f"'output_type: {out_type}' is not supported yet: ee-bench analyses generate_until, "
-                        f"multiple_choice and loglikelihood_rolling tasks")
+        problems.append(f"'output_type: {out_type}' is not supported yet: ee-bench analyses "
+                        f"{', '.join(RUNNABLE_OUTPUT_TYPES)} tasks")
     for i, m in enumerate(data.get("metric_list") or []):
         if not isinstance(m, dict):
             continue

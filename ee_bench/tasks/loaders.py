@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import ConfigError, DataNotFoundError, EEBenchError
+from ee_bench.hub import offline_if_unreachable
 from ee_bench.preflight import path_inside
 from ee_bench.registry import Registry
 from ee_bench.tasks.spec import TaskSpec
@@ -73,10 +74,14 @@ def inside(root: Path, path: Path, what: str = "offline path", trusted: Sequence
 
 def target_language(spec: TaskSpec, docs: list[dict[str, Any]]) -> str | None:
     """The ISO code of the language a task's outputs are in, for metrics that tokenise by language
-    (BLEU's ``zh``/``ja`` tokenisers): the documents' ``tgt_lang``, else the second half of a
-    ``dataset_name`` such as ``de-en``, else None. The one place this is worked out."""
+    (BLEU's ``zh``/``ja`` tokenisers) and the report's English-only analyses: the documents'
+    ``tgt_lang``, else the task file's ``metadata.language``, else the second half of a ``dataset_name``
+    such as ``de-en``, else None. ``docs`` may be empty (the task alone decides). The one place this is
+    worked out."""
     if docs and docs[0].get("tgt_lang"):
         return str(docs[0]["tgt_lang"])
+    if spec.language:
+        return spec.language
     pair = spec.dataset_name or ""
     return pair.split("-")[1] if "-" in pair else None
 
@@ -273,9 +278,11 @@ def data_dir_problem(data_dir: Path, hub: str | None = None) -> str | None:
     if data_dir.is_dir():
         return None
     what = "is a file, not a folder" if data_dir.exists() else "does not exist"
-    return (f"Data folder {data_dir} {what}. Pass --data-dir (or set {DATA_DIR_ENV}) to a folder in the "
-            f"official layouts, e.g. ../shared/data, or leave it out to load "
-            f"{repr(hub) + ' ' if hub else ''}from the hub.")
+    where = f" ({data_dir.resolve()})" if not data_dir.is_absolute() else ""
+    example = "" if data_dir.resolve() == Path("../shared/data").resolve() else ", e.g. ../shared/data"
+    return (f"Data folder {data_dir}{where} {what}. Pass --data-dir (or set {DATA_DIR_ENV}) to an existing folder "
+            f"in the official layouts{example} (a relative path counts from the current folder), or leave it out "
+            f"to load {repr(hub) + ' ' if hub else ''}from the hub.")
 
 
 def _load_local(data_dir: Path, spec: TaskSpec) -> list[dict[str, Any]]:
@@ -338,7 +345,8 @@ def _load_hub(spec: TaskSpec, trusted: Sequence[str | os.PathLike] = ()) -> list
         for f in kwargs["data_files"].values():  # our own reader names the file and line of a bad row
             if spec.dataset_path == "json" and f.endswith(".jsonl") and Path(f).is_file():
                 read_jsonl_file(Path(f), f"Task {spec.task}'s data file (named in {spec.source_file})")
-    ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
+    with offline_if_unreachable():  # issue 24: an unreachable hub fails at once, from the cache or not at all
+        ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=spec.test_split, **kwargs)
     return [dict(row) for row in ds]
 
 

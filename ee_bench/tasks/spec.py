@@ -20,7 +20,9 @@ A task file holds these keys (``include`` merges a shared file first; the includ
 ``doc_to_choice``              list of label words (``multiple_choice`` only)
 ``generation_kwargs``          ``until`` (list of stop strings) and ``max_gen_toks`` (int), both required
 ``metric_list``                list of ``{metric: name, **options}``
-``metadata``                   ``version`` (required) and free-form ``description``
+``metadata``                   ``version`` (optional, as in lm-eval; recorded), free-form ``description``,
+                               and ``language``: the ISO 639-1 code of the outputs where no language
+                               pair says it (``en`` for CNN/DailyMail and NarrativeQA)
 ``encoder_fields``             ee-bench extension: document fields (one, or two for pairs) fed to an
                                encoder classifier instead of ``doc_to_text``
 ``process_docs``               name of a registered document processor (lm-eval's hook, by name:
@@ -58,8 +60,9 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import ConfigError
-from ee_bench.tasks import lm_eval_vocab as vocab
+from ee_bench.metrics.base import METRICS
 from ee_bench.task_runner_registry import TASK_RUNNERS
+from ee_bench.tasks import lm_eval_vocab as vocab
 from ee_bench.tasks.templates import template_problems
 
 TASK_KEYS = {*vocab.TASK_CONFIG_FIELDS, *vocab.EE_BENCH_EXTENSIONS, *vocab.LOADER_KEYS}
@@ -142,6 +145,7 @@ class TaskSpec:
     metric_list: tuple[dict[str, Any], ...]
     version: Any
     description: str | None = None
+    language: str | None = None
     truncation: dict[str, Any] | None = None
     encoder_fields: tuple[str, ...] | None = None
     process_docs: str | None = None
@@ -200,8 +204,6 @@ def _hint(name: str, allowed) -> str:
 
 
 def _ee_metric_names() -> set[str] | None:
-    from ee_bench.metrics.base import METRICS
-
     try:
         return set(METRICS.names())
     except Exception:  # a broken metric plug-in is reported where metrics are resolved
@@ -285,9 +287,13 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         problems.append("'metric_list' must be a non-empty list of mappings with a 'metric' name")
         metrics = []
     meta = data.get("metadata")
-    if not (isinstance(meta, dict) and "version" in meta):  # other metadata keys are free-form, as in lm-eval
-        problems.append("'metadata.version' is required")
+    if meta is None:  # optional, as in lm-eval; a file without it records version null
         meta = {}
+    elif not isinstance(meta, dict):  # keys are free-form, as in lm-eval
+        problems.append("'metadata' must be a mapping (e.g. {version: 1.0})")
+        meta = {}
+    if meta.get("language") is not None and not (isinstance(meta["language"], str) and meta["language"].strip()):
+        problems.append("'metadata.language' must be the outputs' language code, e.g. 'en'")
     if problems:
         raise ConfigError(source, problems)
     return TaskSpec(
@@ -305,8 +311,9 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
         until=until,
         max_gen_toks=mgt,
         metric_list=tuple(dict(m) for m in metrics),
-        version=meta["version"],
+        version=meta.get("version"),
         description=meta.get("description") if isinstance(meta.get("description"), str) else None,
+        language=meta.get("language"),
         truncation=data.get("truncation"),
         encoder_fields=tuple(data["encoder_fields"]) if data.get("encoder_fields") else None,
         process_docs=data.get("process_docs"),

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ee_bench.errors import EEBenchError
+from ee_bench.task_runners.generation import build_prompts, references_of
+from ee_bench.tasks.loaders import read_jsonl_file
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ def read_instruction_jsonl(path: str | Path) -> list[dict[str, str]]:
             (:func:`~ee_bench.tasks.loaders.read_jsonl_file`, with the line number), or a row lacks a
             non-empty ``instruction`` or a string ``output`` (with the row number).
     """
-    from ee_bench.tasks.loaders import read_jsonl_file  # one JSONL reader: UTF-8, JSON and object checks per line
-
     p = Path(path)
     if not p.is_file():
         raise EEBenchError(f"--train_file {p} does not exist; give a JSONL file with instruction/input/output fields")
@@ -86,8 +86,6 @@ def instruction_examples(model, rows: list[dict[str, str]]) -> list[Example]:
 
 def task_examples(model, spec, docs: list[dict[str, Any]]) -> list[Example]:
     """A generation task's documents → examples: the evaluation prompt and the first reference."""
-    from ee_bench.task_runners.generation import build_prompts, references_of
-
     if spec.output_type != "generate_until":
         raise EEBenchError(f"--train-task {spec.task} is a {spec.output_type} task; causal fine-tuning needs a "
                            f"generation task (e.g. wmt14_de_en)")

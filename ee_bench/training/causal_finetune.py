@@ -25,6 +25,10 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import EEBenchError
+from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT, list_cards, load_model, resolve_card
+from ee_bench.training.causal_data import IGNORE_INDEX, tokenize_examples
+from ee_bench.training.causal_joint import CausalJointTrainer
+from ee_bench.training.save import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +104,6 @@ def load_causal(cfg: CausalFinetuneConfig, device: str | None = None, dtype: str
     Raises:
         EEBenchError: if the model cannot be resolved or loaded, or is not a causal LM.
     """
-    from ee_bench.models.cards import list_cards, load_model, resolve_card
-
     name, margs = cfg.model, cfg.model_args
     if name not in list_cards() and not Path(name).is_dir() and "pretrained=" not in (margs or ""):
         margs, name = ",".join(x for x in (f"pretrained={name}", margs) if x), "hf-causal"
@@ -114,8 +116,6 @@ def load_causal(cfg: CausalFinetuneConfig, device: str | None = None, dtype: str
 
 def write_card(output_dir: Path, source_card, cfg: CausalFinetuneConfig) -> Path:
     """Write the ``ee_bench_card.yaml`` that makes the folder usable as ``--model``."""
-    from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT
-
     how = f"objective {cfg.objective}"
     if cfg.objective == "joint":
         how += f", {cfg.schedule} weights" + (f", {cfg.sample_layers} sampled layers/step" if cfg.sample_layers else "")
@@ -176,8 +176,6 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
     """
     from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
-    from ee_bench.training.causal_data import IGNORE_INDEX, tokenize_examples
-    from ee_bench.training.causal_joint import CausalJointTrainer
 
     check_config(cfg)
     if not examples:
@@ -213,9 +211,7 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
         return None
     trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     trained.config.use_cache = True
-    out.mkdir(parents=True, exist_ok=True)
-    trained.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_checkpoint(trained, tokenizer, out)
     write_card(out, card, cfg)
     record = {"schema": "ee-bench/finetune-causal/v1", "command": command, "config": asdict(cfg), "source_card": card.name,
               "n_examples": len(examples), "n_train_rows": len(train), "n_layers": trainer.n_layers,

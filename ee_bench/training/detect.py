@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT, list_cards, parse_card
+from ee_bench.tasks.spec import read_yaml
 
 
 def detect_task_type(model: str, model_args: str | None = None, causal_hint: bool = False) -> str:
@@ -19,9 +21,6 @@ def detect_task_type(model: str, model_args: str | None = None, causal_hint: boo
     Raises:
         EEBenchError: for a folder with neither a card nor a ``config.json`` (e.g. an empty folder).
     """
-    from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT, list_cards, parse_card
-    from ee_bench.tasks.spec import read_yaml
-
     path = Path(model)
     if path.is_dir():
         card_file = path / CARD_FILE_IN_CHECKPOINT

@@ -18,6 +18,9 @@ from typing import Any
 import yaml
 
 from ee_bench.errors import EEBenchError
+from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT
+from ee_bench.training.joint import JointTrainer
+from ee_bench.training.save import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +114,6 @@ def rows_to_dataset(rows: list[dict[str, Any]], fields: tuple[str, ...], tokeniz
 
 def write_card(output_dir: Path, cfg: FinetuneConfig) -> Path:
     """Write the ``ee_bench_card.yaml`` that makes the folder usable as ``--model``."""
-    from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT
-
     card = {
         "name": output_dir.resolve().name,
         "model": "hf-encoder",
@@ -146,7 +147,6 @@ def finetune_classifier(cfg: FinetuneConfig, rows: list[dict[str, Any]], output_
     """
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-    from ee_bench.training.joint import JointTrainer
 
     if not rows:
         raise EEBenchError("the training set is empty")
@@ -171,9 +171,7 @@ def finetune_classifier(cfg: FinetuneConfig, rows: list[dict[str, Any]], output_
         result = trainer.train()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_checkpoint(trainer.model, tokenizer, out)
     write_card(out, cfg)
     record = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
               "n_train_rows": len(rows), "train_loss": float(result.training_loss),
