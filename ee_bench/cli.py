@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("ee_bench.commands.inspect:main", "top-k hypotheses of every layer and sub-layer for one sentence (Table 10, PNG)"),
     "rescore": ("ee_bench.commands.rescore:main", "oracle and gate analysis again from samples + per-layer records (no model)"),
     "cost": ("ee_bench.commands.cost:main", "cost profile of a model on this machine: block, head, checks; head in blocks, ceiling"),
+    "fit-gate": ("ee_bench.commands.fit_gate:main", "fit the early-exit classifier's probes (CALM §3.5) for --gate classifier"),
     "report": ("ee_bench.commands.report:main", "markdown + PNG analyses of finished runs (length, sub-word, POS, WMT22; no model)"),
 }
 

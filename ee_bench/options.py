@@ -17,6 +17,7 @@ import argparse
 import re
 
 from ee_bench.decoding.checks import check_options
+from ee_bench.decoding.draft_length import draft_len_arg
 from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
@@ -90,11 +91,13 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
 def add_check_arguments(g) -> None:
     """Add ``--check`` and ``--draft-len`` (shared by the main command and ``ee-bench trace``)."""
     g.add_argument("--check", default="full",
-                   help="how gate checks read the head: full (exact, default) or topk:K (APPROXIMATE: after a "
-                        "token's first check, only the K most likely ids of that check; the emitted token is "
-                        "still the full head's argmax)")
-    g.add_argument("--draft-len", "--draft_len", dest="draft_len", type=int, default=None,
-                   help="--kv speculative: tokens drafted per round (default 4)")
+                   help="how gate checks read the head: full (exact, default), topk:K (APPROXIMATE: after a "
+                        "token's first check, only the K most likely ids of that check) or shortlist:N "
+                        "(APPROXIMATE: at every check only the head rows of the N most frequent full-depth output "
+                        "tokens of the --calibration-docs documents); the emitted token is still the full head's argmax")
+    g.add_argument("--draft-len", "--draft_len", dest="draft_len", default=None, type=draft_len_arg,
+                   help="--kv speculative: tokens drafted per round (default 4), or adaptive[:N] (start at N = 4; "
+                        "+2 after a fully accepted round, -1 after a rejection, at least 1: transformers' heuristic)")
 
 
 def early_exit_options(args: argparse.Namespace):

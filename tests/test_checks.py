@@ -144,3 +144,86 @@ def test_speedup_settings_carry_the_check_mode_and_draft_length(model):
     assert full.ee_counts.restricted_checks == 0 and restricted.ee_counts.restricted_checks > 0
     assert spec.ee_counts.draft_tokens <= 2 * spec.ee_counts.draft_rounds and spec.token_agreement == 1.0
     assert spec.ee_traces[0].speculative["draft_len"] == 2
+
+
+# --- shortlist:N (issue 23) ------------------------------------------------------------------------
+
+
+def test_shortlist_is_the_most_frequent_calibration_tokens():
+    from ee_bench.decoding.checks import with_shortlist
+
+    mode = parse_check_mode("shortlist:2")
+    assert (mode.shortlist, mode.ids, mode.name, mode.approximate) == (2, None, "shortlist:2", True)
+    # counts: 5 → 3, 3 → 2, 9 → 1
+    assert with_shortlist(mode, [[5, 5, 3], [3, 9, 5]]).ids == (5, 3)
+    assert with_shortlist(parse_check_mode("shortlist:1"), [[7, 2]]).ids == (2,)  # a tie: the smaller id
+    assert with_shortlist(parse_check_mode("shortlist:9"), [[7, 2]]).ids == (2, 7)  # fewer distinct than N
+    assert with_shortlist(parse_check_mode("topk:3"), [[1]]) == CheckMode(3)  # other modes unchanged
+    with pytest.raises(CheckModeError, match="empty"):
+        with_shortlist(mode, [[], []])
+    with pytest.raises(CheckModeError, match="shortlist:N"):
+        parse_check_mode("shortlist:0")
+
+
+def test_shortlist_statistics_by_hand():
+    """Shortlist ids (1, 2) of the hand head: h = (2, 1) gives logits (2, 1, −2, −1); over ids 1, 2 the
+    logits are (1, −2): top-1 id 1, probability σ(3) = 0.9526, whatever ids 0 and 3 score."""
+    from ee_bench.decoding.checks import shortlist_check
+
+    top1, prob, ent = shortlist_check(hand_unembed(), H_LAYERS[1], CheckMode(shortlist=2, ids=(1, 2)))
+    p = 1 / (1 + math.exp(-3))
+    assert top1.tolist() == [1]
+    assert prob.item() == pytest.approx(p, abs=1e-6)
+    assert ent.item() == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)), abs=1e-6)
+    with pytest.raises(CheckModeError, match="no shortlist yet"):
+        shortlist_check(hand_unembed(), H_LAYERS[1], CheckMode(shortlist=2))
+
+
+class CountingUnembed(nn.Module):
+    """Counts the full-head rows (forward / reduce) and the candidate rows a check computes."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.full_rows, self.candidate_rows = inner, 0, 0
+
+    def forward(self, h):
+        self.full_rows += h.shape[0]
+        return self.inner(h)
+
+    def reduce(self, h):
+        self.full_rows += h.shape[0]
+        return self.inner.reduce(h)
+
+    def candidate_logits(self, h, ids):
+        self.candidate_rows += ids.numel()
+        return self.inner.candidate_logits(h, ids)
+
+
+def test_shortlist_check_computes_only_n_head_rows(model):
+    """shortlist:5 from the full-depth outputs; τ = 0.01 fires at every token's first check (layer 0),
+    as with full checks, and the emitted token is the full head's argmax at layer 0 in both, so the
+    outputs are equal. Per check exactly 5 head rows are computed; the full head runs once per emitted
+    token (prompt pass and exits), never at a check."""
+    from ee_bench.decoding.checks import with_shortlist
+
+    prompts = prompt_ids(model)[:2]
+    dec = EarlyExitDecoder(model)
+    ref = dec.decode(prompts, None, None, "copy", (), 6, exit_layers=())
+    mode = with_shortlist(parse_check_mode("shortlist:5"), [t.token_ids for t in ref.traces])
+    assert len(mode.ids) == 5
+    full = dec.decode(prompts, "confidence", 0.01, "copy", (), 6, min_prefix=0)
+    counter = CountingUnembed(dec.runner.unembed)
+    dec.runner.unembed = counter
+    try:
+        short = dec.decode(prompts, "confidence", 0.01, "copy", (), 6, min_prefix=0, check=mode)
+    finally:
+        dec.runner.unembed = counter.inner
+    assert [t.token_ids for t in short.traces] == [t.token_ids for t in full.traces]
+    c = short.counts
+    assert c.gate_checks == c.restricted_checks == c.tokens - len(prompts) > 0
+    assert c.restricted_rows == 5 * c.gate_checks == counter.candidate_rows
+    assert c.head_rows == c.tokens == counter.full_rows
+    with pytest.raises(DecodingOptionError, match="needs its shortlist"):
+        dec.decode(prompts, "confidence", 0.01, "copy", (), 6, min_prefix=0, check="shortlist:5")
+    with pytest.raises(DecodingOptionError, match="reads no head"):
+        dec.decode(prompts, "state", 0.9, "copy", (), 6, min_prefix=0, check=mode)

@@ -41,7 +41,7 @@ def write_task(folder: Path, name: str, text: str) -> None:
          ["Unknown task 'wmt22_de_ex'.", "Did you mean: wmt22_de_en"]),
         (["--model", "smollm2-135m", "--tasks", "demo_de_en"], ["Unknown model 'smollm2-135m'.", "Did you mean: smollm2-135m-ee"]),
         (["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "confidance"],
-         ["Unknown gate 'confidance'. Did you mean: confidence, oracle? Available: confidence, entropy, none, oracle, patience, state"]),
+         ["Unknown gate 'confidance'. Did you mean: confidence, oracle? Available: classifier, confidence, entropy, none, oracle, patience, state"]),
         ([*BASE, "--threshold", "1.5"], ["confidence threshold 1.5 is out of range", "(0, 1]"]),
         (["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "entropy", "--threshold", "-0.1"],
          ["entropy threshold -0.1 is out of range"]),

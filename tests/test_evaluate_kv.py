@@ -100,3 +100,20 @@ def test_bad_check_and_draft_options_exit_2(tmp_path, capsys, extra, fragment):
     code = main(["--model", "smollm2-135m-ee", "--tasks", "tiny_copy", "--include_path", str(tasks), *extra])
     assert code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_shortlist_check_end_to_end(tmp_path, capsys):
+    """--check shortlist:3: the shortlist comes from the calibration documents (3, 4 = the first two not
+    evaluated); every gate check computes 3 head rows; results label the check approximate."""
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    tasks = write_tiny_task(tmp_path / "tasks", n_docs=5, max_gen_toks=6)
+    out = tmp_path / "out"
+    code = main(["--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--tasks", "tiny_copy",
+                 "--include_path", str(tasks), "--gate", "confidence", "--threshold", "0.05", "--limit", "3",
+                 "--output_path", str(out), "--kv", "copy", "--check", "shortlist:3", "--calibration-docs", "2",
+                 "--min-prefix", "1", "--speedup-repeats", "1", "--no-progress", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    rep = json.loads(next(out.rglob("results_*.json")).read_text())["measured_speedup"]["copy"]
+    c = rep["ee_counts"]
+    assert rep["check"] == "shortlist:3 (approximate)"
+    assert c["gate_checks"] == c["restricted_checks"] > 0 and c["restricted_rows"] == 3 * c["gate_checks"]

@@ -38,12 +38,12 @@ def test_gpu_check_dry_run_writes_every_file(tmp_path):
     for step in ("| analysis_cost | 0 |", "| main | 0 |", "| peers | 0 |"):
         assert step in summary
     assert "TIME   analysis/forward" in summary  # the analysis-cost step's key line
-    assert "speculative 1" in summary and "targets (issue 12" in summary  # the side-by-side printout
+    assert "speculative 1" in summary and "targets (issue 23" in summary  # the side-by-side printout
     peers = json.loads((out / "peers" / "peers.json").read_text())
     assert [m["mode"] for m in peers["modes"]][:3] == ["full depth", "hf generate", "hf assistant 1"]
     # speculative is lossless: it reproduces full depth token for token
-    spec = next(m for m in peers["modes"] if m["mode"] == "speculative 1")
-    assert spec["report"]["token_agreement"] == 1.0
+    specs = [m for m in peers["modes"] if m["mode"] in ("speculative 1 d=4", "speculative 1 d=adaptive:4")]
+    assert len(specs) == 2 and all(m["report"]["token_agreement"] == 1.0 for m in specs)
     # bad input: a clear message and exit 2
     bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--bogus", str(out)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60, check=False)

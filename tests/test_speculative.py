@@ -87,9 +87,9 @@ def test_speculative_needs_one_draft_layer_or_a_gate(model):
         dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4, exit_layers=[0, 1])
     with pytest.raises(DecodingOptionError, match="deployable gate"):
         dec.decode(prompt_ids(model)[:1], "oracle", None, "speculative", (), 4, exit_layers=[0, 1])
-    with pytest.raises(DecodingOptionError, match="draft length 0 is invalid"):
+    with pytest.raises(DecodingOptionError, match="--draft-len 0 is invalid"):
         dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4, exit_layers=[1], draft_len=0)
-    with pytest.raises(DecodingOptionError, match="draft length -2 is invalid"):
+    with pytest.raises(DecodingOptionError, match="--draft-len -2 is invalid"):
         EarlyExitDecoder(model, draft_len=-2)
 
 
@@ -194,3 +194,78 @@ def test_acceptance_figures_without_drafts_are_none():
     assert DecodeCounts().acceptance_rate is None and DecodeCounts().mean_accepted_per_round is None
     c = DecodeCounts(draft_rounds=4, draft_tokens=8, accepted_tokens=6)
     assert (c.acceptance_rate, c.mean_accepted_per_round) == (0.75, 1.5)
+
+
+# --- adaptive draft length (issue 23) -----------------------------------------------------------------
+
+
+def test_adaptive_draft_length_follows_transformers_heuristic_by_hand():
+    """Start 4. Rounds (drafted, accepted): (4, 4) all accepted → 6; (6, 2) rejection → 5; (5, 0) → 4;
+    (4, 3) → 3; (3, 0) → 2; (2, 1) → 1; (1, 0) → 1 (never below 1); (1, 1) all accepted → 3."""
+    from ee_bench.decoding.draft_length import DraftLength
+
+    policy = DraftLength(4, adaptive=True)
+    d, seen = policy.start, []
+    for accepted in (4, 2, 0, 3, 0, 1, 0, 1):
+        d = policy.next(d, accepted)
+        seen.append(d)
+    assert seen == [6, 5, 4, 3, 2, 1, 1, 3]
+    assert DraftLength(4).next(4, 0) == 4 and DraftLength(4).next(4, 4) == 4  # constant
+    with pytest.raises(ValueError):
+        policy.next(2, 3)
+
+
+@pytest.mark.parametrize(("text", "expected"), [(None, None), ("3", 3), (5, 5), ("adaptive", "adaptive:4"),
+                                                ("adaptive:2", "adaptive:2"), ("ADAPTIVE:7", "adaptive:7")])
+def test_parse_draft_len(text, expected):
+    from ee_bench.decoding.draft_length import parse_draft_len
+
+    got = parse_draft_len(text)
+    assert (None if got is None else str(got)) == (None if expected is None else str(expected))
+
+
+@pytest.mark.parametrize("text", ["0", "adaptive:0", "adaptiv", "-1", "2.5", "adaptive:x"])
+def test_bad_draft_len_is_refused(text):
+    from ee_bench.decoding.draft_length import parse_draft_len
+
+    with pytest.raises(DecodingOptionError, match="--draft-len"):
+        parse_draft_len(text)
+
+
+def test_adaptive_rounds_follow_the_heuristic_and_stay_lossless(model):
+    """On the random tiny model most drafts are rejected: every round's length is the previous round's
+    length passed through the heuristic (capped by the budget), and the output equals full depth."""
+    from ee_bench.decoding.draft_length import DraftLength
+    from ee_bench.decoding.speculative import SelfSpeculativeDecoder
+    from ee_bench.decoding.timing import SectionTimer
+    from ee_bench.exits.decide import ExitSchedule
+
+    dec = EarlyExitDecoder(model)
+    policy = DraftLength(3, adaptive=True)
+    spec = SelfSpeculativeDecoder(dec.runner, model, ExitSchedule(N_LAYERS, None, None, frozenset(), 0, force_layer=1),
+                                  policy)
+    budget = 16
+    for prompt in prompt_ids(model)[:2]:
+        gen, _, rounds, _ = spec.decode_row(list(prompt), (), budget, SectionTimer(model.device), dec._finished)
+        assert len(rounds[0].drafted) == 3
+        produced = 1
+        for prev, cur in zip(rounds, rounds[1:]):
+            produced += len(prev.emitted)
+            want = min(policy.next(len(prev.drafted), prev.accepted), budget - produced)
+            assert len(cur.drafted) == want
+        full = dec.decode([prompt], None, None, "copy", (), budget, exit_layers=())
+        assert gen[: len(full.traces[0].token_ids)] == list(full.traces[0].token_ids)
+    res = dec.decode(prompt_ids(model)[:2], None, None, "speculative", (), budget, exit_layers=[1], min_prefix=0,
+                     draft_len="adaptive:3")
+    assert res.traces[0].speculative["draft_len"] == "adaptive:3"
+
+
+def test_adaptive_grows_when_every_draft_is_accepted():
+    """Upper blocks are identities, so every draft is accepted: budget 12, start 1 → rounds of 1, 3, 5, then
+    min(7, 12 − 10) = 2 drafts (token 1 comes from the prompt pass; 10 made before the last round)."""
+    m = _identity_upper_blocks()
+    dec = EarlyExitDecoder(m)
+    res = dec.decode(prompt_ids(m)[:1], None, None, "speculative", (), 12, exit_layers=[1], min_prefix=0,
+                     draft_len="adaptive:1")
+    c = res.counts
+    assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (12, 4, 11, 11)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", required=True, help="comma-separated task or group names (ee-bench ls tasks); lm_eval:NAME for an lm-eval task "
                         "(ee-bench ls tasks --lm-eval)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates); default confidence")
+    p.add_argument("--gate-file", "--gate_file", dest="gate_file", default=None,
+                   help="--gate classifier: the probe file written by ee-bench fit-gate")
     p.add_argument("--threshold", type=float, default=None,
                    help="one gate threshold; without it the gate's documented grid is swept")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each task")
@@ -94,7 +96,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace):
     """Resolve everything that can fail on bad input, before loading the model."""
     from ee_bench.evaluation import gate_thresholds
-    from ee_bench.exits.gates import GATES
+    from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
     from ee_bench.task_resolution import resolve_tasks
@@ -107,7 +109,7 @@ def _prepare(args: argparse.Namespace):
         from ee_bench.metrics.comet import COMET_MODEL_ENV
 
         os.environ[COMET_MODEL_ENV] = args.comet_model
-    gate = GATES.get(args.gate)()
+    gate = gate_from_options(args.gate, args.gate_file)  # issue 23: the classifier reads its probes from a file
     thresholds, chosen = gate_thresholds(gate, args.threshold)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
@@ -176,6 +178,8 @@ def main(argv: list[str]) -> int:
     provenance = {"command": command, "git_sha": git_sha(), "seed": args.seed, "versions": package_versions()}
     if (trained := training_provenance(card.pretrained)) is not None:  # the finetune command, for -J rows
         provenance["training"] = trained
+    if getattr(gate, "source", None):  # issue 23: which probes the classifier gate read, and how they were fitted
+        provenance["gate_file"] = {"path": gate.source, "fitted": gate.provenance}
     config = dict(vars(args))
     if ee_options:  # the parsed --exit-layers, as recorded since the early-exit options exist
         config["exit_layers_list"] = None if ee_options.exit_layers is None else list(ee_options.exit_layers)
@@ -193,6 +197,8 @@ def main(argv: list[str]) -> int:
         model = load_model(card, device=args.device or dist.device, dtype=args.dtype)
         load_s = time.perf_counter() - t0
         check_exit_layers(exit_layers, model.n_layers, card.name)  # a hub config not cached: before any record
+        if hasattr(gate, "check_model"):  # probes fitted on another model are refused before any document runs
+            gate.check_model(model.n_layers, model.describe()["hidden_size"])
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
         profile = _cost_profile(args, card.name, model, profile_file)
         options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sentence_args(p, model_help="model card (ee-bench ls models)")
     p.add_argument("--kv", default="copy,recompute", help="comma-separated KV strategies (ee-bench ls kv)")
     p.add_argument("--gate", default="confidence", help="exit gate (ee-bench ls gates)")
+    p.add_argument("--gate-file", "--gate_file", dest="gate_file", default=None,
+                   help="--gate classifier: the probe file written by ee-bench fit-gate")
     p.add_argument("--threshold", type=float, default=None, help="gate threshold (default: the gate's default)")
     p.add_argument("--exit-layers", default=None, help="comma-separated 0-based layers where exits are allowed")
     p.add_argument("--min-prefix", type=int, default=4, help="first N tokens never exit (paper: 4)")
@@ -111,8 +113,8 @@ def trace_table(tokenizer, names: list[str], traces: list, n_layers: int) -> str
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.decoding.checks import check_options
+    from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.exits.decide import check_min_prefix
-    from ee_bench.exits.gates import GATES
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.options import parse_layers
@@ -127,10 +129,13 @@ def main(argv: list[str]) -> int:
         raise EEBenchError("--kv is empty; give one or more KV strategies (ee-bench ls kv), e.g. --kv copy,recompute")
     for n in names:
         KV_STRATEGIES.get(n)  # unknown names fail before the model loads
-    gate = GATES.get(args.gate)()
+    gate = gate_from_options(args.gate, args.gate_file)
     threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
+    if mode.shortlist is not None:
+        raise EEBenchError(f"--check {mode.name} builds its shortlist from calibration documents, which trace has "
+                           f"none of; use it with the main command (ee-bench --kv ... --check {mode.name}).")
     spec, prompt = translation_prompt(args.task, args.text)
     from ee_bench.models.depth import check_exit_layers, checkpoint_depth
 

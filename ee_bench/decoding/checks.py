@@ -27,10 +27,13 @@ Shape notation: b = rows checked, H = hidden size, V = vocabulary, K = candidate
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
+from ee_bench.decoding.draft_length import parse_draft_len
 from ee_bench.errors import DecodingOptionError, EEBenchError
 from ee_bench.exits.gates import Gate
 from ee_bench.models.unembed import reduce_logits
@@ -45,19 +48,26 @@ class CheckMode:
     """How gate checks read the head.
 
     Attributes:
-        k: candidates per token for the restricted check; None = the full vocabulary.
+        k: candidates per token for the ``topk:K`` check; None otherwise.
+        shortlist: N of the ``shortlist:N`` check; None otherwise.
+        ids: the shortlist's token ids (at most N, most frequent first), set by :func:`with_shortlist`
+            from calibration outputs; None until then (a shortlist check without ids is refused).
     """
 
     k: int | None = None
+    shortlist: int | None = None
+    ids: tuple[int, ...] | None = None
 
     @property
     def approximate(self) -> bool:
         """True for candidate-restricted checks (gate statistics not those of the full softmax)."""
-        return self.k is not None
+        return self.k is not None or self.shortlist is not None
 
     @property
     def name(self) -> str:
-        """``full`` or ``topk:K`` (the ``--check`` spelling)."""
+        """``full``, ``topk:K`` or ``shortlist:N`` (the ``--check`` spelling)."""
+        if self.shortlist is not None:
+            return f"shortlist:{self.shortlist}"
         return "full" if self.k is None else f"topk:{self.k}"
 
     @property
@@ -65,15 +75,26 @@ class CheckMode:
         """The name, marked ``(approximate)`` for restricted checks (for results and printouts)."""
         return self.name + (" (approximate)" if self.approximate else "")
 
+    def restricted_at(self, cand: Tensor | None) -> bool:
+        """Whether a check reads candidate rows only: every ``shortlist`` check; a ``topk`` check once
+        the token's first check kept its candidates ``cand``."""
+        return self.shortlist is not None or (self.k is not None and cand is not None)
+
+    def restricted_width(self) -> int:
+        """Head rows a restricted check computes per token: K, or the shortlist's size."""
+        return len(self.ids or ()) if self.shortlist is not None else int(self.k or 0)
+
 
 FULL = CheckMode()
 
 
 def parse_check_mode(text: str | CheckMode | None) -> CheckMode:
-    """``"full"`` → :data:`FULL`; ``"topk:16"`` → ``CheckMode(16)``; a CheckMode or None passes (None → FULL).
+    """``"full"`` → :data:`FULL`; ``"topk:16"`` → ``CheckMode(16)``; ``"shortlist:1024"`` →
+    ``CheckMode(shortlist=1024)`` (ids still to be set by :func:`with_shortlist`); a CheckMode or None
+    passes (None → FULL).
 
     Raises:
-        CheckModeError: for any other text, or K < 1 (the message names the accepted forms).
+        CheckModeError: for any other text, or K, N < 1 (the message names the accepted forms).
     """
     if text is None:
         return FULL
@@ -85,9 +106,58 @@ def parse_check_mode(text: str | CheckMode | None) -> CheckMode:
     kind, _, k = t.partition(":")
     if kind == "topk" and k.isdigit() and int(k) >= 1:
         return CheckMode(int(k))
-    raise CheckModeError(f"unknown check mode {text!r}: use --check full (exact, default) or --check topk:K with a "
+    if kind == "shortlist" and k.isdigit() and int(k) >= 1:
+        return CheckMode(shortlist=int(k))
+    raise CheckModeError(f"unknown check mode {text!r}: use --check full (exact, default), --check topk:K with a "
                          f"whole number K >= 1 (approximate gate statistics on the previous check's K most likely "
-                         f"tokens), e.g. --check topk:16.")
+                         f"tokens), e.g. --check topk:16, or --check shortlist:N (approximate: the N most frequent "
+                         f"output tokens of the calibration documents), e.g. --check shortlist:1024.")
+
+
+def with_shortlist(mode: CheckMode, outputs) -> CheckMode:
+    """The shortlist check with its ids: the ``mode.shortlist`` most frequent tokens of ``outputs``.
+
+    Args:
+        mode: a ``shortlist:N`` mode (other modes are returned unchanged).
+        outputs: token-id sequences (the full-depth outputs of the calibration documents).
+
+    Returns:
+        ``CheckMode(shortlist=N, ids=…)``, ids by falling count, ties by smaller id; fewer than N ids
+        when the outputs hold fewer distinct tokens.
+
+    Raises:
+        CheckModeError: if ``outputs`` hold no token at all.
+    """
+    if mode.shortlist is None:
+        return mode
+    counts = Counter(int(t) for seq in outputs for t in seq)
+    if not counts:
+        raise CheckModeError(f"--check {mode.name} needs the output tokens of calibration documents to build its "
+                             f"shortlist; their full-depth outputs were empty.")
+    ids = tuple(t for t, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[: mode.shortlist])
+    return CheckMode(shortlist=mode.shortlist, ids=ids)
+
+
+def shortlist_check(unembed, hidden: Tensor, mode: CheckMode) -> tuple[Tensor, Tensor, Tensor]:
+    """Softmax statistics over the shortlist only (approximate): only its N head rows are computed.
+
+    Args:
+        unembed: the model's Unembed. hidden: (b, H). mode: a shortlist mode with ids.
+
+    Returns:
+        top1 (b,) int64 — the shortlisted id with the largest logit —, top1_prob (b,) float32
+        renormalised over the N ids, entropy (b,) float32 nats over them.
+
+    Raises:
+        CheckModeError: if the mode has no ids (build it with :func:`with_shortlist`).
+    """
+    if not mode.ids:
+        raise CheckModeError(f"--check {mode.name} has no shortlist yet: it is built from the calibration "
+                             f"documents' full-depth outputs (with_shortlist) before decoding.")
+    ids = torch.tensor(mode.ids, device=hidden.device)  # (N,)
+    logits = unembed.candidate_logits(hidden, ids.expand(hidden.shape[0], -1))  # (b, N)
+    idx, prob, ent = reduce_logits(logits, inplace=True)
+    return ids[idx], prob, ent
 
 
 def full_check(unembed, hidden: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -121,19 +191,20 @@ def restricted_check(unembed, hidden: Tensor, cand: Tensor) -> tuple[Tensor, Ten
     return cand.gather(1, idx.unsqueeze(1)).squeeze(1), prob, ent
 
 
-def check_draft_len(draft_len: int | None, option: str = "draft length") -> int | None:
-    """Validate a self-speculative draft length (tokens per round): None, or a whole number >= 1.
+def check_draft_len(draft_len, option: str = "draft length"):
+    """Validate a self-speculative draft length: None, a whole number >= 1, or an adaptive schedule
+    (``adaptive`` / ``adaptive:N``; :mod:`ee_bench.decoding.draft_length`).
 
     Args:
-        option: how the message names it (``--draft-len`` on the command line).
+        option: kept for callers that name the option (the message names ``--draft-len``).
+
+    Returns:
+        None, the int N, or a :class:`~ee_bench.decoding.draft_length.DraftLength` for an adaptive one.
 
     Raises:
         DecodingOptionError: naming the fix.
     """
-    if draft_len is not None and (isinstance(draft_len, bool) or int(draft_len) != draft_len or draft_len < 1):
-        raise DecodingOptionError(f"{option} {draft_len} is invalid: speculative decoding drafts a whole number "
-                                  f">= 1 of tokens per round; try --draft-len 4.")
-    return draft_len
+    return parse_draft_len(draft_len)
 
 
 def check_options(check: str | CheckMode | None, draft_len: int | None) -> tuple[CheckMode, int | None]:

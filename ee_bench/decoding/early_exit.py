@@ -16,7 +16,8 @@ least 1. Full-depth decoding is the same loop with no exit layers (no gate check
 
 Check modes (:mod:`ee_bench.decoding.checks`, ``--check``): ``full`` reads the whole head at every
 check; ``topk:K`` (approximate) reads it at a token's first check only, then the K candidates kept
-there; the emitted token is always the exact full-head argmax.
+there; ``shortlist:N`` (approximate) reads only the N head rows of a fixed shortlist at every check;
+the emitted token is always the exact full-head argmax.
 
 The oracle gate (``needs_final``, :class:`~ee_bench.exits.gates.OracleGate`) is an analysis mode: a
 step runs every block for every row, finds each token's first-match layer among the allowed exits
@@ -47,6 +48,7 @@ from ee_bench.decoding.checks import (
     full_check,
     parse_check_mode,
     restricted_check,
+    shortlist_check,
 )
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.speculative import decode_speculative
@@ -158,12 +160,15 @@ class EarlyExitDecoder:
             ThresholdError: τ out of the gate's range.
             DecodingOptionError: exit layers outside 0..L−1, negative min_prefix or budget, a draft
                 length < 1, a restricted check with a head-free or oracle gate, the oracle gate with a
-                strategy that adds queries (deferred).
+                strategy that adds queries (deferred), a ``shortlist:N`` check without its ids.
             CheckModeError: unknown check mode.
         """
         schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
         check_budget(max_gen_toks)
         mode = self.check if check is None else parse_check_mode(check)
+        if schedule.gate is not None and schedule.gate.needs_head and mode.shortlist is not None and not mode.ids:
+            raise DecodingOptionError(f"--check {mode.name} needs its shortlist: build the mode with "
+                                      f"checks.with_shortlist from calibration outputs before decoding.")
         draft_len = check_draft_len(draft_len) or self.draft_len
         strategy_cls = KV_STRATEGIES.get(kv)
         if getattr(strategy_cls, "self_speculative", False) and schedule.exits_early:
@@ -276,13 +281,14 @@ class EarlyExitDecoder:
                 counts["head_rows"] += n_run
                 self._leave(st, fl, torch.arange(n_run, device=h.device), toks, layer, schedule, strategy)
                 return
-            restricted = mode.approximate and cand is not None
+            restricted = gate.needs_head and mode.restricted_at(cand)
             with timer.section("gate"):
                 obs, cand = self._observe(schedule, layer, h, prev_hidden, obs, mode, cand)
                 fire = schedule.fires(obs)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += n_run
             counts["restricted_checks"] += n_run if restricted else 0
+            counts["restricted_rows"] += n_run * mode.restricted_width() if restricted else 0
             counts["head_rows"] += n_run if gate.needs_head and not restricted else 0
             if not n_fire:
                 continue
@@ -337,7 +343,9 @@ class EarlyExitDecoder:
         ``cand`` (b, K)); returns the observation and the candidates to carry (None in ``full`` mode)."""
         gate, top1, prob, ent = schedule.gate, None, None, None
         if gate.needs_head:
-            if not mode.approximate:
+            if mode.shortlist is not None:  # only the shortlist's N head rows
+                top1, prob, ent = shortlist_check(self.runner.unembed, h, mode)
+            elif not mode.approximate:
                 top1, prob, ent = self.runner.unembed.reduce(h)
             elif cand is None:
                 top1, prob, ent, cand = full_check(self.runner.unembed, h, mode.k)

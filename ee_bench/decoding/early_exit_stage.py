@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ee_bench.decoding.calibration import calibrate, calibration_ids
-from ee_bench.decoding.checks import check_options, parse_check_mode
+from ee_bench.decoding.checks import check_options, parse_check_mode, with_shortlist
 from ee_bench.decoding.decoders import decoder_for
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.decoding.traces import speculative_summary
@@ -177,6 +177,14 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     refs = [r.references for r in records]
     taus = {kv: threshold for kv in kvs}
     calibrations = {}
+    check = parse_check_mode(options.check)
+    if check.shortlist is not None:  # issue 23: the N most frequent full-depth output tokens of calibration docs
+        sl_ids = calibration_ids(len(docs), [r.doc_id for r in records], options.calibration_docs)
+        sl_prompts = [ids for _, ids in prompts_of(model, spec, [docs[i] for i in sl_ids])]
+        full = dec.decode(sl_prompts, None, None, kvs[0], spec.until, spec.max_gen_toks, exit_layers=(),
+                          batch_size=batch_size)
+        check = with_shortlist(check, [t.token_ids for t in full.traces])
+        dec.check = check  # the calibration sweep decodes with the decoder's check mode
     if options.calibrate:
         cal_ids = calibration_ids(len(docs), [r.doc_id for r in records], options.calibration_docs)
         cal_docs = [docs[i] for i in cal_ids]
@@ -193,7 +201,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
     settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix,
-                          options.check, options.draft_len) for kv in kvs]
+                          check, options.draft_len) for kv in kvs]
     with tqdm(desc=f"{spec.task} speed-up (--kv)", disable=not progress, file=sys.stderr) as bar:
         reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
                                    repeats=options.speedup_repeats, batch_size=1, references=refs,

@@ -37,6 +37,10 @@ of the two lossless choices (verifying each position from its own exit layer wou
 Σ_i (e_i − e_min) block-slots but needs a pass per distinct exit layer). Gate checks cost what they
 cost in the early-exit loop (``gate_checks``; one head row each for a head-reading gate).
 
+Draft length: constant (``--draft-len N``, default 4) or adaptive (``--draft-len adaptive[:N]``:
+transformers' heuristic, +2 after a fully accepted round, −1 after a rejection, at least 1, per row;
+:mod:`ee_bench.decoding.draft_length`). It only changes how many drafts one verification covers.
+
 Acceptance: ``DecodeCounts.acceptance_rate`` = accepted / drafted, ``mean_accepted_per_round`` =
 accepted / rounds (reported per run and per document).
 
@@ -51,10 +55,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ee_bench.decoding.checks import CheckMode, check_gate_mode
+from ee_bench.decoding.checks import FULL, CheckMode, check_gate_mode
+from ee_bench.decoding.draft_length import DraftLength, as_schedule
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.timing import SectionTimer
-from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, speculative_summary
+from ee_bench.decoding.traces import (
+    DecodeCounts,
+    DecodeResult,
+    ExitTrace,
+    speculative_summary,
+)
 from ee_bench.errors import DecodingOptionError
 from ee_bench.exits.decide import ExitSchedule, Point
 
@@ -104,28 +114,30 @@ class SelfSpeculativeDecoder:
             fixed draft layer or, with a gate, the deepest layer a draft may run to; with a gate, each
             draft token exits at the first of ``exit_layers`` (< E) where it fires; ``min_prefix``:
             output tokens that are never drafted.
-        draft_len: d ≥ 1, tokens drafted per round.
+        draft_len: d ≥ 1, tokens drafted per round, or a :class:`~ee_bench.decoding.draft_length.DraftLength`
+            schedule (``adaptive``: the length of each row's next round follows the last one's acceptance).
         observe: with a gate, callable(layer, h (1, H), prev_h (1, H), previous, candidates) →
             (GateObservation, candidates), the decoding loop's observation builder with its check mode
             (:meth:`~ee_bench.exits.decide.ExitSchedule.observe` underneath; candidates None in ``full``
             mode).
+        mode: the check mode of the draft's gate checks (which checks read candidate rows only).
 
     Raises:
         ValueError: for a draft layer outside 0 … L−2, a draft length < 1, or a gate without ``observe``.
     """
 
-    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int, observe=None):
+    def __init__(self, runner, model, schedule: ExitSchedule, draft_len: int | DraftLength, observe=None,
+                 mode: CheckMode = FULL):
         L = runner.n_layers
         draft_layer = schedule.force_layer
         if draft_layer is None or not 0 <= draft_layer < L - 1:
             raise ValueError(f"draft layer {draft_layer} is outside 0..{L - 2} (the draft must stop before the last block)")
-        if draft_len < 1:
-            raise ValueError(f"draft length must be >= 1, got {draft_len}")
+        self.lengths = as_schedule(draft_len)  # DecodingOptionError for a length < 1
         if schedule.gate is not None and observe is None:
             raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
         self.runner, self.model, self.schedule = runner, model, schedule
-        self.E, self.d, self.L = draft_layer, draft_len, L
-        self.gate, self.observe = schedule.gate, observe
+        self.E, self.d, self.L = draft_layer, self.lengths.start, L
+        self.gate, self.observe, self.mode = schedule.gate, observe, mode
 
     def _slots(self, cols: list[int], device, key_real: Tensor):
         """(index, mask, rope) of one row's query slots at cache columns ``cols``."""
@@ -166,12 +178,13 @@ class SelfSpeculativeDecoder:
                 break
             if point is Point.PASS:
                 continue
-            restricted = cand is not None  # candidates kept from this token's first check (--check topk:K)
+            restricted = self.gate.needs_head and self.mode.restricted_at(cand)  # topk after the first check; shortlist
             with timer.section("gate"):
                 obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
                 fire = bool(schedule.fires(obs)[0])
             counts["gate_checks"] += 1
             counts["restricted_checks"] += 1 if restricted else 0
+            counts["restricted_rows"] += self.mode.restricted_width() if restricted else 0
             counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
             exact = self.gate.needs_head and not restricted
             if fire:
@@ -216,7 +229,7 @@ class SelfSpeculativeDecoder:
         Returns:
             (generated ids, exit layer per id — the draft's exit layer for an accepted draft, L−1 for
             the prompt pass's token and for corrections —, the rounds, work counts {token_layers,
-            head_rows, prompt_positions, gate_checks, restricted_checks, kv_fill_token_layers}).
+            head_rows, prompt_positions, gate_checks, restricted_checks, restricted_rows, kv_fill_token_layers}).
         """
         runner, L = self.runner, self.L
         P = len(prompt)
@@ -224,20 +237,21 @@ class SelfSpeculativeDecoder:
         key_real = torch.ones(store.written.shape[1:], dtype=torch.bool, device=store.written.device)  # (1, T_max)
         ids = torch.tensor([list(prompt)], device=store.written.device)
         counts = {"token_layers": L, "head_rows": 1, "prompt_positions": P, "gate_checks": 0, "restricted_checks": 0,
-                  "kv_fill_token_layers": 0}
+                  "restricted_rows": 0, "kv_fill_token_layers": 0}
         with timer.section("layers"):
             h = self._run(range(L), runner.embed(ids), list(range(P)), store, key_real)  # (1, P, H)
         with timer.section("emit"):
             gen = [int(runner.unembed(h[:, -1]).argmax(dim=-1))]
         exits, rounds = [L - 1], []
         col = P  # cache column of gen[-1], not yet fed to the model
+        d_next = self.lengths.start  # this row's next draft length (adaptive: follows acceptance)
         while not finished(gen, until, max_gen_toks):
             if not self.schedule.may_exit(len(gen)):  # a prefix token: never drafted
                 gen.append(self._full_step(gen[-1], col, store, key_real, timer, counts))
                 exits.append(L - 1)
                 col += 1
                 continue
-            d = min(self.d, max_gen_toks - len(gen))
+            d = min(d_next, max_gen_toks - len(gen))
             drafted, drafts_at, states = [], [], []
             tok = gen[-1]
             for i in range(d):  # draft: blocks 0..e_i, one position at a time
@@ -253,6 +267,7 @@ class SelfSpeculativeDecoder:
                 verified = runner.unembed(y[0]).argmax(dim=-1).tolist()  # (d,)
             rnd = DraftRound(tuple(drafted), tuple(verified), accepted_prefix(drafted, verified))
             rounds.append(rnd)
+            d_next = self.lengths.next(d, rnd.accepted)
             counts["token_layers"] += sum(e + 1 for e in drafts_at) + d * (L - 1 - start)
             counts["head_rows"] += d
             for i, t in enumerate(rnd.emitted):
@@ -265,7 +280,7 @@ class SelfSpeculativeDecoder:
 
 
 def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: int, schedule: ExitSchedule,
-                       draft_len: int, mode: CheckMode) -> DecodeResult:
+                       draft_len: int | DraftLength, mode: CheckMode) -> DecodeResult:
     """Lossless self-speculative decoding of every prompt, row by row (``--kv speculative``).
 
     One allowed exit layer: the fixed draft layer E (no gate checks). Several (or every layer): each
@@ -275,7 +290,8 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         decoder: the :class:`~ee_bench.decoding.early_exit.EarlyExitDecoder` (its block runner, model,
             observation builder and stop rule).
         prompts: token-id lists. until, max_gen_toks: stop strings and token budget per row.
-        schedule: the run's exit schedule (exit layers, gate, τ, min_prefix). draft_len: d ≥ 1.
+        schedule: the run's exit schedule (exit layers, gate, τ, min_prefix). draft_len: d ≥ 1, or a
+            :class:`~ee_bench.decoding.draft_length.DraftLength` schedule (adaptive).
         mode: the check mode of gate checks.
 
     Returns:
@@ -303,7 +319,7 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         def observe(layer, h, prev, previous, cand):
             return decoder._observe(draft, layer, h, prev, previous, mode, cand)
 
-        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len, observe)
+        spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len, observe, mode)
     else:
         draft = ExitSchedule(L, None, None, frozenset(), schedule.min_prefix, force_layer=layers[0])
         spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len)

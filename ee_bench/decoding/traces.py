@@ -60,12 +60,14 @@ class DecodeCounts:
         catchup_token_layers: blocks run by deferred catch-up slots.
         kv_fill_token_layers: (token, layer) key/value entries filled by copy/recompute.
         gate_checks: (token, layer) gate evaluations.
-        restricted_checks: those of them computed on a candidate set only (``--check topk:K``,
-            approximate; each costs H·K instead of H·V multiply-adds).
+        restricted_checks: those of them computed on a candidate set only (``--check topk:K`` or
+            ``shortlist:N``, approximate; each costs H·K or H·N instead of H·V multiply-adds).
         head_rows: rows projected through the full LM head (gate checks + emitted tokens).
         prompt_positions: B × prompt width run through every block in the prompt pass.
         draft_rounds / draft_tokens / accepted_tokens: self-speculative decoding only (``--kv
             speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
+        restricted_rows: head rows computed by restricted checks: K per ``topk:K`` check, N per
+            ``shortlist:N`` check (each row H multiply-adds).
     """
 
     tokens: int = 0
@@ -79,6 +81,7 @@ class DecodeCounts:
     draft_rounds: int = 0
     draft_tokens: int = 0
     accepted_tokens: int = 0
+    restricted_rows: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,14 +101,19 @@ class DecodeCounts:
         return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
 
 
-def speculative_summary(counts: DecodeCounts, draft_len: int) -> dict:
+def speculative_summary(counts: DecodeCounts, draft_len) -> dict:
     """Acceptance figures of self-speculative decoding, for results and samples.
+
+    Args:
+        draft_len: an int, or a schedule (:class:`~ee_bench.decoding.draft_length.DraftLength`, written as
+            its ``--draft-len`` spelling, e.g. ``"adaptive:4"``).
 
     Returns:
         ``{"draft_len", "draft_rounds", "draft_tokens", "accepted_tokens", "acceptance_rate" (accepted /
         drafted, None without drafts), "mean_accepted_per_round" (tokens, None without rounds)}``.
     """
-    return {"draft_len": draft_len, "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
+    return {"draft_len": draft_len if isinstance(draft_len, int) else str(draft_len),
+            "draft_rounds": counts.draft_rounds, "draft_tokens": counts.draft_tokens,
             "accepted_tokens": counts.accepted_tokens, "acceptance_rate": counts.acceptance_rate,
             "mean_accepted_per_round": counts.mean_accepted_per_round}
 

@@ -13,6 +13,9 @@ Built-in gates (τ is the threshold):
 - ``none``: never exits (:mod:`ee_bench.exits.none_gate`); τ is ignored.
 - ``state``: exit at the first ℓ with cos(h^ℓ, h^{ℓ−1}) ≥ τ, τ in [−1, 1] (CALM's head-free gate: no
   head projection at the checks).
+- ``classifier``: exit at the first ℓ where a learned linear probe on h^ℓ predicts, with probability
+  ≥ τ, that layer ℓ's top-1 equals the final layer's (CALM §3.5; :mod:`ee_bench.exits.classifier_gate`,
+  probes from ``--gate-file``, fitted by ``ee-bench fit-gate``; no head projection at the checks).
 - ``oracle``: exit at the token's first-match layer (analysis only: its decision reads the final
   layer's top-1, so every layer runs; see :class:`OracleGate`).
 
@@ -195,6 +198,7 @@ class PatienceGate(Gate):
 
 
 GATES.register("none", "ee_bench.exits.none_gate:NoExitGate")  # sec: never exits (τ = 1.0 is not that)
+GATES.register("classifier", "ee_bench.exits.classifier_gate:ClassifierGate")  # issue 23: learned probes (--gate-file)
 @GATES.register("state")
 class StateGate(Gate):
     """Exit at the first ℓ with cos(h^ℓ, h^{ℓ−1}) ≥ τ, τ in [−1, 1] (CALM §3.5, "hidden-state saturation").
