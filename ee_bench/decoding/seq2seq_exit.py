@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import EncoderDecoderCache
 
+from ee_bench.decoding.checks import parse_check_mode
 from ee_bench.decoding.early_exit import check_budget
 from ee_bench.decoding.kv_store import KVStore, SlotIndex
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
@@ -196,7 +197,7 @@ class Seq2SeqEarlyExitDecoder:
         """
         schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
         check_budget(max_gen_toks)
-        if check not in (None, "full") or draft_len is not None:  # the causal loop's options (EarlyExitDecoder.decode)
+        if parse_check_mode(check).approximate or draft_len is not None:  # the causal loop's options
             raise DecodingOptionError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
         strategy_cls = KV_STRATEGIES.get(kv)
         if getattr(strategy_cls, "self_speculative", False) and schedule.exits_early:
