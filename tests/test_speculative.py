@@ -3,6 +3,8 @@ full-depth greedy decoding, and the draft/accept counts follow the definition on
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from tiny_models import N_LAYERS, prompt_ids, tiny_llama
@@ -249,7 +251,7 @@ def test_adaptive_rounds_follow_the_heuristic_and_stay_lossless(model):
         gen, _, rounds, _ = spec.decode_row(list(prompt), (), budget, SectionTimer(model.device), dec._finished)
         assert len(rounds[0].drafted) == 3
         produced = 1
-        for prev, cur in zip(rounds, rounds[1:]):
+        for prev, cur in itertools.pairwise(rounds):
             produced += len(prev.emitted)
             want = min(policy.next(len(prev.drafted), prev.accepted), budget - produced)
             assert len(cur.drafted) == want

@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
         raise EEBenchError(f"--output {out} is a folder; give the probe file's name, e.g. {out / 'gate.json'}.")
     preflight.check_output_folder(out.parent, "--output's folder")
     if args.device is not None:
-        from ee_bench.devices import check_device  # needs torch: only when a device is named
+        # deferred: ee_bench.devices imports torch, needed only when a device is named
+        from ee_bench.devices import check_device
 
         check_device(args.device)
     layers = parse_layers(args.exit_layers)
