@@ -155,7 +155,7 @@ def test_models_follow_their_contract(tiny_run):
 def test_one_decoder_architecture_table():
     from ee_bench.models.arch import DECODER_ARCHS, DecoderArch, blockwise_model_types, register_decoder_arch
 
-    assert blockwise_model_types() == ["llama", "mistral", "qwen2"]
+    assert blockwise_model_types() == ["llama", "mistral", "qwen2", "gemma3_text"]
     with pytest.raises(ValueError, match="already in DECODER_ARCHS"):
         register_decoder_arch("llama", DECODER_ARCHS["llama"])
     register_decoder_arch("test_arch", DecoderArch("a.layers", "a.norm", "head", "a.embed", blockwise=True))

@@ -122,7 +122,7 @@ def test_unsupported_architecture_is_named():
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=257, n_embd=16, n_layer=2, n_head=2, n_positions=64))
     wrapper = HFCausalLM(gpt2, byte_tokenizer(), name="tiny-gpt2")
-    with pytest.raises(ModelStructureError, match="supports model_type llama, mistral, qwen2"):
+    with pytest.raises(ModelStructureError, match="supports model_type llama, mistral, qwen2, gemma3_text"):
         EarlyExitDecoder(wrapper)
 
 

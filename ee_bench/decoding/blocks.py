@@ -7,10 +7,17 @@
 ``transformers.masking_utils.create_causal_mask``: causal + left padding, as a 4-D mask).
 
 Supported architectures: those marked ``blockwise`` in the causal family's one table
-(:data:`~ee_bench.models.arch.DECODER_ARCHS`: llama (SmolLM2, Llama 2/3), mistral and qwen2) — pre-norm
-blocks with ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no embedding scale and
-no per-head key norm. Sliding-window attention is refused when the sequence would
-exceed the window. Anything else raises :class:`~ee_bench.errors.ModelStructureError`.
+(:data:`~ee_bench.models.arch.DECODER_ARCHS`: llama (SmolLM2, Llama 2/3), mistral, qwen2 and gemma3_text)
+— pre-norm blocks with ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions. Gemma-3
+adds what its own ``Gemma3TextModel.forward`` does: an embedding scale (inside ``embed_tokens``), a
+per-head key norm (``self_attn.k_norm``) and two kinds of layer (``config.layer_types``): local
+``sliding_attention`` layers with their own rotary base and a window of ``config.sliding_window``
+tokens (key k is visible to query q iff q − window < k ≤ q, as
+``transformers.masking_utils.sliding_window_overlay``), and global ``full_attention`` layers. So
+:meth:`BlockExecutor.rope` and :meth:`BlockExecutor.mask` return one entry per layer type, and
+:meth:`BlockExecutor.run_layer` picks the block's. For mistral and qwen2, whose window is not per
+layer type here, a sequence longer than the window is refused. Anything else raises
+:class:`~ee_bench.errors.ModelStructureError`.
 
 Shape notation: B = batch rows, b = rows in one call, q = query slots per row, H = hidden size,
 H_kv = key/value heads, D = head size, W = attended cache columns.
@@ -74,7 +81,11 @@ class BlockExecutor:
         window = getattr(cfg, "sliding_window", None)
         if cfg.model_type == "qwen2" and not getattr(cfg, "use_sliding_window", False):
             window = None
-        self.sliding_window = window
+        # Gemma-3: local (sliding) and global layers, each with its own rotary table and mask
+        self.per_layer_type = cfg.model_type == "gemma3_text"
+        self.layer_types = list(cfg.layer_types) if self.per_layer_type else ["full_attention"] * self.n_layers
+        self.local_window = int(window) if self.per_layer_type and window else None
+        self.sliding_window = None if self.per_layer_type else window  # refused beyond, see check_length
 
     def check_length(self, total: int) -> None:
         """Refuse sequences longer than a sliding window (the mask here is plain causal).
@@ -93,17 +104,30 @@ class BlockExecutor:
         """An empty (L, B, H_kv, T_max, D) store for this model."""
         return KVStore(self.n_layers, batch, self.kv_heads, self.head_dim, max_len, self.dtype, self.device)
 
-    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Rotary (cos, sin) for integer positions (b, q) → each (b, q, D), the model's own rotary."""
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor] | dict[str, tuple[Tensor, Tensor]]:
+        """Rotary (cos, sin) for integer positions (b, q) → each (b, q, D), the model's own rotary.
+
+        Returns:
+            one (cos, sin) pair; for a model with per-layer-type rotary tables (Gemma-3), a dict
+            ``{layer type: (cos, sin)}`` that :meth:`run_layer` picks from.
+        """
         probe = torch.empty(0, dtype=self.dtype, device=self.device)
+        if self.per_layer_type:
+            return {t: self.rotary(probe, positions, t) for t in set(self.layer_types)}
         return self.rotary(probe, position_ids=positions)
 
-    def mask(self, index: SlotIndex, key_real: Tensor) -> Tensor | None:
+    def _pick(self, layer: int, value):
+        """The entry of a per-layer-type :meth:`rope` / :meth:`mask` result for block ``layer``."""
+        return value[self.layer_types[layer]] if isinstance(value, dict) else value
+
+    def mask(self, index: SlotIndex, key_real: Tensor) -> Tensor | None | dict[str, Tensor | None]:
         """4-D attention mask for one call, or None when every key is visible to every query.
 
         Query slot (r, s) at column c may see key column k iff k ≤ c and column k of row r is a real
         token (not left padding); every slot may see its own column, so a padding query attends to
-        itself rather than to nothing (which would make NaNs that end up in the cache).
+        itself rather than to nothing (which would make NaNs that end up in the cache). A model with
+        local layers (Gemma-3) gets a dict ``{"full_attention": …, "sliding_attention": …}``, the local
+        mask also requiring k > c − window (columns are contiguous token positions: padding is on the left).
 
         Args:
             index: the call's rows and columns.
@@ -116,7 +140,14 @@ class BlockExecutor:
         k = torch.arange(index.width, device=self.device)
         qc = index.cols.unsqueeze(-1)  # (b, q, 1)
         real = key_real[index.rows, : index.width].unsqueeze(1)  # (b, 1, W)
-        allowed = ((k <= qc) & real) | (k == qc)  # (b, q, W)
+        if self.local_window is not None:
+            full = self._as_mask(((k <= qc) & real) | (k == qc), index)
+            local = self._as_mask(((k <= qc) & (k > qc - self.local_window) & real) | (k == qc), index)
+            return {"full_attention": full, "sliding_attention": local}
+        return self._as_mask(((k <= qc) & real) | (k == qc), index)
+
+    def _as_mask(self, allowed: Tensor, index: SlotIndex) -> Tensor | None:
+        """(b, q, W) bool → the attention implementation's 4-D mask, None when nothing is masked at q = 1."""
         if index.cols.shape[1] == 1 and bool(allowed.all()):
             return None
         allowed = allowed.unsqueeze(1)  # (b, 1, q, W)
@@ -133,8 +164,8 @@ class BlockExecutor:
             (b, q, H) block outputs h^layer.
         """
         out = self.layers[layer](
-            hidden, attention_mask=mask, position_ids=None, cache=store.adapter(index), use_cache=True,
-            position_embeddings=rope,
+            hidden, attention_mask=self._pick(layer, mask), position_ids=None, cache=store.adapter(index),
+            use_cache=True, position_embeddings=self._pick(layer, rope),
         )
         return out[0] if isinstance(out, tuple) else out
 
@@ -142,7 +173,8 @@ class BlockExecutor:
         """Block ``layer``'s own keys and values of given inputs, without attention or MLP.
 
         ``k = RoPE(k_proj(input_layernorm(h)))``, ``v = v_proj(input_layernorm(h))`` — CALM's state
-        propagation (paper §6 "-c" variant).
+        propagation (paper §6 "-c" variant); Gemma-3 normalises each key head (``self_attn.k_norm``)
+        before RoPE, with the block's own rotary table.
 
         Args:
             layer: the block. hidden: (n, H) inputs. positions: (n,) int64 rotary positions.
@@ -155,7 +187,10 @@ class BlockExecutor:
         x = blk.input_layernorm(hidden.unsqueeze(1))  # (n, 1, H)
         k = blk.self_attn.k_proj(x).view(n, 1, self.kv_heads, self.head_dim)  # (n, 1, H_kv, D)
         v = blk.self_attn.v_proj(x).view(n, 1, self.kv_heads, self.head_dim)
-        cos, sin = self.rope(positions.unsqueeze(1))  # (n, 1, D)
+        k_norm = getattr(blk.self_attn, "k_norm", None)
+        if k_norm is not None:
+            k = k_norm(k)
+        cos, sin = self._pick(layer, self.rope(positions.unsqueeze(1)))  # (n, 1, D)
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads
         k = k * cos + self._rotate_half(k) * sin
         return k[:, 0], v[:, 0]

@@ -27,8 +27,8 @@ class DecoderArch:
         layers, final_norm, head, embed: paths of the block list, final norm, LM head, embeddings.
         rotary: path of the rotary embedding module (None: no rotary positions).
         blockwise: the early-exit loop can run these blocks one at a time (pre-norm blocks with
-            ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions, no embedding scale,
-            no per-head key norm).
+            ``input_layernorm``, ``self_attn.{k,v}_proj`` and rotary positions; Gemma-3's embedding
+            scale, key norm and local/global layers are handled in ``ee_bench.decoding.blocks``).
     """
 
     layers: str
@@ -50,7 +50,8 @@ DECODER_ARCHS: dict[str, DecoderArch] = {
     "qwen3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
     "gemma2": _LLAMA_LIKE,
-    "gemma3_text": _LLAMA_LIKE,  # Gemma3ForCausalLM (270M, 1B); embedding scale lives in embed_tokens
+    # Gemma3ForCausalLM (270M, 1B); embedding scale lives in embed_tokens; local/global layers
+    "gemma3_text": _BLOCKWISE,
     # Gemma3ForConditionalGeneration (4B–27B; AutoModelForCausalLM maps "gemma3" to it): the text
     # decoder sits under model.language_model; lm_head stays on the outer model.
     "gemma3": DecoderArch("model.language_model.layers", "model.language_model.norm", "lm_head",
