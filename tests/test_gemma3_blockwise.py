@@ -110,3 +110,28 @@ def test_state_propagation_writes_the_blocks_own_keys(model):
         k, v = ex.project_kv(0, h[:, 0], torch.tensor([5]))  # (1, H_kv, D)
     torch.testing.assert_close(k[0], store.keys[0][0, :, 5], rtol=0, atol=1e-6)
     torch.testing.assert_close(v[0], store.values[0][0, :, 5], rtol=0, atol=1e-6)
+
+
+class EvenTopGate(Gate):
+    """Fires where the check's top-1 id is even: some rows leave, the others run on (a row subset)."""
+
+    needs_head = True
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        return obs.top1 % 2 == 0
+
+
+@pytest.mark.parametrize("kv", KVS)
+def test_rows_leaving_early_decode_as_they_would_alone(model, kv):
+    """A batch whose rows exit at different layers (so the per-layer-type masks and rotary tables are
+    cut to the rows still running) gives each row what it gives decoded alone."""
+    prompts = prompt_ids(model)
+    batch = early_exit_generate(model, prompts, EvenTopGate(), 0.5, kv, (), 10, exit_layers=[0, 1], min_prefix=1)
+    alone = [early_exit_generate(model, [p], EvenTopGate(), 0.5, kv, (), 10, exit_layers=[0, 1], min_prefix=1)[0]
+             for p in prompts]
+    assert {0, 2} <= {e for t in batch for e in t.exit_layers}  # rows really leave at different layers
+    assert any(len({t.exit_layers[i] for t in batch if len(t.exit_layers) > i}) > 1 for i in range(10))  # in one step
+    assert [t.token_ids for t in batch] == [t.token_ids for t in alone]
+    assert [t.exit_layers for t in batch] == [t.exit_layers for t in alone]

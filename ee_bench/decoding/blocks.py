@@ -37,6 +37,18 @@ from ee_bench.models.arch import DECODER_ARCHS, blockwise_model_types, get_path
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
 
+def take_rows(value, keep: Tensor):
+    """The rows ``keep`` ((b,) bool or int64) of a :meth:`BlockExecutor.mask` or :meth:`BlockExecutor.rope`
+    result: a tensor, a (cos, sin) pair, a per-layer-type dict of either, or None (kept as None)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {t: take_rows(v, keep) for t, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(v[keep] for v in value)
+    return value[keep]
+
+
 class BlockExecutor:
     """Block-by-block execution of one loaded causal LM.
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from ee_bench.decoding.blocks import BlockExecutor
+from ee_bench.decoding.blocks import BlockExecutor, take_rows
 from ee_bench.decoding.checks import (
     FULL,
     CheckMode,
@@ -76,10 +76,7 @@ class _Flight:
 
     def subset(self, keep: Tensor) -> _Flight:
         out = _Flight(self.rows[keep], self.cols[keep], self.valid[keep], self.hidden[keep], self.width, False)
-        if self.mask is not None:
-            out.mask = self.mask[keep]
-        if self.rope is not None:
-            out.rope = (self.rope[0][keep], self.rope[1][keep])
+        out.mask, out.rope = take_rows(self.mask, keep), take_rows(self.rope, keep)
         return out
 
 
