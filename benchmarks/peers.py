@@ -58,7 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--max-gen-toks", type=int, default=24)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--draft-layers", default="11,17", help="0-based draft layers E (speculative and HF assistant)")
-    p.add_argument("--sparse-exit-layers", default="11,17,23", help="0-based exit layers of copy/recompute")
+    p.add_argument("--sparse-exit-layers", default="11,17,23",
+                   help="0-based exit layers of copy/recompute, or 'all' (every layer below the last)")
     p.add_argument("--draft-lens", default="4,adaptive", help="speculative draft lengths: numbers and/or adaptive[:N]")
     p.add_argument("--kv", default="recompute", help="non-lossless KV strategies to time")
     p.add_argument("--settings", default="confidence:full,confidence:shortlist:1024",
@@ -146,7 +147,8 @@ def run(args) -> dict:
     until, budget = tuple(spec.until), args.max_gen_toks
     dec = EarlyExitDecoder(model)
     L = dec.n_layers
-    draft, sparse = _layers(args.draft_layers), tuple(_layers(args.sparse_exit_layers))
+    draft = _layers(args.draft_layers)
+    sparse = None if args.sparse_exit_layers.strip() == "all" else tuple(_layers(args.sparse_exit_layers))
     lens = [parse_draft_len(x.strip()) for x in args.draft_lens.split(",") if x.strip()]
     pairs = _settings(args.settings)
     gates = {g: gate_from_options(g, args.gate_file if g == "classifier" else None) for g, _ in pairs}
@@ -157,7 +159,7 @@ def run(args) -> dict:
           f"transformers {transformers.__version__}, torch {torch.__version__}")
     print(f"task {spec.task}: docs 0..{len(eval_ids) - 1}, max_gen_toks {budget}, batch 1, {args.repeats} repeats "
           f"(median), draft layers E {draft} (0-based) × draft lengths {[str(x) for x in lens]}, early exit: "
-          f"{args.kv} × {args.settings}, exit layers {list(sparse)}, min_prefix {args.min_prefix}"
+          f"{args.kv} × {args.settings}, exit layers {'all' if sparse is None else list(sparse)}, min_prefix {args.min_prefix}"
           + (f", classifier probes {args.gate_file}" if args.gate_file else ""))
 
     modes, names, kinds, meta = [full_depth_mode(dec, until, budget)], ["full depth"], ["full"], [{}]

@@ -85,7 +85,10 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop the threshold sweep after N consecutive thresholds below the quality floor "
                         "(default: sweep the whole grid)")
     g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=3,
-                   help="timed repeats per mode for the measured speed-up (median)")
+                   help="timed repeats per mode for the measured speed-up (median round)")
+    g.add_argument("--speedup-reference-spread", dest="reference_spread", type=float, default=0.02,
+                   help="stop timing full depth once its rounds agree within this fraction, (max - min) / median "
+                        "(default 0.02; 0 times it in every round)")
 
 
 def add_check_arguments(g) -> None:
@@ -118,4 +121,4 @@ def early_exit_options(args: argparse.Namespace):
     mode, draft_len = check_options(args.check, args.draft_len)
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
                             args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats,
-                            mode.name, draft_len, args.calibration_patience)
+                            mode.name, draft_len, args.calibration_patience, args.reference_spread)

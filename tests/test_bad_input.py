@@ -368,6 +368,8 @@ CASES = [
       "--calibration-docs must be a positive integer, got 0", absent=("--speedup-repeats",)),
     C("speedup-repeats-0", lambda e: e.run("--kv", "copy", "--speedup-repeats", "0"),
       "--speedup-repeats must be a positive integer, got 0", absent=("--calibration-docs",)),
+    C("reference-spread-1.5", lambda e: e.run("--kv", "copy", "--speedup-reference-spread", "1.5"),
+      "--speedup-reference-spread must be a fraction in [0, 1), e.g. 0.02; got 1.5"),
     C("data-dir-missing-relative", lambda e: e.run("--data-dir", "../shared/data"), "Data folder ../shared/data",
       "does not exist", absent=("e.g. ../shared/data",), chdir=True),
     C("finetune-output-not-empty", lambda e: (e.file("full/notes.txt", "mine"), [

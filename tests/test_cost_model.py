@@ -14,6 +14,7 @@ from ee_bench.cli import main
 from ee_bench.costs.flops import ACCELERATORS, Shape, block_bytes, block_flops, head_flops, roofline_ms
 from ee_bench.costs.predict import TokenWork, ceiling, full_depth_ms, predicted_speedup, run_ms, run_work, token_ms
 from ee_bench.costs.profile import PROFILE_SCHEMA, CostProfile, ProfileError, load_profile, profile_from_dict
+from ee_bench.exits.gates import Gate
 from ee_bench.exits.scoring import score_gate
 
 # 3 layers; block 2 ms (k = 1), head 6 ms; full check 7 ms, state check 0.1 ms; copy 0.5 ms per fill
@@ -85,6 +86,80 @@ def test_run_work_by_hand():
     # context 16 + 3/2 -> block 2 + (17.5−16)/48·2 = 2.0625 ms
     b = 2 + 1.5 / 48 * 2
     assert run_ms(TOY, w) == pytest.approx(3 * 3.0 + 6 + 4 * b + 6 + 3 * 7 + 2 * 0.5)
+
+
+# the same toy with a head that blocks push out of the cache: 7 ms after 1 block, 9 ms after 3 (6 back to
+# back): the extra p(g) is 1, 2 (interpolated), 3 ms after g = 1, 2, 3 blocks
+COLD = CostProfile(**{**TOY.__dict__, "head_after_ms": {1: 7.0, 3: 9.0}})
+
+
+def test_cold_head_by_hand():
+    assert [COLD.cold_head(g) for g in (1, 2, 3, 30)] == [1.0, 2.0, 3.0, 3.0] and TOY.cold_head(3) == 0.0
+    assert full_depth_ms(COLD) == 3 * 2 + 6 + 3  # the head after all 3 blocks
+    # ceiling: exit at m costs (m+1)·2 + 6 + p(m+1): 9, 12, 15, 9 -> mean 11.25
+    assert ceiling(COLD, 0.75) == pytest.approx(15 / 11.25)
+    # full checks, each 1 block after the previous head call: 7 + p(1) = 8; g=0: 2 + 8 = 10; g=1: 4 + 16 = 20;
+    # g=2: 6 + 16 + (6 + p(1)) = 29; g=0: 10 -> mean 17.25
+    assert predicted_speedup(toy_result(), COLD)["at_threshold"]["per_token"] == pytest.approx(15 / 17.25)
+    # state: the emitted head comes after the token's own blocks: g=0: 2+.1+6+1; g=1: 4+.2+6+2; g=2: 6+.2+6+3
+    assert predicted_speedup(toy_result(gate="state"), COLD)["at_threshold"]["per_token"] == pytest.approx(
+        15 / ((9.1 + 12.2 + 15.2 + 9.1) / 4))
+    # a measured run: the loop's gaps (as read back from JSON: string keys) and the prompt pass's head p(3)
+    counts = {"tokens": 3, "token_layers": 7, "catchup_token_layers": 0, "kv_fill_token_layers": 2,
+              "gate_checks": 3, "restricted_checks": 0, "head_rows": 5, "head_gaps": {"1": 3, "3": 1}}
+    w = run_work(counts, 3, "copy", "full", [16])
+    assert w.head_gaps == {1: 3.0, 3: 1.0}
+    assert run_ms(COLD, w) == pytest.approx(run_ms(TOY, w) + 3 * 1 + 1 * 3 + 3)
+    assert profile_from_dict(json.loads(json.dumps(COLD.to_dict()))).head_after_ms == {1: 7.0, 3: 9.0}
+
+
+class _Always(Gate):
+    """Fires at every check; reads the head or not."""
+
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def __init__(self, needs_head: bool):
+        self.needs_head, self.needs_hidden = needs_head, not needs_head
+
+    def fires(self, obs, threshold):
+        n = obs.top1.shape[0] if obs.top1 is not None else obs.hidden.shape[0]
+        return torch.ones(n, dtype=torch.bool)
+
+
+class _Never(_Always):
+    def fires(self, obs, threshold):
+        return torch.zeros(obs.top1.shape[0], dtype=torch.bool)
+
+
+@pytest.mark.parametrize("needs_head", [True, False])
+def test_loop_counts_head_gaps_by_hand(needs_head):
+    """4 blocks, exit layer 1 only, min_prefix 2: output token 1 runs all 4 blocks and reads one head after
+    them (gap 4); every later token reads one head at layer 1 (its check's, or its emitted token's for a
+    head-free gate), 2 blocks after the previous token's head (gap 2). The prompt pass's head is not counted."""
+    from tiny_models import prompt_ids
+
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+
+    lm = tiny_llama()
+    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], _Always(needs_head), 0.5, "copy", (), 6, exit_layers=[1],
+                                      min_prefix=2)
+    exits = list(res.traces[0].exit_layers)
+    assert exits[:2] == [3, 3] and set(exits[2:]) == {1}
+    assert res.counts.head_gaps == {4: 1, 2: len(exits) - 2}
+
+
+def test_loop_counts_dense_checks_one_block_apart():
+    """Exits at every layer, a gate that never fires: per token three checks (layers 0, 1, 2) and the head
+    after block 3, each one block after the previous head call."""
+    from tiny_models import prompt_ids
+
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+
+    lm = tiny_llama()
+    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], _Never(True), 0.5, "copy", (), 5, min_prefix=0)
+    n = len(res.traces[0].exit_layers) - 1  # the first token came from the prompt pass
+    assert res.counts.head_gaps == {1: 4 * n}
 
 
 def test_flops_by_hand():
@@ -160,6 +235,7 @@ def test_measured_profile_of_tiny_model():
     prof = measure_profile(lm, "tiny", dtype="float32", contexts=(4, 8), repeats=1)
     assert prof.n_layers == 4 and prof.contexts == [4, 8] and sorted(prof.head_ms) == [1, 2, 4, 8]
     assert sorted(prof.check_ms) == ["full", "state", "topk:16"] and sorted(prof.kv_ms) == ["copy", "recompute"]
+    assert sorted(prof.head_after_ms) == [1, 2, 4]  # gaps up to the 4 blocks built
     assert prof.flops == {} and prof.threads == torch.get_num_threads()
 
 

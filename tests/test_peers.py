@@ -15,8 +15,10 @@ from ee_bench.decoding.speedup import (
     compare_runs,
     full_depth_mode,
     hf_generate_mode,
+    reference_settled,
     speedup_verdict,
     time_interleaved,
+    time_interleaved_rounds,
 )
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.errors import EEBenchError
@@ -47,6 +49,24 @@ def test_time_interleaved_order_and_median():
     assert rb.split.total_s == 4  # rounds 20, 2, 4 -> median 4
     with pytest.raises(EEBenchError, match="repeats"):
         time_interleaved([a], [[1]], repeats=0)
+
+
+def test_reference_stops_once_its_rounds_agree():
+    """Full depth (mode 0) takes 10.0 s then 10.1 s: spread 0.1 / 10.05 ≈ 1 % ≤ 2 %, so rounds 3 and 4 time
+    only the setting; its median is the lower of its two rounds (10.0), the setting's over all four."""
+    log: list[str] = []
+    full = _fake("f", [9, 10.0, 10.1], log)
+    ee = _fake("e", [9, 8, 6, 7, 5], log)
+    (rf, re_), rounds = time_interleaved_rounds([full, ee], [[1]], repeats=4, reference_spread=0.02)
+    assert log == ["f1", "e1"] + ["f1", "e1"] * 2 + ["e1"] * 2
+    assert rounds == [2, 4] and rf.split.total_s == 10.0 and re_.split.total_s == 6  # 8, 6, 7, 5 -> lower median 6
+    # 10.0 then 10.5 (5 % apart): full depth stays in every round
+    log.clear()
+    _, rounds = time_interleaved_rounds([_fake("f", [9, 10.0, 10.5, 10.2], log), _fake("e", [9, 1, 1, 1], log)],
+                                        [[1]], repeats=3, reference_spread=0.02)
+    assert rounds == [3, 3]
+    assert reference_settled([10.0, 10.1], 0.02) and not reference_settled([10.0], 0.02)
+    assert not reference_settled([10.0, 10.1], None)
 
 
 def test_hf_generate_mode_matches_full_depth_and_is_lossless_with_the_early_exit_assistant():

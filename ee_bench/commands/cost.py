@@ -161,7 +161,10 @@ def _print(prof: CostProfile, name: str) -> None:
     print("ms per call          " + "".join(f"{f'k={k}':>10}" for k in ks))
     for c in prof.contexts:
         print(f"block (ctx {c:>5})    " + "".join(f"{prof.block_ms[c].get(k, float('nan')):>10.3f}" for k in ks))
-    print("final norm + head    " + "".join(f"{prof.head_ms[k]:>10.3f}" for k in ks))
+    print("final norm + head    " + "".join(f"{prof.head_ms[k]:>10.3f}" for k in ks) + "   (back to back)")
+    if prof.head_after_ms:
+        print("head (k=1) after g blocks since the previous head: "
+              + ", ".join(f"g={g} {v:.3f} ms" for g, v in sorted(prof.head_after_ms.items())))
     print("prefill block: " + ", ".join(f"{c} tokens {v:.2f} ms" for c, v in sorted(prof.prefill_block_ms.items())))
     if prof.check_ms:
         print("check (one token): " + ", ".join(f"{m} {v:.3f} ms" for m, v in sorted(prof.check_ms.items())))
@@ -171,7 +174,11 @@ def _print(prof: CostProfile, name: str) -> None:
         print(f"per block (k=1): {prof.flops['block'] / 1e9:.3f} GFLOP, {prof.bytes['block'] / 2**20:.1f} MiB; "
               f"head (1 row): {prof.flops['head'] / 1e9:.3f} GFLOP, {prof.bytes['head'] / 2**20:.1f} MiB")
     print(f"head in blocks: {prof.head_in_blocks:.2f}  (one final norm + head costs {prof.head_in_blocks:.2f} decoder "
-          f"blocks; full depth per token = {prof.n_layers} blocks + 1 head = {full_depth_ms(prof):.2f} ms)")
+          f"blocks back to back; full depth per token = {prof.n_layers} blocks + 1 head after them = "
+          f"{full_depth_ms(prof):.2f} ms)")
+    if prof.head_after_ms:
+        cold = prof.head(1) + prof.cold_head(prof.n_layers)
+        print(f"head after all {prof.n_layers} blocks (as at full depth): {cold:.3f} ms = {cold / prof.block(1):.2f} blocks")
     paper = PAPER_TABLE2.get(name)
     if paper is not None and paper["n_layers"] == prof.n_layers:
         c = ceiling(prof, paper["avg"])

@@ -16,12 +16,22 @@ check of a token is a full check and the later ones cost c(topk:K). Full depth: 
 
 where avg_fm is the mean 0-based first-match layer: every token exits at its first-match layer, checks
 cost nothing, one head per token — the most any exit policy can give on that machine.
+
+A cold head. Every full-head call (an emitted token's head, a ``full`` check, a ``topk`` token's first
+check) also pays ``p(g)`` = :meth:`CostProfile.cold_head`, the extra time of a head whose weights ``g``
+blocks pushed out of the CPU cache since the previous head call (0 for profiles without
+``head_after_ms``). So full depth costs L · b + h + p(L) and the ceiling's token (avg_fm + 1) · b + h +
+p(avg_fm + 1). In the per-token formula (every layer below L−1 an exit) the full-head checks and the head
+after a ``full`` gate's last check come 1 block after the previous head call (p(1)); a ``topk`` token's
+emitted head comes g blocks after its first check at layer 0 (p(layers_run − 1)); a head-free gate's
+emitted head comes after all the token's blocks (p(layers_run)). A measured run (:func:`run_work`) takes
+each call's gap from the decoding loop's own count (``DecodeCounts.head_gaps``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ee_bench.costs.profile import CostProfile, ProfileError
@@ -58,8 +68,9 @@ class TokenWork:
 
 
 def full_depth_ms(profile: CostProfile, context: float | None = None) -> float:
-    """ms per token at full depth: L · b(1) + h(1)."""
-    return profile.n_layers * profile.block(1, context) + profile.head(1)
+    """ms per token at full depth: L · b(1) + h(1) + p(L) (the head after all L blocks)."""
+    L = profile.n_layers
+    return L * profile.block(1, context) + profile.head(1) + profile.cold_head(L)
 
 
 def token_ms(profile: CostProfile, work: TokenWork, check_mode: str = "full", kv: str | None = None,
@@ -69,12 +80,17 @@ def token_ms(profile: CostProfile, work: TokenWork, check_mode: str = "full", kv
     Raises:
         ProfileError: if the profile lacks the check mode or the KV strategy's figure.
     """
-    b, h = profile.block(1, context), profile.head(1)
+    b, h, p = profile.block(1, context), profile.head(1), profile.cold_head
     if check_mode.startswith("topk:") and work.checks > 0:
         first = min(1.0, work.checks)
-        checks_ms = first * profile.check("full") + (work.checks - first) * profile.check(check_mode)
+        checks_ms = first * (profile.check("full") + p(1)) + (work.checks - first) * profile.check(check_mode)
+        emit_gap = max(1.0, work.layers_run - 1.0)  # the emitted head comes after the first (full) check
+    elif check_mode == "full" and work.checks > 0:
+        checks_ms = work.checks * (profile.check("full") + p(1))
+        emit_gap = 1.0  # after the last check below the exit
     else:
         checks_ms = work.checks * profile.check(check_mode) if work.checks else 0.0
+        emit_gap = work.layers_run  # no head since the previous token's
     heads = 1.0 - (work.exits_by_full_check if check_mode == "full" else 0.0)
     kv_ms = 0.0
     if kv is not None and work.kv_fills:
@@ -82,13 +98,14 @@ def token_ms(profile: CostProfile, work: TokenWork, check_mode: str = "full", kv
             raise ProfileError(f"the cost profile of {profile.model} has no figure for KV strategy {kv!r} "
                                f"(it has {', '.join(sorted(profile.kv_ms)) or 'none'}).")
         kv_ms = work.kv_fills * profile.kv_ms[kv]
-    return work.layers_run * b + checks_ms + heads * h + kv_ms
+    return work.layers_run * b + checks_ms + heads * (h + p(emit_gap)) + kv_ms
 
 
 def ceiling(profile: CostProfile, first_match_avg: float, context: float | None = None) -> float:
-    """The oracle ceiling per token: (L·b + h) / ((avg_fm + 1)·b + h), avg_fm the mean 0-based first-match layer."""
-    b, h = profile.block(1, context), profile.head(1)
-    return full_depth_ms(profile, context) / ((first_match_avg + 1.0) * b + h)
+    """The oracle ceiling per token: (L·b + h + p(L)) / ((avg_fm + 1)·b + h + p(avg_fm + 1)), avg_fm the mean
+    0-based first-match layer (p: :meth:`CostProfile.cold_head`)."""
+    b, h, run = profile.block(1, context), profile.head(1), first_match_avg + 1.0
+    return full_depth_ms(profile, context) / (run * b + h + profile.cold_head(run))
 
 
 def mean_context(prompt_lengths: Sequence[int], output_lengths: Sequence[int]) -> float | None:
@@ -180,7 +197,8 @@ class RunWork:
     Attributes:
         blocks: {query width k: block calls}. heads: {rows k: head calls}. checks: {mode: checks}.
         kv_fills: (token, layer) fills. kv: strategy. prefill: prompt widths of the prompt passes.
-        context: mean cached tokens while generating.
+        context: mean cached tokens while generating. head_gaps: {g: full-head calls (emitted heads and
+        full checks) made g blocks after the previous head call}, each priced p(g) on top (empty: unknown).
     """
 
     blocks: dict[float, float]
@@ -190,6 +208,7 @@ class RunWork:
     kv: str | None
     prefill: tuple[int, ...]
     context: float
+    head_gaps: dict[int, float] = field(default_factory=dict)
 
 
 def run_work(counts: Mapping[str, int], n_layers: int, kv: str, check_mode: str, prompt_lengths: list[int],
@@ -200,6 +219,8 @@ def run_work(counts: Mapping[str, int], n_layers: int, kv: str, check_mode: str,
     pass; head rows not spent on full checks or prompt passes are emit heads at k = 1. Speculative
     (fixed draft layer E): draft_tokens · (E+1) blocks at k = 1, draft_rounds · (L−1−E) verify block
     calls at k = draft_tokens / draft_rounds, draft_tokens heads at k = 1 and draft_rounds at that k.
+    Head gaps: the loop's ``head_gaps`` count (keys may be strings, as read from JSON); speculative: each
+    draft's head E + 1 blocks after the previous head call, each verify head L − 1 − E blocks after.
     """
     L, rows = n_layers, len(prompt_lengths)
     tokens = counts["tokens"]
@@ -211,22 +232,26 @@ def run_work(counts: Mapping[str, int], n_layers: int, kv: str, check_mode: str,
         d = counts["draft_tokens"] / counts["draft_rounds"]
         blocks = {1: counts["draft_tokens"] * (draft_layer + 1), d: counts["draft_rounds"] * (L - 1 - draft_layer)}
         heads = {1: counts["draft_tokens"], d: counts["draft_rounds"]}
-        return RunWork(blocks, heads, {}, 0.0, None, tuple(prompt_lengths), ctx)
+        gaps = {draft_layer + 1: counts["draft_tokens"], max(1, L - 1 - draft_layer): counts["draft_rounds"]}
+        return RunWork(blocks, heads, {}, 0.0, None, tuple(prompt_lengths), ctx, gaps)
     full_checks = (g - r) if needs_head else 0
     checks = {("full" if needs_head else "state"): g - r}
     if r:
         checks[check_mode] = r
     emit = counts["head_rows"] - full_checks - rows
     blocks = {1: counts["token_layers"] - L * rows + counts.get("catchup_token_layers", 0)}
+    gaps = {int(g): float(n) for g, n in (counts.get("head_gaps") or {}).items()}
     return RunWork(blocks, {1: emit}, checks, counts.get("kv_fill_token_layers", 0),
-                   kv if kv in MODELLED_KV else None, tuple(prompt_lengths), ctx)
+                   kv if kv in MODELLED_KV else None, tuple(prompt_lengths), ctx, gaps)
 
 
 def run_ms(profile: CostProfile, work: RunWork) -> float:
-    """Predicted ms of a whole decoding call: prompt passes (L blocks over the prompt + one head each),
-    then Σ block calls · b(k) + head calls · h(k) + checks · c(mode) + kv fills · kv(strategy)."""
+    """Predicted ms of a whole decoding call: prompt passes (L blocks over the prompt + one head after
+    them each, h(1) + p(L)), then Σ block calls · b(k) + head calls · h(k) + checks · c(mode) + kv fills ·
+    kv(strategy) + Σ head_gaps[g] · p(g) (p: :meth:`CostProfile.cold_head`)."""
     L = profile.n_layers
-    t = sum(L * profile.prefill(p) + profile.head(1) for p in work.prefill)
+    t = sum(L * profile.prefill(p) + profile.head(1) + profile.cold_head(L) for p in work.prefill)
+    t += sum(n * profile.cold_head(g) for g, n in work.head_gaps.items())
     t += sum(n * profile.block(k, work.context) for k, n in work.blocks.items())
     t += sum(n * profile.head(k) for k, n in work.heads.items())
     t += sum(n * profile.check(m) for m, n in work.checks.items() if n)

@@ -11,7 +11,14 @@ Fields (times in milliseconds, per call at batch 1):
 ============================  ==============================================================================
 ``block_ms[ctx][k]``          one decoder block over k new tokens (k = 1, 2, 4, 8) with ``ctx`` cached tokens
 ``prefill_block_ms[ctx]``     one decoder block over a prompt of ``ctx`` tokens (the prompt pass)
-``head_ms[k]``                final norm + LM head + argmax for k rows (an emitted token's head)
+``head_ms[k]``                final norm + LM head + argmax for k rows, called back to back (the head's
+                              weights as warm in the CPU cache as they get)
+``head_after_ms[g]``          final norm + LM head + argmax for one row when ``g`` decoder blocks ran since
+                              the previous head call (g = 1, 2, 4, 8, 16, 32 up to the blocks built, and the
+                              depth L): the blocks push the head out of the cache. On this project's CPU
+                              (260 MiB L3) SmolLM2's 113 MiB float32 head took 3.9 ms back to back, 4.0 ms
+                              after 1 block, 4.6 ms after 6 and 7.5 ms after 30. Optional (empty: no
+                              cache effect is priced; profiles written before it existed)
 ``check_ms[mode]``            one gate check of one token: ``full`` (head + softmax statistics + the gate
                               rule), ``topk:K`` (logits of K candidates + statistics + rule), ``state``
                               (CALM's head-free cosine of consecutive hidden states + rule)
@@ -75,6 +82,7 @@ class CostProfile:
     versions: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     architecture: dict[str, Any] = field(default_factory=dict)
+    head_after_ms: dict[int, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived figures
     @property
@@ -92,6 +100,16 @@ class CostProfile:
     def head(self, k: float = 1) -> float:
         """ms of the final norm + head + argmax over ``k`` rows (interpolated linearly in k)."""
         return _interp(self.head_ms, k)
+
+    def cold_head(self, gap: float) -> float:
+        """Extra ms of one head call (full head: an emitted token's head or a full gate check) when ``gap``
+        decoder blocks ran since the previous head call, over the back-to-back :meth:`head`:
+        max(0, head_after(gap) − head(1)), ``head_after`` interpolated linearly in the gap and held at the
+        ends; 0 for a profile without ``head_after_ms``. The weights are read once per call, so the extra
+        is the same whatever the rows."""
+        if not self.head_after_ms:
+            return 0.0
+        return max(0.0, _interp(self.head_after_ms, gap, extrapolate=False) - self.head(1))
 
     def prefill(self, positions: float) -> float:
         """ms of one block over a prompt of ``positions`` tokens (linear in positions through the
@@ -146,6 +164,7 @@ class CostProfile:
         d["block_ms"] = {str(c): {str(k): v for k, v in row.items()} for c, row in self.block_ms.items()}
         d["prefill_block_ms"] = {str(c): v for c, v in self.prefill_block_ms.items()}
         d["head_ms"] = {str(k): v for k, v in self.head_ms.items()}
+        d["head_after_ms"] = {str(k): v for k, v in self.head_after_ms.items()}
         return {"schema": PROFILE_SCHEMA, **d}
 
 
@@ -218,6 +237,7 @@ def profile_from_dict(data: Any, source: str = "profile") -> CostProfile:
     prefill = _ms_map(data.get("prefill_block_ms"), "prefill_block_ms", problems)
     checks = _ms_map(data.get("check_ms", {}) or {"-": 0.0}, "check_ms", problems, int_keys=False)
     kv = _ms_map(data.get("kv_ms", {}) or {"-": 0.0}, "kv_ms", problems, int_keys=False)
+    after = _ms_map(data["head_after_ms"], "head_after_ms", problems) if data.get("head_after_ms") else {}
     if not isinstance(data.get("architecture", {}), dict):
         problems.append("'architecture' must be an object (model_type, n_layers, hidden_size, ...)")
     if isinstance(data.get("n_layers"), int) and data["n_layers"] < 1:
@@ -233,7 +253,8 @@ def profile_from_dict(data: Any, source: str = "profile") -> CostProfile:
                        source=data["source"], n_layers=data["n_layers"], block_ms=blocks, prefill_block_ms=prefill,
                        head_ms=head, check_ms=checks, kv_ms=kv, flops=dict(data.get("flops") or {}),
                        bytes=dict(data.get("bytes") or {}), versions=dict(data.get("versions") or {}),
-                       notes=str(data.get("notes", "")), architecture=dict(data.get("architecture") or {}))
+                       notes=str(data.get("notes", "")), architecture=dict(data.get("architecture") or {}),
+                       head_after_ms=after)
 
 
 def load_profile(path: str | Path, model: str | None = None) -> CostProfile:

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONTEXTS = (32, 256)
 TARGET_S = 0.03  # seconds of work per piece per round (sets ``inner``)
 MAX_INNER = 200
+HEAD_WARM_CALLS = 10  # untimed head calls before the timed ones (the head's steady state in the CPU cache)
 
 
 @dataclass
@@ -113,26 +114,49 @@ def device_label(device: torch.device) -> str:
     return "cpu" if device.type == "cpu" else f"{device.type}:{torch.cuda.get_device_name(device)}"
 
 
-def _mode(op: Callable[[], Any], inner: int, device: torch.device):
-    """A :func:`time_interleaved` mode running ``op`` ``inner`` times in one timed section."""
+def _mode(op: Callable[[], Any], inner: int, device: torch.device, prep: Callable[[], Any] | None = None,
+          warm: int = 0):
+    """A :func:`time_interleaved` mode running ``op`` ``inner`` times in one timed section; with ``prep``,
+    ``prep`` runs untimed before each ``op`` (each ``op`` then timed on its own). ``warm`` untimed rounds of
+    ``prep`` + ``op`` come first: the head's weights take several calls to settle in the CPU cache (on
+    SmolLM2 back-to-back head calls went 10.0, 8.0, 7.2, 6.6, 6.2, 5.7 ms after a flush, 3.9 ms once settled)."""
 
     def run(_chunk) -> DecodeResult:
         timer = SectionTimer(device)
-        with timer.section("layers"):
+        for _ in range(warm):
+            if prep is not None:
+                prep()
+            op()
+        if prep is None:
+            with timer.section("layers"):
+                for _ in range(inner):
+                    op()
+        else:
             for _ in range(inner):
-                op()
+                prep()
+                with timer.section("layers"):
+                    op()
         return DecodeResult((), timer.split(), DecodeCounts())
 
     return run
 
 
-def _inner(op: Callable[[], Any], device: torch.device, target_s: float = TARGET_S) -> int:
-    """Repetitions per round so that a piece takes about ``target_s`` seconds (from one timed call)."""
-    op()
+def _inner(op: Callable[[], Any], device: torch.device, target_s: float = TARGET_S,
+           prep: Callable[[], Any] | None = None) -> int:
+    """Repetitions per round so that a piece (with its ``prep``) takes about ``target_s`` seconds (from one
+    timed call)."""
+    whole = op if prep is None else (lambda: (prep(), op()))
+    whole()
     t = SectionTimer(device)
     with t.section("layers"):
-        op()
+        whole()
     return max(1, min(MAX_INNER, round(target_s / max(t.totals["layers"], 1e-6))))
+
+
+def head_gaps(n_blocks: int) -> tuple[int, ...]:
+    """The gaps g of ``head_after_ms[g]`` measured over ``n_blocks`` built blocks: 1, 2, 4, 8, 16, 32 up to
+    ``n_blocks``, and ``n_blocks``."""
+    return tuple(sorted({g for g in (1, 2, 4, 8, 16, 32) if g <= n_blocks} | {n_blocks}))
 
 
 @dataclass(frozen=True)
@@ -145,7 +169,8 @@ class ProfileModes:
     once per token) never does — on SmolLM2-135M that made a block look about 1.4× cheaper than in the loop.
 
     Attributes:
-        keys: one key per piece (("block", c, k), ("prefill", c), ("head", k), ("check", mode), ("kv", name)).
+        keys: one key per piece (("block", c, k), ("prefill", c), ("head", k), ("check", mode), ("kv", name),
+            ("head_after", g): the head called every g blocks, only the head timed).
         modes: ``chunk -> DecodeResult`` per key (the piece ``inner[key]`` times per call).
         inner: repetitions per call. meta: the profile's other fields.
     """
@@ -158,7 +183,7 @@ class ProfileModes:
     def profile(self, runs: list[DecodeResult], calls_per_round: int = 1) -> CostProfile:
         """The :class:`CostProfile` from the median rounds of :attr:`modes` (in order); ``calls_per_round``:
         how many times :func:`time_interleaved` called each mode per round (its number of chunks)."""
-        ms = {key: 1e3 * r.split.total_s / (self.inner[key] * calls_per_round) for key, r in zip(self.keys, runs)}
+        ms = {key: 1e3 * r.split.layers_s / (self.inner[key] * calls_per_round) for key, r in zip(self.keys, runs)}
         m = self.meta
         contexts, L_run = m["contexts"], m["L_run"]
         return CostProfile(
@@ -169,6 +194,7 @@ class ProfileModes:
             head_ms={k: ms[("head", k)] for k in TOKEN_COUNTS},
             check_ms={mode: ms[("check", mode)] for mode in m["checks"]},
             kv_ms={kv: ms[("kv", kv)] / (L_run - 1) for kv in ("copy", "recompute") if ("kv", kv) in ms},
+            head_after_ms={key[1]: ms[key] for key in self.keys if key[0] == "head_after"},
             flops=m["flops"], bytes=m["bytes"], versions=m["versions"], notes=m["notes"],
             architecture=m["architecture"])
 
@@ -228,6 +254,13 @@ def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: st
     for k in TOKEN_COUNTS:
         hk = x(k)[0]
         ops[("head", k)] = (lambda hk=hk: runner.unembed(hk).argmax(dim=-1))
+    # the head called every g blocks (as in the loop: one head call per check or emitted token): the blocks
+    # in between push its weights out of the cache
+    preps: dict[tuple, Callable[[], Any]] = {}
+    gap_block = block_op(contexts[0], 1)
+    for g in head_gaps(L_run):
+        ops[("head_after", g)] = ops[("head", 1)]
+        preps[("head_after", g)] = (lambda g=g: [gap_block() for _ in range(g)])
     checks = ("full", f"topk:{topk}", "state")
     ops[("check", checks[0])], ops[("check", checks[1])], ops[("check", checks[2])] = check_full, check_topk, check_state
     if L_run > 1:  # KV strategies fill the layers above the exit: needs at least two built blocks
@@ -236,7 +269,8 @@ def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: st
             rows, col = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([ctx_max], device=dev)
             ops[("kv", kv)] = (lambda s=strat, r=rows, c=col: s.on_exit(r, c, 0, h1))
     ops = {key: torch.no_grad()(op) for key, op in ops.items()}
-    inner = {key: _inner(op, dev, target_s) for key, op in ops.items()}
+    preps = {key: torch.no_grad()(op) for key, op in preps.items()}
+    inner = {key: _inner(op, dev, target_s, preps.get(key)) for key, op in ops.items()}
     flops, nbytes, arch = ({}, {}, {})
     if config is not None:
         flops, nbytes = cost_figures(shape_of(config), dtype, contexts[0])
@@ -246,7 +280,10 @@ def profile_modes(wrapper, model: str, *, n_layers: int | None = None, dtype: st
             "architecture": arch, "versions": dict(versions or {}),
             "notes": (notes + "; " if notes else "") + f"blocks {layer}.. timed in turn; interleaved rounds, median; contexts "
                      f"{list(contexts)}"}
-    return ProfileModes(tuple(ops), tuple(_mode(op, inner[key], dev) for key, op in ops.items()), inner, meta)
+    # head calls and full checks are timed in their steady state: back to back, or every g blocks
+    warm = {key: HEAD_WARM_CALLS for key in ops if key[0] in ("head", "head_after") or key == ("check", checks[0])}
+    return ProfileModes(tuple(ops), tuple(_mode(op, inner[key], dev, preps.get(key), warm.get(key, 0))
+                                          for key, op in ops.items()), inner, meta)
 
 
 def measure_profile(wrapper, model: str, *, n_layers: int | None = None, dtype: str, contexts=DEFAULT_CONTEXTS,

@@ -53,7 +53,7 @@ from ee_bench.decoding.checks import (
 from ee_bench.decoding.kv_store import SlotIndex
 from ee_bench.decoding.speculative import decode_speculative
 from ee_bench.decoding.timing import SectionTimer, TimeSplit
-from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, speculative_summary
+from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace, add_gap, speculative_summary
 from ee_bench.errors import DecodingOptionError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, ExitSchedule, Point
 from ee_bench.exits.gates import Gate, GateObservation
@@ -92,7 +92,7 @@ class _Batch:
         self.gen: list[list[int]] = [[] for _ in range(B)]
         self.exit_at: list[list[int]] = [[] for _ in range(B)]
         self.done = [False] * B
-        self.counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+        self.counts = DecodeCounts.zero()
 
     def emit(self, row: int, token: int, layer: int) -> None:
         self.gen[row].append(token)
@@ -255,6 +255,8 @@ class EarlyExitDecoder:
         runner, counts, timer, gate = self.runner, st.counts, st.timer, schedule.gate
         fl = self._flight(st, alive, col)
         obs = cand = None  # cand: (b, K) candidate ids of a restricted check, kept from the token's first check
+        last = -1  # layer of the running rows' last full-head read this step; -1: the previous token's (its exit)
+        gaps = counts["head_gaps"]
         for layer in range(self.n_layers):
             if strategy.adds_queries:
                 with timer.section("kv"):
@@ -276,6 +278,7 @@ class EarlyExitDecoder:
                 with timer.section("emit"):
                     toks = runner.unembed(h).argmax(dim=-1)
                 counts["head_rows"] += n_run
+                add_gap(gaps, layer - last, n_run)
                 self._leave(st, fl, torch.arange(n_run, device=h.device), toks, layer, schedule, strategy)
                 return
             restricted = gate.needs_head and mode.restricted_at(cand)
@@ -286,7 +289,10 @@ class EarlyExitDecoder:
             counts["gate_checks"] += n_run
             counts["restricted_checks"] += n_run if restricted else 0
             counts["restricted_rows"] += n_run * mode.restricted_width() if restricted else 0
-            counts["head_rows"] += n_run if gate.needs_head and not restricted else 0
+            if gate.needs_head and not restricted:
+                counts["head_rows"] += n_run
+                add_gap(gaps, layer - last, n_run)
+                last = layer
             if not n_fire:
                 continue
             fired = fire.nonzero().squeeze(1)
@@ -296,6 +302,7 @@ class EarlyExitDecoder:
                 with timer.section("emit"):
                     toks = runner.unembed(h[fired]).argmax(dim=-1)
                 counts["head_rows"] += n_fire
+                add_gap(gaps, layer - last, n_fire)
             self._leave(st, fl, fired, toks, layer, schedule, strategy)
             keep = ~fire
             fl = fl.subset(keep)

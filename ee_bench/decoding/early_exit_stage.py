@@ -47,6 +47,8 @@ class EarlyExitOptions:
         calibrate: choose τ by a sweep on documents disjoint from the evaluated ones.
         calibration_docs: documents in that sweep. min_quality_ratio: keep the most aggressive τ
             whose chrF is ≥ this × full depth. speedup_repeats: timed repeats per mode (median).
+        reference_spread: full depth is not timed again once its rounds agree within this fraction
+            ((max − min) / median; None: timed every round).
         calibration_patience: stop the sweep after this many consecutive thresholds below that
             floor (None: the whole grid; :func:`~ee_bench.decoding.calibration.calibrate`).
         check: check mode, ``full`` or ``topk:K`` (approximate; :mod:`ee_bench.decoding.checks`).
@@ -66,6 +68,7 @@ class EarlyExitOptions:
     check: str = "full"
     draft_len: int | None = None
     calibration_patience: int | None = None
+    reference_spread: float | None = 0.02
 
     def __post_init__(self) -> None:
         if not self.kvs:
@@ -81,6 +84,9 @@ class EarlyExitOptions:
             raise EEBenchError(f"--calibration-patience must be positive (got {self.calibration_patience}); give 1 "
                                f"or more, or omit it to sweep the whole grid.")
 
+        if self.reference_spread is not None and not 0.0 <= self.reference_spread < 1.0:
+            raise EEBenchError(f"--speedup-reference-spread must be a fraction in [0, 1), e.g. 0.02; got "
+                               f"{self.reference_spread}. Give 0 to time full depth in every round.")
         check_options(self.check, self.draft_len)
 
 
@@ -205,6 +211,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     with tqdm(desc=f"{spec.task} speed-up (--kv)", disable=not progress, file=sys.stderr) as bar:
         reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
                                    repeats=options.speedup_repeats, batch_size=1, references=refs,
+                                   reference_spread=options.reference_spread or None,
                                    target_lang=target_lang, decoder=dec, progress=bar)
     measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv),
                      **measured_labels(gate, kv, rep.ee_counts, options)} for kv, rep in zip(kvs, reports)}

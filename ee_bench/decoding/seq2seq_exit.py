@@ -231,7 +231,7 @@ class Seq2SeqEarlyExitDecoder:
             return DecodeResult(tuple(ExitTrace(kv, L, (), "", ()) for _ in sources), timer.split(), DecodeCounts())
         prefix = list(model.decoder_prefix)
         P = len(prefix)
-        counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+        counts = DecodeCounts.zero()
         with timer.section("layers"):
             ids, src_mask = model.pad_sources(sources)
             enc = model.encode(ids, src_mask)  # (B, S, H), once

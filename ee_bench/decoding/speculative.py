@@ -324,7 +324,7 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         draft = ExitSchedule(L, None, None, frozenset(), schedule.min_prefix, force_layer=layers[0])
         spec = SelfSpeculativeDecoder(decoder.runner, decoder.model, draft, draft_len)
     timer = SectionTimer(decoder.model.device)
-    counts = dict.fromkeys(DecodeCounts.__dataclass_fields__, 0)
+    counts = DecodeCounts.zero()
     traces = []
     for prompt in prompts:
         if max_gen_toks == 0:

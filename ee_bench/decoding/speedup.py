@@ -54,6 +54,8 @@ class SpeedupReport:
         token_agreement: fraction of full-depth output positions where the early-exit output has the
             same token (a shorter output counts missing positions as disagreements).
         ee_traces, full_traces: the outputs (traces with exit layers).
+        full_repeats: timed rounds of the full-depth reference, when fewer than ``repeats`` (its rounds
+            agreed within ``--speedup-reference-spread``; :func:`time_interleaved_rounds`), else None.
     """
 
     kv: str
@@ -79,6 +81,7 @@ class SpeedupReport:
     token_agreement: float
     ee_traces: tuple[ExitTrace, ...]
     full_traces: tuple[ExitTrace, ...]
+    full_repeats: int | None = None
 
     def to_dict(self, traces: bool = False) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("ee_traces", "full_traces")}
@@ -158,15 +161,38 @@ class EESetting:
     draft_len: int | None = None
 
 
+def reference_settled(walls: Sequence[float], spread: float | None) -> bool:
+    """Whether a reference mode's round wall times (s) agree well enough to stop timing it: at least two
+    rounds and (max − min) / median ≤ ``spread`` (a fraction; None never settles)."""
+    if spread is None or len(walls) < 2:
+        return False
+    return (max(walls) - min(walls)) / statistics.median(walls) <= spread
+
+
 def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
-                     batch_size: int = 1, progress: Any = None, labels: Sequence[str] | None = None) -> list[DecodeResult]:
+                     batch_size: int = 1, progress: Any = None, labels: Sequence[str] | None = None,
+                     reference_spread: float | None = None) -> list[DecodeResult]:
+    """Per mode, the median round of :func:`time_interleaved_rounds` (same arguments)."""
+    return time_interleaved_rounds(modes, prompts, repeats, batch_size, progress, labels, reference_spread)[0]
+
+
+def time_interleaved_rounds(modes: Sequence, prompts: Sequence[Sequence[int]], repeats: int,
+                            batch_size: int = 1, progress: Any = None, labels: Sequence[str] | None = None,
+                            reference_spread: float | None = None) -> tuple[list[DecodeResult], list[int]]:
     """Time decoding modes against each other, in one process: the one timing protocol of ee-bench.
 
     Warm-up: each mode decodes the first prompt once. Then ``repeats`` rounds; in each, every chunk
     of ``batch_size`` prompts is decoded by every mode, one after the other (modes interleaved chunk
     by chunk, so load changes on a shared machine hit them alike); a mode's round is the sum over
-    chunks (:class:`DecodeResult` concatenated), and per mode the round with the median (lower median
-    for an even count) wall time is returned.
+    chunks (:class:`DecodeResult` concatenated), and per mode the round with the median wall time over
+    the rounds it ran is returned (``statistics.median_low``: for an even count, the lower of the two
+    middle rounds, so the result is a real round, never an average of two).
+
+    With ``reference_spread``, mode 0 (the full-depth reference) stops being timed once its rounds agree
+    (:func:`reference_settled`: from the second round on, (max − min) / median ≤ ``reference_spread``);
+    the other modes run all ``repeats`` rounds, so a run with one setting saves up to a third of its
+    time at 3 repeats. The later rounds of the settings are then not paired with a reference round:
+    use it where the load is steady (a dedicated machine), not to hide a drifting one.
 
     Args:
         modes: callables ``chunk of prompts -> DecodeResult`` (an :class:`EarlyExitDecoder` setting,
@@ -175,9 +201,12 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
         progress: a tqdm bar (or None), advanced once per mode call; its total is set here to
             ``len(modes) × (1 + repeats × chunks)`` and its postfix names the mode and the round.
         labels: a name per mode for that postfix (default ``mode 0``, ``mode 1``…).
+        reference_spread: the relative spread below which mode 0 is not timed again (None: time it every
+            round).
 
     Returns:
-        Per mode, in order, the median round.
+        Per mode, in order, the median round (the reference's over the rounds it ran), and the number of
+        timed rounds each mode ran.
 
     Raises:
         EEBenchError: if ``repeats`` < 1, or there are no prompts or modes.
@@ -202,14 +231,18 @@ def time_interleaved(modes: Sequence, prompts: Sequence[Sequence[int]], repeats:
         call(k, "warm-up", prompts[:1])
     runs: list[list[DecodeResult]] = [[] for _ in modes]
     for rep in range(repeats):
+        settled = len(modes) > 1 and reference_settled([r.split.total_s for r in runs[0]], reference_spread)
+        timed = range(1 if settled else 0, len(modes))
+        if settled and progress is not None:
+            progress.total -= len(chunks)
         parts: list[list[DecodeResult]] = [[] for _ in modes]
         for chunk in chunks:
-            for k in range(len(modes)):
+            for k in timed:
                 parts[k].append(call(k, f"repeat {rep + 1}/{repeats}", chunk))
-        for r, p in zip(runs, parts):
-            r.append(_concat(p))
+        for k in timed:
+            runs[k].append(_concat(parts[k]))
         logger.info("round %d/%d: %s", rep + 1, repeats, ", ".join(f"{r[-1].split.total_s:.2f} s" for r in runs))
-    return [_median_run(r) for r in runs]
+    return [_median_run(r) for r in runs], [len(r) for r in runs]
 
 
 def hf_generate_mode(model, until: Sequence[str], max_gen_toks: int, assistant_early_exit: int | None = None):
@@ -265,7 +298,7 @@ def hf_generate_mode(model, until: Sequence[str], max_gen_toks: int, assistant_e
 def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee: DecodeResult, *, n_layers: int,
                  repeats: int, batch_size: int, references: Sequence[Sequence[str]] | None = None,
                  metrics: Sequence[str] = ("chrf", "bleu"), target_lang: str | None = None,
-                 full_quality: dict | None = None) -> SpeedupReport:
+                 full_quality: dict | None = None, full_repeats: int | None = None) -> SpeedupReport:
     """The :class:`SpeedupReport` of a timed run ``ee`` against the timed full-depth run ``full``
     (speed-ups :func:`speedup_ratios`, token agreement, quality by ``metrics`` when ``references`` are
     given; ``full_quality`` reuses the full-depth scores). ``gate`` may be None (reported as "none")."""
@@ -285,6 +318,7 @@ def compare_runs(kv: str, gate, threshold: float | None, full: DecodeResult, ee:
         full_split=full.split, ee_split=ee.split, full_counts=full.counts, ee_counts=c, quality=qual,
         token_agreement=token_agreement([t.token_ids for t in ee.traces], [t.token_ids for t in full.traces]),
         ee_traces=ee.traces, full_traces=full.traces,
+        full_repeats=full_repeats if full_repeats is not None and full_repeats < repeats else None,
     )
 
 
@@ -292,7 +326,7 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
                      max_gen_toks: int, repeats: int = 3, batch_size: int = 1,
                      references: Sequence[Sequence[str]] | None = None, metrics: Sequence[str] = ("chrf", "bleu"),
                      target_lang: str | None = None, decoder: EarlyExitDecoder | None = None,
-                     progress: Any = None) -> list[SpeedupReport]:
+                     progress: Any = None, reference_spread: float | None = None) -> list[SpeedupReport]:
     """Decode ``prompts`` at full depth and under each early-exit setting, in one process, and compare.
 
     The full-depth decoding (the same loop and store, no exit layers, so no gate checks) is shared by
@@ -307,6 +341,8 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
         references: per-prompt reference lists, to score both outputs with ``metrics``.
         target_lang: output language code (selects the BLEU tokeniser). decoder: reuse a decoder.
         progress: a tqdm bar advanced once per decoded chunk of every mode (:func:`time_interleaved`), or None.
+        reference_spread: stop timing full depth once its rounds agree within this fraction
+            (:func:`time_interleaved_rounds`); None: every round.
 
     Returns:
         One :class:`SpeedupReport` per setting.
@@ -321,12 +357,13 @@ def measure_speedups(model, prompts: Sequence[Sequence[int]], settings: Sequence
     dec = decoder or EarlyExitDecoder(model)
     modes = [full_depth_mode(dec, until, max_gen_toks, settings[0].kv, batch_size),
              *[setting_mode(dec, s, until, max_gen_toks, batch_size) for s in settings]]
-    f, *runs = time_interleaved(modes, prompts, repeats, batch_size, progress=progress,
-                                labels=["full depth", *[s.kv for s in settings]])
+    (f, *runs), rounds = time_interleaved_rounds(modes, prompts, repeats, batch_size, progress=progress,
+                                                 labels=["full depth", *[s.kv for s in settings]],
+                                                 reference_spread=reference_spread)
     q_full = quality([t.text for t in f.traces], references, metrics, target_lang) if references is not None else None
     return [compare_runs(s.kv, s.gate, s.threshold, f, e, n_layers=dec.n_layers, repeats=repeats,
                          batch_size=batch_size, references=references, metrics=metrics, target_lang=target_lang,
-                         full_quality=q_full) for s, e in zip(settings, runs)]
+                         full_quality=q_full, full_repeats=rounds[0]) for s, e in zip(settings, runs)]
 
 
 def full_depth_mode(dec: EarlyExitDecoder, until: Sequence[str], max_gen_toks: int, kv: str = "copy",

@@ -8,7 +8,7 @@ samples.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ee_bench.decoding.timing import TimeSplit
 
@@ -68,6 +68,9 @@ class DecodeCounts:
             speculative``): draft-and-verify rounds, tokens drafted, drafts accepted by the verification.
         restricted_rows: head rows computed by restricted checks: K per ``topk:K`` check, N per
             ``shortlist:N`` check (each row H multiply-adds).
+        head_gaps: {g: full-head rows (full checks and emitted tokens' heads, after the prompt pass) read g
+            blocks after the row's previous full-head read}, from the causal loop: how cold the head's
+            weights are in the CPU cache (``CostProfile.cold_head``); empty where a loop does not count it.
     """
 
     tokens: int = 0
@@ -82,9 +85,15 @@ class DecodeCounts:
     draft_tokens: int = 0
     accepted_tokens: int = 0
     restricted_rows: int = 0
+    head_gaps: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @staticmethod
+    def zero() -> dict:
+        """A mutable counter dict for a decoding loop: every field at 0 (``head_gaps`` an empty dict)."""
+        return {f: ({} if f == "head_gaps" else 0) for f in DecodeCounts.__dataclass_fields__}
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -98,7 +107,22 @@ class DecodeCounts:
 
     @staticmethod
     def sum(parts: Sequence[DecodeCounts]) -> DecodeCounts:
-        return DecodeCounts(*(sum(getattr(p, f) for p in parts) for f in DecodeCounts.__dataclass_fields__))
+        """Field by field; ``head_gaps`` merged gap by gap."""
+        out = DecodeCounts.zero()
+        for part in parts:
+            for f in out:
+                if f == "head_gaps":
+                    add_gap(out[f], part.head_gaps)
+                else:
+                    out[f] += getattr(part, f)
+        return DecodeCounts(**out)
+
+
+def add_gap(gaps: dict[int, int], more: dict[int, int] | int, n: int = 0) -> None:
+    """Add to a ``head_gaps`` counter: another counter, or ``n`` reads at gap ``more``."""
+    for g, c in (more.items() if isinstance(more, dict) else [(more, n)]):
+        if c:
+            gaps[int(g)] = gaps.get(int(g), 0) + int(c)
 
 
 def speculative_summary(counts: DecodeCounts, draft_len) -> dict:
