@@ -290,3 +290,20 @@ def test_rescore_adds_predicted(tmp_path, capsys):
     avg = res["oracle"]["first_match"]["avg"]  # shortest context (16): b = 2, h = 6
     assert pred["ceiling"]["per_token"] == pytest.approx((4 * 2 + 6) / ((avg + 1) * 2 + 6))
     assert main(["rescore", str(out), "--gate", "confidence", "--cost-profile", str(tmp_path / "nope.json")]) == 2
+
+
+def test_encoder_prediction_by_hand():
+    """benchmarks/encoder_cost_check.py: two examples exiting at 0 and 2 of L = 3; embed 1 ms, block 3 / 2 ms,
+    head .6 / .5 ms, check .2 / .1 ms for 2 / 1 rows: layer 0 (2 rows) 3 + .6 + .2, layer 1 (1 row) 2 + .5 + .1,
+    layer 2 (1 row, no check at the last layer) 2 + .5 -> 1 + 3.8 + 2.6 + 2.5 = 9.9 ms."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "encoder_cost_check.py"
+    spec = importlib.util.spec_from_file_location("encoder_cost_check", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pieces = {"embed": 1.0, "block": {1: 2.0, 2: 3.0}, "head": {1: 0.5, 2: 0.6}, "check": {1: 0.1, 2: 0.2}}
+    assert mod.predicted_ms([0, 2], 3, True, pieces) == pytest.approx(9.9)
+    assert mod.predicted_ms([2, 2], 3, False, pieces) == pytest.approx(1 + 3 * 3.6)  # full depth, no checks
+    assert mod._interp({1: 2.0, 4: 5.0}, 2) == pytest.approx(3.0)
