@@ -10,7 +10,8 @@ task's first ``--batch-size`` documents, in one process:
 
 1. the model's own full forward and real layer-by-layer early exit
    (``ee_bench.decoding.encoder_exit.early_exit_classify``) under each setting — every example exits at a
-   fixed layer k (``--force-layers``; no checks) and the confidence gate at ``--thresholds`` —, and the
+   fixed layer k (``--force-layers``; no checks) and the confidence gate at ``--thresholds`` (by default three
+   percentiles of the batch's own top-1 probabilities, so examples leave at different layers) —, and the
    pieces of the encoder's cost profile: the embedding of the batch, one encoder block over b rows
    (b = 1, 2, 4, … B, the blocks taken in turn), the pooler + classifier over b rows, the gate's statistics
    over b rows; all timed together by ``ee_bench.decoding.speedup.time_interleaved`` (warm-up, ``--repeats``
@@ -39,7 +40,10 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--force-layers", default="0,2,4")
-    p.add_argument("--thresholds", default="0.5,0.6,0.7", help="confidence τ of the gated settings")
+    p.add_argument("--thresholds", default="quantiles",
+                   help="confidence τ of the gated settings, or 'quantiles': the 30th, 60th and 90th percentile of "
+                        "the batch's top-1 probabilities at the layers below the last (so that examples leave at "
+                        "different layers, whatever the head)")
     p.add_argument("--num-labels", type=int, default=2, help="labels of the fresh head (GLUE: 2, MNLI 3)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/encoder_cost_check")
@@ -112,7 +116,13 @@ def main(argv=None) -> int:
         return run
 
     settings = [(f"every example exits at {k}", None, None, k) for k in (int(x) for x in args.force_layers.split(",") if x)]
-    settings += [(f"confidence τ {tau}", conf, float(tau), None) for tau in args.thresholds.split(",") if tau]
+    if args.thresholds == "quantiles":
+        with torch.no_grad():
+            probs = model.layer_logits(batch).stats.top1_prob[: L - 1].flatten()  # (L−1)·B top-1 probabilities
+        taus = [round(float(torch.quantile(probs, q)), 4) for q in (0.3, 0.6, 0.9)]
+    else:
+        taus = [float(t) for t in args.thresholds.split(",") if t]
+    settings += [(f"confidence τ {tau}", conf, tau, None) for tau in taus]
     with torch.no_grad():
         inputs = batch.model_inputs()
         h = model.embed(batch)
