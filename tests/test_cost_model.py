@@ -8,13 +8,12 @@ import json
 
 import pytest
 import torch
-from tiny_models import tiny_llama
+from tiny_models import AlwaysGate, NeverGate, tiny_llama
 
 from ee_bench.cli import main
 from ee_bench.costs.flops import ACCELERATORS, Shape, block_bytes, block_flops, head_flops, roofline_ms
 from ee_bench.costs.predict import TokenWork, ceiling, full_depth_ms, predicted_speedup, run_ms, run_work, token_ms
 from ee_bench.costs.profile import PROFILE_SCHEMA, CostProfile, ProfileError, load_profile, profile_from_dict
-from ee_bench.exits.gates import Gate
 from ee_bench.exits.scoring import score_gate
 
 # 3 layers; block 2 ms (k = 1), head 6 ms; full check 7 ms, state check 0.1 ms; copy 0.5 ms per fill
@@ -113,25 +112,6 @@ def test_cold_head_by_hand():
     assert profile_from_dict(json.loads(json.dumps(COLD.to_dict()))).head_after_ms == {1: 7.0, 3: 9.0}
 
 
-class _Always(Gate):
-    """Fires at every check; reads the head or not."""
-
-    default_threshold = 0.5
-    grid = (0.5,)
-
-    def __init__(self, needs_head: bool):
-        self.needs_head, self.needs_hidden = needs_head, not needs_head
-
-    def fires(self, obs, threshold):
-        n = obs.top1.shape[0] if obs.top1 is not None else obs.hidden.shape[0]
-        return torch.ones(n, dtype=torch.bool)
-
-
-class _Never(_Always):
-    def fires(self, obs, threshold):
-        return torch.zeros(obs.top1.shape[0], dtype=torch.bool)
-
-
 @pytest.mark.parametrize("needs_head", [True, False])
 def test_loop_counts_head_gaps_by_hand(needs_head):
     """4 blocks, exit layer 1 only, min_prefix 2: output token 1 runs all 4 blocks and reads one head after
@@ -142,7 +122,7 @@ def test_loop_counts_head_gaps_by_hand(needs_head):
     from ee_bench.decoding.early_exit import EarlyExitDecoder
 
     lm = tiny_llama()
-    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], _Always(needs_head), 0.5, "copy", (), 6, exit_layers=[1],
+    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], AlwaysGate(needs_head), 0.5, "copy", (), 6, exit_layers=[1],
                                       min_prefix=2)
     exits = list(res.traces[0].exit_layers)
     assert exits[:2] == [3, 3] and set(exits[2:]) == {1}
@@ -157,7 +137,7 @@ def test_loop_counts_dense_checks_one_block_apart():
     from ee_bench.decoding.early_exit import EarlyExitDecoder
 
     lm = tiny_llama()
-    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], _Never(True), 0.5, "copy", (), 5, min_prefix=0)
+    res = EarlyExitDecoder(lm).decode(prompt_ids(lm)[:1], NeverGate(), 0.5, "copy", (), 5, min_prefix=0)
     n = len(res.traces[0].exit_layers) - 1  # the first token came from the prompt pass
     assert res.counts.head_gaps == {1: 4 * n}
 

@@ -3,40 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from tiny_models import N_LAYERS, prompt_ids, tiny_llama
+from tiny_models import N_LAYERS, AlwaysGate, NeverGate, prompt_ids, tiny_llama
 
 from ee_bench.decoding.early_exit import DecodingOptionError, EarlyExitDecoder, early_exit_generate
 from ee_bench.errors import ModelStructureError, UnknownNameError
-from ee_bench.exits.gates import Gate, GateObservation
 
 KVS = ("copy", "recompute", "deferred")
-
-
-class NeverGate(Gate):
-    """Reads the head statistics at every check and never fires."""
-
-    needs_head = True
-    default_threshold = 0.5
-    grid = (0.5,)
-
-    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
-        return torch.zeros_like(obs.top1, dtype=torch.bool)
-
-
-class AlwaysGate(Gate):
-    """Fires at the first allowed check; ``needs_head`` chosen per instance."""
-
-    default_threshold = 0.5
-    grid = (0.5,)
-
-    def __init__(self, needs_head: bool = True):
-        self.needs_head = needs_head
-        self.needs_hidden = not needs_head
-
-    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
-        n = obs.top1.shape[0] if obs.top1 is not None else obs.hidden.shape[0]
-        return torch.ones(n, dtype=torch.bool)
 
 
 @pytest.fixture(scope="module")

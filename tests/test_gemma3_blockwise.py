@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import GEMMA3_TEXT, assert_tiny, byte_tokenizer, prompt_ids
+from tiny_models import NeverGate, prompt_ids, tiny_gemma3_bytes
 
 from ee_bench.decoding.blocks import BlockExecutor
 from ee_bench.decoding.early_exit import early_exit_generate
@@ -21,40 +21,9 @@ from ee_bench.exits.gates import Gate, GateObservation
 KVS = ("copy", "recompute", "deferred")
 
 
-class NeverGate(Gate):
-    """Reads the head statistics at every check and never fires."""
-
-    needs_head = True
-    default_threshold = 0.5
-    grid = (0.5,)
-
-    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
-        return torch.zeros_like(obs.top1, dtype=torch.bool)
-
-
-def tiny_gemma3(attn: str):
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig
-
-    from ee_bench.models.hf_causal import HFCausalLM
-
-    cfg = Gemma3TextConfig(**{**GEMMA3_TEXT, "vocab_size": 257}, eos_token_id=256, pad_token_id=256,
-                           bos_token_id=None, max_position_embeddings=256)
-    cfg._attn_implementation = attn
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg).eval()
-    with torch.no_grad():  # sharper logits than the default init, so greedy has no near-ties
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.3)
-    assert_tiny(model)
-    model.generation_config.eos_token_id = 256
-    model.generation_config.pad_token_id = 256
-    return HFCausalLM(model, byte_tokenizer(), name="tiny-gemma3")
-
-
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
 def model(request):
-    return tiny_gemma3(request.param)
+    return tiny_gemma3_bytes(request.param)
 
 
 def test_layer_types_and_window_are_the_models(model):

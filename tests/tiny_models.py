@@ -4,7 +4,8 @@ One module, one parameter limit (:data:`MAX_TINY_PARAMS`): each builder checks i
 
 - Decoders in memory: :func:`build_tiny_llama` / :func:`build_tiny_gpt2` (word-level tokenizer, weights
   widened so top-1 ties do not occur), :func:`tiny_llama` (byte-level tokenizer, for early-exit decoding),
-  :func:`tiny_llama_mc` (byte-level BPE with merges, for multiple choice), :func:`tiny_gemma3`.
+  :func:`tiny_llama_mc` (byte-level BPE with merges, for multiple choice), :func:`tiny_gemma3_text`,
+  :func:`tiny_gemma3_bytes` (byte-level, for early-exit decoding); gates :class:`NeverGate`, :class:`AlwaysGate`.
 - Checkpoints on disk: :func:`save_tiny_llama` (+ :func:`write_tiny_task`), :func:`write_tiny_llama_gguf`.
 - Encoder-decoders: :func:`build_tiny_seq2seq` (marian, fsmt, t5, bart, mbart, m2m_100), :func:`save_tiny_marian`.
 - Encoders: :func:`tiny_encoder` (bert, roberta, electra, mpnet, distilbert) with :func:`encoder_tokenizer`.
@@ -16,6 +17,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from ee_bench.exits.gates import Gate, GateObservation
 
 MAX_TINY_PARAMS = 200_000
 
@@ -128,22 +131,65 @@ def tiny_llama(seed: int = 0, attn: str = "sdpa", dtype=torch.float32) -> "HFCau
     """4 blocks, hidden 32, 4 heads (2 key/value heads), vocab 257; about 60k parameters."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ee_bench.models.hf_causal import HFCausalLM
-
     cfg = LlamaConfig(vocab_size=257, hidden_size=32, intermediate_size=64, num_hidden_layers=N_LAYERS,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                       eos_token_id=256, pad_token_id=256, bos_token_id=None, tie_word_embeddings=False)
     cfg._attn_implementation = attn
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).to(dtype)
-    with torch.no_grad():  # sharper logits than the 0.02-std init, so greedy has no near-ties
+    return _byte_lm(LlamaForCausalLM(cfg).to(dtype), "tiny-llama")
+
+
+def tiny_gemma3_bytes(attn: str = "sdpa", seed: int = 0) -> "HFCausalLM":  # noqa: F821
+    """:data:`GEMMA3_TEXT` (3 blocks: local, local, global; sliding window 4) over the byte-level tokenizer
+    (vocab 257), for early-exit decoding."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(**{**GEMMA3_TEXT, "vocab_size": 257}, eos_token_id=256, pad_token_id=256,
+                           bos_token_id=None, max_position_embeddings=256)
+    cfg._attn_implementation = attn
+    torch.manual_seed(seed)
+    return _byte_lm(AutoModelForCausalLM.from_config(cfg).eval(), "tiny-gemma3")
+
+
+def _byte_lm(model, name: str) -> "HFCausalLM":  # noqa: F821
+    """Sharpen a byte-vocabulary causal LM (2-D weights ~ N(0, 0.3²), so greedy has no near-ties; the 0.02-std
+    init is too flat), set <eos> = 256 as its stop and padding token and wrap it."""
+    from ee_bench.models.hf_causal import HFCausalLM
+
+    with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.3)
     assert_tiny(model)
     model.generation_config.eos_token_id = 256
     model.generation_config.pad_token_id = 256
-    return HFCausalLM(model, byte_tokenizer(), name="tiny-llama")
+    return HFCausalLM(model, byte_tokenizer(), name=name)
+
+
+class NeverGate(Gate):
+    """Reads the head statistics at every check and never fires."""
+
+    needs_head = True
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        return torch.zeros_like(obs.top1, dtype=torch.bool)
+
+
+class AlwaysGate(Gate):
+    """Fires at the first allowed check; ``needs_head`` chosen per instance."""
+
+    default_threshold = 0.5
+    grid = (0.5,)
+
+    def __init__(self, needs_head: bool = True):
+        self.needs_head = needs_head
+        self.needs_hidden = not needs_head
+
+    def fires(self, obs: GateObservation, threshold: float) -> torch.Tensor:
+        n = obs.top1.shape[0] if obs.top1 is not None else obs.hidden.shape[0]
+        return torch.ones(n, dtype=torch.bool)
 
 
 PROMPTS = ["Die Ware hat", "unter 20 Euro gekostet, sagte er.", "ja"]
