@@ -79,6 +79,7 @@ def predicted_ms(exit_layers: list[int], L: int, checked: bool, pieces: dict) ->
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
+    import transformers
     from tabulate import tabulate
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
     spec = TaskIndex([]).expand([args.task])[0]
     docs = load_docs(spec, args.data_dir)[: args.batch_size]
     path = args.model or embedded_minilm_path()
+    if args.model is None:  # the fresh head is expected: no "weights newly initialized" report
+        transformers.logging.set_verbosity_error()
     hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=args.num_labels) if args.model is None \
         else AutoModelForSequenceClassification.from_pretrained(path)
     model = HFEncoderClassifier(hf, AutoTokenizer.from_pretrained(path), Path(path).name, max_length=128)

@@ -84,9 +84,9 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-patience", dest="calibration_patience", type=int, default=None,
                    help="stop the threshold sweep after N consecutive thresholds below the quality floor "
                         "(default: sweep the whole grid)")
-    g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=3,
-                   help="timed repeats per mode for the measured speed-up (median round)")
-    g.add_argument("--speedup-reference-spread", dest="reference_spread", type=float, default=0.02,
+    g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=None,
+                   help="timed repeats per mode for the measured speed-up (default 3; each mode keeps its median round)")
+    g.add_argument("--speedup-reference-spread", dest="reference_spread", type=float, default=None, metavar="F",
                    help="stop timing full depth once its rounds agree within this fraction, (max - min) / median "
                         "(default 0.02; 0 times it in every round)")
 
@@ -113,12 +113,16 @@ def early_exit_options(args: argparse.Namespace):
         EEBenchError: for bad values (message names the fix); UnknownNameError for unknown strategies.
     """
     if args.kv is None:
-        if args.calibrate or args.exit_layers is not None or args.check != "full" or args.draft_len is not None:
-            raise EEBenchError("--calibrate, --exit-layers, --check and --draft-len apply to early-exit decoding; "
-                               "add --kv copy (or recompute, deferred, speculative).")
+        if (args.calibrate or args.exit_layers is not None or args.check != "full" or args.draft_len is not None
+                or args.speedup_repeats is not None or args.reference_spread is not None):
+            raise EEBenchError("--calibrate, --exit-layers, --check, --draft-len, --speedup-repeats and "
+                               "--speedup-reference-spread apply to early-exit decoding; add --kv copy (or recompute, "
+                               "deferred, speculative).")
         return None
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
+    timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread))
+              if v is not None}  # unset: EarlyExitOptions' defaults
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
-                            args.calibrate, args.calibration_docs, args.min_quality_ratio, args.speedup_repeats,
-                            mode.name, draft_len, args.calibration_patience, args.reference_spread)
+                            args.calibrate, args.calibration_docs, args.min_quality_ratio, check=mode.name,
+                            draft_len=draft_len, calibration_patience=args.calibration_patience, **timing)

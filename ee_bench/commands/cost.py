@@ -1,4 +1,5 @@
-"""``ee-bench cost --model M``: the cost profile of a model on this machine (issue 22; parse, call, print).
+"""``ee-bench cost --model M``: the cost profile of a model on this machine, what a decoder block, the
+head and a gate check cost (issue 22; docs/definitions.md).
 
 - measured (default): the loaded model's block, head, checks and KV work, timed
   (:func:`ee_bench.decoding.cost_profile.measure_profile`), cached under ``<cache>/costs/`` and reused;
@@ -22,7 +23,7 @@ from ee_bench.errors import EEBenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench cost", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench cost", description=__doc__.split("\n\n")[0].replace("issue 22; ", "").replace("``", ""))
     p.add_argument("--model", required=True, help="model card (ee-bench ls models) or checkpoint folder")
     p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2 (pretrained=..., dtype=...)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
@@ -119,9 +120,18 @@ def _measure(args, card, config, contexts) -> int:
         wrapper = random_decoder(config, card.name, dtype_name, dev)
         n_layers = int(config["num_hidden_layers"])
     else:
-        from ee_bench.models.cards import load_model
+        from ee_bench.models.cards import card_config, load_model
 
-        wrapper = load_model(card, device=args.device, dtype=dtype)
+        try:
+            wrapper = load_model(card, device=args.device, dtype=dtype)
+        except EEBenchError as exc:
+            try:
+                card_config(card)  # a shipped config: the profile can be measured without the weights
+            except EEBenchError:
+                raise exc from None
+            raise EEBenchError(f"{exc} Without the weights: `ee-bench cost --model {card.name} --random-weights` times "
+                               f"its architecture from the shipped config with random weights, and `--roofline "
+                               f"h100-80gb` estimates it from the config alone.") from None
         n_layers = wrapper.n_layers
         config = wrapper.model.config.to_dict()
     print(f"timing {card.name} on {device_label(dev)}, {dtype_name}, {torch.get_num_threads()} threads "
@@ -178,7 +188,8 @@ def _print(prof: CostProfile, name: str) -> None:
           f"{full_depth_ms(prof):.2f} ms)")
     if prof.head_after_ms:
         cold = prof.head(1) + prof.cold_head(prof.n_layers)
-        print(f"head after all {prof.n_layers} blocks (as at full depth): {cold:.3f} ms = {cold / prof.block(1):.2f} blocks")
+        print(f"head after all {prof.n_layers} blocks (as at full depth): priced {cold:.3f} ms = {cold / prof.block(1):.2f} "
+              f"blocks (the larger of the back-to-back head and the head after g = {max(prof.head_after_ms)})")
     paper = PAPER_TABLE2.get(name)
     if paper is not None and paper["n_layers"] == prof.n_layers:
         c = ceiling(prof, paper["avg"])

@@ -21,7 +21,7 @@ from ee_bench.errors import EEBenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ee-bench fit-gate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="ee-bench fit-gate", description=__doc__.split("\n\n")[0].replace("; parse, call, print", "").replace("``", ""))
     p.add_argument("--model", required=True, help="model card (ee-bench ls models) or checkpoint folder")
     p.add_argument("--model_args", default=None, help="lm-eval style k=v,k2=v2 (pretrained=..., dtype=...)")
     p.add_argument("--task", required=True, help="a generation task (ee-bench ls tasks), e.g. wmt22_de_en")

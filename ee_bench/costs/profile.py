@@ -16,7 +16,7 @@ Fields (times in milliseconds, per call at batch 1):
 ``head_after_ms[g]``          final norm + LM head + argmax for one row when ``g`` decoder blocks ran since
                               the previous head call (g = 1, 2, 4, 8, 16, 32 up to the blocks built, and the
                               depth L): the blocks push the head out of the cache. On this project's CPU
-                              (260 MiB L3) SmolLM2's 113 MiB float32 head took 3.9 ms back to back, 4.0 ms
+                              (260 MiB L3) SmolLM2's 108 MiB float32 head took 3.9 ms back to back, 4.0 ms
                               after 1 block, 4.6 ms after 6 and 7.5 ms after 30. Optional (empty: no
                               cache effect is priced; profiles written before it existed)
 ``check_ms[mode]``            one gate check of one token: ``full`` (head + softmax statistics + the gate

@@ -8,12 +8,15 @@ final norm and output head (no extra heads, no training). It follows one of the 
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ee_bench.devices import check_device
 from ee_bench.errors import EEBenchError
+from ee_bench.hub import offline_if_unreachable
 from ee_bench.models.contracts import ExitModel
 from ee_bench.registry import Registry
 
@@ -86,9 +89,12 @@ def load_checkpoint(card, auto_model, device: str | None, dtype: str | None, kwa
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype or card.dtype, dev)
     source = card.pretrained
+    # a hub id with no hub: the hub clients' offline mode fails at once (or loads a cached copy) instead of retrying
+    offline = contextlib.nullcontext() if Path(str(source)).exists() else offline_if_unreachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in TOKENIZER_KEYS})
-        model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        with offline:
+            tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k in TOKENIZER_KEYS})
+            model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except OSError as exc:
         raise EEBenchError(
             f"Could not load checkpoint {source!r} for model {card.name}: {str(exc).splitlines()[0]} "
