@@ -14,11 +14,12 @@ task's first ``--batch-size`` documents, in one process:
    percentiles of the batch's own top-1 probabilities, so examples leave at different layers) —, and the
    pieces of the encoder's cost profile: the embedding of the batch, one encoder block over b rows
    (b = 1, 2, 4, … B, the blocks taken in turn), the pooler + classifier over b rows, the gate's statistics
-   over b rows; all timed together by ``ee_bench.decoding.speedup.time_interleaved`` (warm-up, ``--repeats``
+   over b rows, the attention mask built for b rows (at the start, and again whenever the batch shrinks); all timed together by ``ee_bench.decoding.speedup.time_interleaved`` (warm-up, ``--repeats``
    rounds, median);
 2. the predicted time of a setting from its own exit layers: with b_l examples still running at block l,
-   ``embed(B) + Σ_l [block(b_l) + head(b_l) + check(b_l)·(l is checked)]`` (each piece interpolated linearly in
-   b); full depth ``embed(B) + L·block(B) + head(B)``; predicted ×/batch = predicted full / predicted early
+   ``embed(B) + mask(B) + Σ_l [block(b_l) + head(b_l) + check(b_l)·(l is checked) + mask(b_{l+1})·(the batch
+   shrinks)]`` (each piece interpolated linearly in b); full depth ``embed(B) + mask(B) + L·(block(B) + head(B))``
+   (the loop at full depth; the model's own forward is what is measured); predicted ×/batch = predicted full / predicted early
    exit, beside the measured ×/batch (the model's full forward ÷ the early-exit loop) and their ratio
    (band [0.9, 1.1]).
 """
@@ -65,7 +66,7 @@ def _interp(points: dict[int, float], b: int) -> float:
 def predicted_ms(exit_layers: list[int], L: int, checked: bool, pieces: dict) -> float:
     """ms of one early-exit pass whose examples exit at ``exit_layers`` (module docstring formula)."""
     B = len(exit_layers)
-    t = pieces["embed"]
+    t = pieces["embed"] + _interp(pieces["context"], B)
     for layer in range(L):
         b = sum(1 for e in exit_layers if e >= layer)
         if b == 0:
@@ -73,6 +74,9 @@ def predicted_ms(exit_layers: list[int], L: int, checked: bool, pieces: dict) ->
         t += _interp(pieces["block"], b) + _interp(pieces["head"], b)
         if checked and layer < L - 1:
             t += _interp(pieces["check"], b)
+        left = sum(1 for e in exit_layers if e > layer)
+        if 0 < left < b:  # the batch shrinks: the attention mask is rebuilt for the rows left
+            t += _interp(pieces["context"], left)
     return t if B else 0.0
 
 
@@ -139,6 +143,7 @@ def main(argv=None) -> int:
             pieces_ops[("head", b)] = (lambda b=b: model.head_logits(cls[:b]).float())
             logits_b = model.head_logits(cls[:b]).float()
             pieces_ops[("check", b)] = (lambda lg=logits_b: reduce_logits(lg))
+            pieces_ops[("context", b)] = (lambda b=b: model.layer_context(h[:b], batch.attention_mask[:b]))
         exits = {}
         for name, gate, tau, k in settings:
             exits[name] = early_exit_classify(model, batch, gate, tau, force_layer=k).exit_layer.tolist()
@@ -152,15 +157,15 @@ def main(argv=None) -> int:
     wall = [r.split.total_s * 1e3 for r in results]
     piece_ms = {key: w / inner for key, w in zip(pieces_ops, wall[n_runs:])}
     pieces = {"embed": piece_ms[("embed",)], "block": {b: piece_ms[("block", b)] for b in rows},
-              "head": {b: piece_ms[("head", b)] for b in rows}, "check": {b: piece_ms[("check", b)] for b in rows}}
+              "head": {b: piece_ms[("head", b)] for b in rows}, "check": {b: piece_ms[("check", b)] for b in rows},
+              "context": {b: piece_ms[("context", b)] for b in rows}}
     full_measured = wall[0]
     full_pred = predicted_ms([L - 1] * B, L, False, pieces)
     print(f"{model.name}: L = {L}, {args.task} batch of {B} × {T} tokens, cpu float32, {args.threads} thread(s); "
           f"full forward measured {full_measured:.2f} ms, predicted {full_pred:.2f} ms")
-    print("pieces (ms): embed {:.3f}; block {}; head {}; check {}".format(
-        pieces["embed"], ", ".join(f"b={b} {v:.3f}" for b, v in pieces["block"].items()),
-        ", ".join(f"b={b} {v:.3f}" for b, v in pieces["head"].items()),
-        ", ".join(f"b={b} {v:.3f}" for b, v in pieces["check"].items())))
+    print(f"pieces (ms): embed {pieces['embed']:.3f}; " + "; ".join(
+        f"{name} " + ", ".join(f"b={b} {v:.3f}" for b, v in pieces[name].items())
+        for name in ("block", "head", "check", "context")))
     table, report = [], []
     for (name, gate, tau, k), ms in zip(settings, wall[1:n_runs]):
         ex = exits[name]

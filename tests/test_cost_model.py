@@ -283,7 +283,11 @@ def test_encoder_prediction_by_hand():
     spec = importlib.util.spec_from_file_location("encoder_cost_check", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    pieces = {"embed": 1.0, "block": {1: 2.0, 2: 3.0}, "head": {1: 0.5, 2: 0.6}, "check": {1: 0.1, 2: 0.2}}
+    pieces = {"embed": 1.0, "block": {1: 2.0, 2: 3.0}, "head": {1: 0.5, 2: 0.6}, "check": {1: 0.1, 2: 0.2},
+              "context": {1: 0.0, 2: 0.0}}
     assert mod.predicted_ms([0, 2], 3, True, pieces) == pytest.approx(9.9)
     assert mod.predicted_ms([2, 2], 3, False, pieces) == pytest.approx(1 + 3 * 3.6)  # full depth, no checks
+    # the mask: 0.4 ms for 2 rows at the start, 0.3 ms for the 1 row left after layer 0
+    pieces["context"] = {1: 0.3, 2: 0.4}
+    assert mod.predicted_ms([0, 2], 3, True, pieces) == pytest.approx(9.9 + 0.4 + 0.3)
     assert mod._interp({1: 2.0, 4: 5.0}, 2) == pytest.approx(3.0)
