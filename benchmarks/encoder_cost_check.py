@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     path = args.model or embedded_minilm_path()
     if args.model is None:  # the fresh head is expected: no "weights newly initialized" report
         transformers.logging.set_verbosity_error()
+        torch.manual_seed(0)  # the same fresh head every run
     hf = AutoModelForSequenceClassification.from_pretrained(path, num_labels=args.num_labels) if args.model is None \
         else AutoModelForSequenceClassification.from_pretrained(path)
     model = HFEncoderClassifier(hf, AutoTokenizer.from_pretrained(path), Path(path).name, max_length=128)
