@@ -59,7 +59,7 @@ class ClassifierGate(Gate):
     needs_hidden = True
     needs_file = True  # built from --gate-file by gate_from_options
     default_threshold = 0.9
-    grid = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)  # least → most aggressive (0.5, then 0.3 were binding on the joint SmolLM2)
+    grid = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)  # least → most aggressive (0.5, 0.3, then 0.1 were binding on the joint SmolLM2)
     aggressive = "lower"
     unit = "predicted probability"
 
