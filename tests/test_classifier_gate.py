@@ -26,7 +26,7 @@ from ee_bench.exits.classifier_gate import (
 )
 from ee_bench.exits.decide import gate_exit_layers
 from ee_bench.exits.gates import GATES, GateObservation, ThresholdError
-from ee_bench.training.exit_classifier import CONSTANT_LOGIT, fit_probes, probe_labels
+from ee_bench.training.exit_classifier import AUTO_CS, CONSTANT_LOGIT, fit_probes, probe_labels
 from ee_bench.types import LayerStats
 
 
@@ -99,6 +99,40 @@ def test_fit_probes_on_separable_data_and_constant_layers():
         fit_probes(hidden, top1, layers=[3])
 
 
+def test_heldout_figures_and_auto_c_by_document():
+    """Grouped cross-validation (12 documents of 20 tokens, 4 folds). Layer 0 is separable with a wide
+    margin (label = h_0 > 0, |h_0| ≥ 1): every held-out token is right, and the weakest regularisation
+    gives the most confident right answers, so "auto" picks the largest C. Layer 1's labels are coin
+    flips independent of h: the best held-out probe is the constant base rate, so "auto" regularises
+    strongly, the probe answers the majority class, and the held-out log loss is about the entropy H(p) = −p ln p − (1−p) ln(1−p)."""
+    n_docs, per_doc, H = 12, 20, 8
+    N = n_docs * per_doc
+    g = torch.Generator().manual_seed(1)
+    h0 = torch.randn(N, H, generator=g)
+    h0[:, 0] = torch.where(h0[:, 0] >= 0, h0[:, 0] + 1, h0[:, 0] - 1)
+    flip = torch.rand(N, generator=g) < 0.3
+    final = torch.arange(N) % 5
+    top1 = torch.stack([torch.where(h0[:, 0] > 0, final, final + 1), torch.where(flip, final, final + 1), final])
+    hidden = torch.stack([h0, torch.randn(N, H, generator=g), torch.zeros(N, H)])  # (L=3, N, H)
+    groups = [i // per_doc for i in range(N)]
+    fits = fit_probes(hidden, top1, c="auto", groups=groups, folds=4)
+    assert fits[0].c == max(AUTO_CS) and fits[0].heldout_accuracy == 1.0 and fits[0].train_accuracy == 1.0
+    p = float(flip.float().mean())
+    assert fits[1].c <= 0.01 and fits[1].heldout_accuracy == 1 - p  # the majority class on every held-out token
+    assert fits[1].heldout_log_loss == pytest.approx(-p * math.log(p) - (1 - p) * math.log(1 - p), abs=0.03)
+    assert fits[1].summary()["C"] == fits[1].c and "heldout_accuracy" in fits[1].summary()
+    fixed = fit_probes(hidden, top1, c=1.0)  # no groups: no held-out figures
+    assert fixed[0].heldout_accuracy is None and "heldout_accuracy" not in fixed[0].summary()
+    with pytest.raises(ValueError, match="pass groups"):
+        fit_probes(hidden, top1, c="auto")
+    with pytest.raises(ValueError, match="cannot fill 13 folds"):
+        fit_probes(hidden, top1, groups=groups, folds=13)
+    with pytest.raises(ValueError, match=r"expected \(240,\)"):
+        fit_probes(hidden, top1, groups=groups[:-1])
+    with pytest.raises(ValueError, match="positive number or 'auto'"):
+        fit_probes(hidden, top1, c="best")
+
+
 def test_probe_file_round_trip_and_refusals(tmp_path):
     path = tmp_path / "gate.json"
     save_classifier(path, hand_gate().weights, 4, 2, {"task": "hand"})
@@ -169,6 +203,13 @@ def test_fit_gate_then_evaluate_with_the_classifier(tmp_path, capsys):
     data = json.loads(probes.read_text())
     assert sorted(data["layers"]) == ["0", "1", "2"] and data["provenance"]["docs"] == [4, 8]
     assert data["provenance"]["n_tokens"] == sum(row["n_tokens"] for row in data["provenance"]["layers"]) / 3
+    assert data["provenance"]["heldout"] == "none (fewer documents than --folds)"  # 4 documents, 5 folds
+    code = main(["fit-gate", *model, "--task", "tiny_copy", "--include_path", str(tasks), "--docs", "4:8",
+                 "--C", "auto", "--folds", "2", "--output", str(probes), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(probes.read_text())
+    assert data["provenance"]["heldout"] == "GroupKFold(2) by document" and data["provenance"]["regression"].endswith("C=auto")
+    assert all("C" in row for row in data["provenance"]["layers"] if 0 < row["positive_rate"] < 1)
     res = tmp_path / "out"
     code = main([*model, "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier",
                  "--gate-file", str(probes), "--limit", "3", "--output_path", str(res), "--kv", "recompute",
@@ -188,6 +229,12 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert "START < END" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:9"]) == 2
     assert "runs past the 4 documents" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--C", "auto"]) == 2
+    assert "--C auto needs at least --folds 5 documents" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--C", "-1"]) == 2
+    assert "positive number or 'auto'" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--folds", "1"]) == 2
+    assert "--folds must be at least 2" in capsys.readouterr().err
     assert main(["--model", "hf", "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier"]) == 2
     assert "--gate-file FILE" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists()

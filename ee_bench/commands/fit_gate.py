@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", required=True, help="START:END document range to fit on (disjoint from evaluated ones)")
     p.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
                    help="0-based layers to fit probes for (default: every layer below the last)")
-    p.add_argument("--C", dest="c", type=float, default=1.0, help="inverse L2 strength of the regression (default 1)")
+    p.add_argument("--C", dest="c", default="1", help="inverse L2 strength of the regression (default 1), or 'auto': "
+                   "per layer, the value with the lowest held-out log loss over --folds document-disjoint folds")
+    p.add_argument("--folds", type=int, default=5, help="document-disjoint folds for the held-out accuracy and log loss "
+                   "(default 5; skipped with fewer documents unless --C auto)")
     p.add_argument("--output", required=True, help="the probe file to write (JSON)")
     p.add_argument("--device", default=None, help="cpu, cuda … (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 … (default: the card's)")
@@ -48,6 +51,18 @@ def _doc_range(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def _parse_c(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        c = float(text)
+    except ValueError:
+        c = float("nan")
+    if not c > 0:
+        raise EEBenchError(f"--C must be a positive number or 'auto', got {text!r}; e.g. --C 1 or --C auto.")
+    return c
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench import preflight
@@ -56,8 +71,12 @@ def main(argv: list[str]) -> int:
     from ee_bench.tasks.loaders import load_docs
 
     start, end = _doc_range(args.docs)
-    if not args.c > 0:
-        raise EEBenchError(f"--C must be a positive number, got {args.c}; e.g. --C 1.")
+    c = _parse_c(args.c)
+    if args.folds < 2:
+        raise EEBenchError(f"--folds must be at least 2, got {args.folds}.")
+    if c == "auto" and end - start < args.folds:
+        raise EEBenchError(f"--C auto needs at least --folds {args.folds} documents, --docs {args.docs} has "
+                           f"{end - start}; widen --docs or lower --folds.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
     out = Path(args.output)
@@ -101,17 +120,23 @@ def main(argv: list[str]) -> int:
     run_s = time.perf_counter() - t0
     hidden = torch.cat([r.hidden for r in records], dim=1).float().cpu()  # (L, N, H)
     top1 = torch.cat([r.stats.top1 for r in records], dim=1).cpu()  # (L, N)
+    groups = [start + r.doc_id for r in records for _ in range(r.stats.top1.shape[1])]  # (N,) each token's document
+    folds = args.folds if len(records) >= args.folds else None
     t1 = time.perf_counter()
-    fits = fit_probes(hidden, top1, layers, c=args.c, seed=args.seed)
+    fits = fit_probes(hidden, top1, layers, c=c, seed=args.seed, groups=groups if folds else None,
+                      folds=folds or args.folds)
     fit_s = time.perf_counter() - t1
     provenance = {"command": "ee-bench fit-gate " + shlex.join(argv), "git_sha": git_sha(), "model": card.name,
                   "pretrained": card.pretrained, "task": spec.task, "docs": [start, end], "n_tokens": int(top1.shape[1]),
-                  "label": "top1 of layer l equals top1 of layer L-1", "regression": f"sklearn LogisticRegression C={args.c}",
+                  "label": "top1 of layer l equals top1 of layer L-1", "regression": f"sklearn LogisticRegression C={c}",
+                  "heldout": (f"GroupKFold({folds}) by document" if folds else "none (fewer documents than --folds)"),
                   "run_s": round(run_s, 1), "fit_s": round(fit_s, 1), "layers": [f.summary() for f in fits]}
     save_classifier(out, {f.layer: (f.w, f.b) for f in fits}, L, H, provenance)
     print(f"fit-gate {card.name} on {spec.task} docs {start}..{end - 1}: {top1.shape[1]} tokens, "
           f"{len(fits)} probes ({run_s:.0f} s run, {fit_s:.1f} s fit) -> {out}")
-    print("layer  agree-with-final  train-acc")
+    print("layer  agree-with-final  train-acc  held-out-acc  held-out-log-loss        C")
     for f in fits:
-        print(f"{f.layer:5d}  {f.positive_rate:16.3f}  {f.train_accuracy:9.3f}")
+        held = (f"{f.heldout_accuracy:12.3f}  {f.heldout_log_loss:17.3f}" if f.heldout_accuracy is not None
+                else f"{'-':>12}  {'-':>17}")
+        print(f"{f.layer:5d}  {f.positive_rate:16.3f}  {f.train_accuracy:9.3f}  {held}  {f.c if f.c else '-':>7}")
     return 0
