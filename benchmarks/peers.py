@@ -73,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--calibrate", action="store_true",
                    help="choose τ per KV strategy on --n-cal disjoint documents (quality ≥ --min-quality-ratio)")
     p.add_argument("--n-cal", type=int, default=6)
+    p.add_argument("--calibration-objective", choices=("token", "sequence"), default="token",
+                   help="among qualifying τ: the most aggressive (token) or the best implied ×/seq (sequence)")
     p.add_argument("--min-prefix", type=int, default=4)
     p.add_argument("--min-quality-ratio", type=float, default=0.98)
     p.add_argument("--device", default=None, help="cpu, cuda (default: the card's choice)")
@@ -211,11 +213,12 @@ def run(args) -> dict:
                 dec.check = mode  # the sweep decodes with the decoder's check mode
                 cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, until, budget, sparse,
                                 args.min_prefix, "chrf", args.min_quality_ratio, target_lang=lang,
-                                patience=args.calibration_patience)
+                                patience=args.calibration_patience, objective=args.calibration_objective)
                 dec.check = parse_check_mode("full")
                 calibrations[name] = cal.to_dict()
                 tau = cal.chosen if cal.chosen is not None else tau
-                print(f"[{name}] calibrated on docs {cal_ids[0]}..{cal_ids[-1]}: τ {tau:g}"
+                print(f"[{name}] calibrated on docs {cal_ids[0]}..{cal_ids[-1]} ({args.calibration_objective} "
+                      f"objective): τ {tau:g}"
                       + ("" if cal.chosen is not None else f" (none kept {args.min_quality_ratio:g}: default used)"),
                       flush=True)
             taus[name] = tau

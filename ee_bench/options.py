@@ -66,7 +66,8 @@ def parse_kv_list(text: str) -> list[str]:
 
 def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--kv``, ``--exit-layers``, ``--min-prefix``, ``--check``, ``--draft-len``, ``--calibrate``,
-    ``--calibration-docs``, ``--calibration-patience``, ``--min-quality-ratio`` and ``--speedup-repeats`` to the evaluation parser."""
+    ``--calibration-docs``, ``--calibration-patience``, ``--calibration-objective``, ``--min-quality-ratio`` and
+    ``--speedup-repeats`` to the evaluation parser."""
     g = p.add_argument_group("early-exit decoding (real token-level exits; generation tasks)")
     g.add_argument("--kv", default=None, help="comma-separated KV strategies (ee-bench ls kv); enables early-exit decoding")
     g.add_argument("--exit-layers", "--exit_layers", dest="exit_layers", default=None,
@@ -84,6 +85,9 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-patience", dest="calibration_patience", type=int, default=None,
                    help="stop the threshold sweep after N consecutive thresholds below the quality floor "
                         "(default: sweep the whole grid)")
+    g.add_argument("--calibration-objective", dest="calibration_objective", default=None, choices=("token", "sequence"),
+                   help="among thresholds keeping the quality: token = the most aggressive (default, the paper's), "
+                        "sequence = the highest implied speed-up per sequence (longer outputs count against it)")
     g.add_argument("--speedup-repeats", dest="speedup_repeats", type=int, default=None,
                    help="timed repeats per mode for the measured speed-up (default 3; each mode keeps its median round)")
     g.add_argument("--speedup-reference-spread", dest="reference_spread", type=float, default=None, metavar="F",
@@ -113,15 +117,18 @@ def early_exit_options(args: argparse.Namespace):
         EEBenchError: for bad values (message names the fix); UnknownNameError for unknown strategies.
     """
     if args.kv is None:
-        if (args.calibrate or args.exit_layers is not None or args.check != "full" or args.draft_len is not None
+        if (args.calibrate or args.calibration_objective is not None or args.exit_layers is not None or args.check != "full" or args.draft_len is not None
                 or args.speedup_repeats is not None or args.reference_spread is not None):
-            raise EEBenchError("--calibrate, --exit-layers, --check, --draft-len, --speedup-repeats and "
+            raise EEBenchError("--calibrate, --calibration-objective, --exit-layers, --check, --draft-len, --speedup-repeats and "
                                "--speedup-reference-spread apply to early-exit decoding; add --kv copy (or recompute, "
                                "deferred, speculative).")
         return None
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
-    timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread))
+    if args.calibration_objective is not None and not args.calibrate:
+        raise EEBenchError("--calibration-objective chooses among the thresholds of a calibration sweep; add --calibrate.")
+    timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread),
+                                ("calibration_objective", args.calibration_objective))
               if v is not None}  # unset: EarlyExitOptions' defaults
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
                             args.calibrate, args.calibration_docs, args.min_quality_ratio, check=mode.name,

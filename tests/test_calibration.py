@@ -124,3 +124,49 @@ def test_patience_stops_the_sweep_after_consecutive_points_below_the_floor(tmp_p
     assert [p.threshold for p in full.points] == list(grid) and full.chosen == 0.6
     with pytest.raises(CalibrationError, match="patience 0"):
         calibrate(ScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 6, grid=grid, patience=0)
+
+
+class LengthScriptedDecoder:
+    """L = 4. Full depth: 10 tokens, 40 blocks. τ 0.9: 10 tokens in 38 blocks; τ 0.5: 12 tokens in 34;
+    τ 0.3: 16 tokens in 40 (the outputs grow); τ 0.1: a wrong text (fails the quality floor)."""
+
+    n_layers = 4
+    COUNTS = {None: (10, 40), 0.9: (10, 38), 0.5: (12, 34), 0.3: (16, 40), 0.1: (24, 24)}
+
+    def decode(self, prompts, gate, tau, *args, **kwargs):
+        from types import SimpleNamespace
+
+        tokens, layers = self.COUNTS[tau]
+        text = "zzz" if tau == 0.1 else "Die Ware hat unter 20 Euro gekostet."
+        return SimpleNamespace(traces=[SimpleNamespace(text=text)],
+                               counts=SimpleNamespace(tokens=tokens, token_layers=layers))
+
+
+def test_sequence_objective_counts_longer_outputs_against_a_threshold():
+    """Per token: 4·10/38 = 1.05, 4·12/34 = 1.41, 4·16/40 = 1.60 → ``token`` keeps 0.3, the most
+    aggressive that keeps quality. Per sequence (4 × 10 full-depth tokens / blocks run): 40/38 = 1.05,
+    40/34 = 1.18, 40/40 = 1.00 → ``sequence`` keeps 0.5."""
+    refs = [["Die Ware hat unter 20 Euro gekostet."]]
+    grid = (0.9, 0.5, 0.3, 0.1)
+    by_token = calibrate(LengthScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 24, grid=grid)
+    by_seq = calibrate(LengthScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 24, grid=grid,
+                       objective="sequence")
+    assert by_token.chosen == 0.3 and by_seq.chosen == 0.5
+    assert by_seq.objective == "sequence" and by_seq.full_tokens == 10
+    assert [p.tokens for p in by_seq.points] == [10, 12, 16, 24]
+    assert [round(p.implied_sequence_speedup, 4) for p in by_seq.points] == [round(40 / 38, 4), round(40 / 34, 4), 1.0,
+                                                                            round(40 / 24, 4)]
+    assert [round(p.implied_speedup, 4) for p in by_seq.points] == [round(40 / 38, 4), round(48 / 34, 4), 1.6, 4.0]
+    with pytest.raises(CalibrationError, match="not one of token, sequence"):
+        calibrate(LengthScriptedDecoder(), [[1]], refs, [0], ConfidenceGate(), "copy", (), 24, grid=grid,
+                  objective="speed")
+
+
+def test_sequence_objective_breaks_ties_toward_the_aggressive_threshold():
+    from ee_bench.decoding.calibration import SweepPoint, best_per_sequence
+
+    points = [SweepPoint(0.9, 50.0, 1.0, 1.1, 10, 1.2), SweepPoint(0.5, 50.0, 1.0, 1.3, 11, 1.2),
+              SweepPoint(0.3, 10.0, 0.2, 1.5, 12, 1.4)]  # 0.3 fails the floor
+    assert best_per_sequence(points, 50.0, 0.98, "lower") == 0.5
+    assert best_per_sequence(points, 50.0, 0.98, "higher") == 0.9  # entropy-like gates: higher is aggressive
+    assert best_per_sequence(points[2:], 50.0, 0.98, "lower") is None

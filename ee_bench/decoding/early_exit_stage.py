@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ee_bench.decoding.calibration import calibrate, calibration_ids
+from ee_bench.decoding.calibration import calibrate, calibration_ids, check_objective
 from ee_bench.decoding.checks import check_options, parse_check_mode, with_shortlist
 from ee_bench.decoding.decoders import decoder_for
 from ee_bench.decoding.speedup import EESetting, measure_speedups
@@ -51,6 +51,8 @@ class EarlyExitOptions:
             ((max − min) / median; None: timed every round).
         calibration_patience: stop the sweep after this many consecutive thresholds below that
             floor (None: the whole grid; :func:`~ee_bench.decoding.calibration.calibrate`).
+        calibration_objective: ``token`` (the most aggressive qualifying τ) or ``sequence`` (the
+            qualifying τ with the highest implied per-sequence speed-up).
         check: check mode, ``full`` or ``topk:K`` (approximate; :mod:`ee_bench.decoding.checks`).
         draft_len: tokens drafted per round with ``speculative`` (None: the strategy's default, 4).
 
@@ -69,6 +71,7 @@ class EarlyExitOptions:
     draft_len: int | None = None
     calibration_patience: int | None = None
     reference_spread: float | None = 0.02
+    calibration_objective: str = "token"
 
     def __post_init__(self) -> None:
         if not self.kvs:
@@ -88,6 +91,7 @@ class EarlyExitOptions:
             raise EEBenchError(f"--speedup-reference-spread must be a fraction in [0, 1), e.g. 0.02; got "
                                f"{self.reference_spread}. Give 0 to time full depth in every round.")
         check_options(self.check, self.draft_len)
+        check_objective(self.calibration_objective)
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             path = None if out_dir is None else out_dir / name
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
-                            batch_size=batch_size, out_path=path, patience=options.calibration_patience)
+                            batch_size=batch_size, out_path=path, patience=options.calibration_patience,
+                            objective=options.calibration_objective)
             calibrations[kv] = cal.to_dict()
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
