@@ -221,6 +221,10 @@ def run(args) -> dict:
                       f"objective): τ {tau:g}"
                       + ("" if cal.chosen is not None else f" (none kept {args.min_quality_ratio:g}: default used)"),
                       flush=True)
+                print("  sweep (τ: chrF ratio, implied ×/token, implied ×/seq, tokens of "
+                      f"{cal.full_tokens} at full depth): " + "; ".join(
+                          f"{p.threshold:g}: {_pct(p.relative_quality)}, {p.implied_speedup:.2f}, "
+                          f"{p.implied_sequence_speedup:.2f}, {p.tokens}" for p in cal.points), flush=True)
             taus[name] = tau
             modes.append(setting_mode(dec, EESetting(kv, gate, tau, sparse, args.min_prefix, mode), until, budget))
             names.append(f"{name} τ{tau:g}")

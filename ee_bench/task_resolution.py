@@ -34,6 +34,18 @@ def _lm_eval_tasks():
     return tasks
 
 
+def _both_missed(name: str, ee_names: list[str], lm_close: list[str]) -> str:
+    """One message for a name neither ee-bench nor lm-eval has: the close names of each, labelled."""
+    import difflib
+
+    ee_close = difflib.get_close_matches(name, ee_names, n=3, cutoff=0.5)
+    hints = [f"{', '.join(c)} ({who})" for c, who in ((ee_close, "ee-bench"), (lm_close[:3], "lm-eval")) if c]
+    return (f"Unknown task {name!r}: neither ee-bench nor lm-eval has it."
+            + (f" Did you mean: {'; '.join(hints)}?" if hints else "")
+            + " List them with `ee-bench ls tasks` and `ee-bench ls tasks --lm-eval`; add task folders with "
+              "--include_path DIR.")
+
+
 def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, limit: int | None = None,
                   seed: int = 1234) -> list:
     """Resolve ``--tasks`` names (see the module docstring) to ee-bench ``TaskSpec`` s and built
@@ -61,7 +73,8 @@ def resolve_tasks(names: list[str], include_paths: list[Path], data_dir=None, li
                 try:
                     built = [lm.from_name(name, include_paths, data_dir, limit, seed)]
                 except UnknownNameError as lm_miss:
-                    raise UnknownNameError(f"{ee_miss} | lm-eval: {lm_miss}") from None
+                    raise UnknownNameError(_both_missed(name, index.names(), getattr(lm_miss, "suggestions", []))
+                                           + index.miss_notes()) from None
             else:
                 built = [_lm_eval_tasks().from_spec(s, data_dir, limit, seed) if is_lm_eval(s) else s for s in specs]
         for spec in built:

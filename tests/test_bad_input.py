@@ -143,7 +143,8 @@ SIM_ENC = ["similarity", "--model", "bert-base-uncased-sst2"]  # an encoder card
 
 CASES = [
     # ---- names and options of the main run
-    C("unknown-task", lambda e: e.run(task="wmt22_de_ex"), "Unknown task 'wmt22_de_ex'", "Did you mean: wmt22_de_en"),
+    C("unknown-task", lambda e: e.run(task="wmt22_de_ex"), "Unknown task 'wmt22_de_ex': neither ee-bench nor lm-eval",
+      "Did you mean: wmt22_de_en"),
     C("unknown-model", lambda e: ["--model", "smollm2-135m", *e.run()[2:]], "Unknown model 'smollm2-135m'"),
     C("unknown-gate", lambda e: e.run("--gate", "confidance"), "Unknown gate 'confidance'", "none"),
     C("conf-threshold-1.5", lambda e: e.run("--threshold", "1.5"), "confidence threshold 1.5 is out of range", "(0, 1]"),

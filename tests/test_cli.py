@@ -38,7 +38,8 @@ def write_task(folder: Path, name: str, text: str) -> None:
     "argv, fragments",
     [
         (["--model", "smollm2-135m-ee", "--tasks", "wmt22_de_ex", "--gate", "confidence"],
-         ["Unknown task 'wmt22_de_ex'.", "Did you mean: wmt22_de_en"]),
+         ["Unknown task 'wmt22_de_ex': neither ee-bench nor lm-eval has it. Did you mean: wmt22_de_en",
+          "(ee-bench)", "ee-bench ls tasks --lm-eval"]),
         (["--model", "smollm2-135m", "--tasks", "demo_de_en"], ["Unknown model 'smollm2-135m'.", "Did you mean: smollm2-135m-ee"]),
         (["--model", "smollm2-135m-ee", "--tasks", "demo_de_en", "--gate", "confidance"],
          ["Unknown gate 'confidance'. Did you mean: confidence, oracle? Available: classifier, confidence, entropy, none, oracle, patience, state"]),
@@ -150,3 +151,13 @@ def test_demo_task_ignores_data_dir(tmp_path):
     (spec,) = TaskIndex().expand(["demo_de_en"])
     docs = load_docs(spec, str(tmp_path))
     assert len(docs) == 12 and docs[0]["tgt_lang"] == "en"
+
+
+def test_unknown_task_gives_one_hint_naming_both_registries(capsys):
+    """A name in neither registry: one message, one "Did you mean", each suggestion labelled by its source."""
+    from ee_bench.cli import main
+
+    code = main(["--model", "smollm2-135m-ee", "--tasks", "wmt22_de_enn"])
+    err = capsys.readouterr().err
+    assert_user_error(code, err, "Did you mean: wmt22_de_en", "(ee-bench)")
+    assert err.count("Did you mean") == 1 and "| lm-eval:" not in err

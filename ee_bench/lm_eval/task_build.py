@@ -332,9 +332,11 @@ def from_name(name: str, include_paths: list[Path], data_dir, limit: int | None,
         entry = tm.task_index.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, [n for m in (*managers, tm) for n in m.all_tasks], n=5, cutoff=0.6)
-        raise UnknownNameError(
+        miss = UnknownNameError(
             f"Unknown task {name!r}: neither ee-bench nor lm-eval has it.{' Did you mean: ' + ', '.join(close) + '?' if close else ''} "
             f"List them with `ee-bench ls tasks` and `ee-bench ls tasks --lm-eval`; add folders with --include_path DIR.")
+        miss.suggestions = close  # read by task_resolution to merge both registries' hints into one message
+        raise miss
     if entry.kind in (Kind.GROUP, Kind.TAG):
         members = sorted(entry.tags)[:8] if entry.kind == Kind.TAG else []
         raise EEBenchError(f"{name} is an lm-eval {entry.kind.name.lower()}; ee-bench runs lm-eval tasks one by one: "

@@ -143,13 +143,17 @@ class TaskIndex:
             ConfigError: if the file is invalid.
         """
         if name not in self._files:
-            broken = "".join(f" Task {b.origin} could not be imported ({b.error}); fix or uninstall it."
-                             for b in self.broken_plugins)
-            unreadable = "".join(f" {p} could not be parsed, so the tasks it defines are unknown "
-                                 f"(see `ee-bench validate --include_path {p.parent}`)." for p in self.unreadable)
             raise UnknownNameError(did_you_mean("task", name, self.names()) +
-                                   ". Add task folders with --include_path DIR." + broken + unreadable)
+                                   ". Add task folders with --include_path DIR." + self.miss_notes())
         return load_task_file(self._files[name])
+
+    def miss_notes(self) -> str:
+        """What may explain a missing task: plug-ins that failed to import and task files that failed
+        to parse (empty when there are none)."""
+        broken = "".join(f" Task {b.origin} could not be imported ({b.error}); fix or uninstall it."
+                         for b in self.broken_plugins)
+        return broken + "".join(f" {p} could not be parsed, so the tasks it defines are unknown "
+                                f"(see `ee-bench validate --include_path {p.parent}`)." for p in self.unreadable)
 
     def expand(self, names: list[str]) -> list[TaskSpec]:
         """Resolve task and group names (recursively, in order, without duplicates) to task specs."""
