@@ -165,3 +165,17 @@ def test_samples_fields_carry_one_trace_per_strategy(model):
     assert parse_kv_list(" copy, deferred ") == ["copy", "deferred"]
     with pytest.raises(UnknownNameError, match="Did you mean: recompute"):
         parse_kv_list("recomput")
+
+
+def test_shallow_exit_note_counts_layer0_exits_and_echoes_by_hand():
+    """min_prefix 2: tokens 2…5 are gated. Exits (3, 3, 0, 0, 0, 5), ids (8, 9, 9, 9, 4, 4): three of four
+    gated tokens exit at layer 0 (≥ half: warn); token 2 (9) repeats its input 9, token 3 (9) repeats 9,
+    token 4 (4) does not (input 9): 2 echoes. With min_prefix 0 the prompt's last id (8) is token 0's
+    input: 3 of 6 exit at layer 0, still half."""
+    from ee_bench.decoding.traces import ExitTrace, shallow_exit_note
+
+    t = ExitTrace("copy", 6, (8, 9, 9, 9, 4, 4), "x", (3, 3, 0, 0, 0, 5))
+    assert shallow_exit_note(t, 8, 2).startswith("3 of 4 gated tokens exited at layer 0, and 2 of them repeat")
+    assert shallow_exit_note(t, 8, 0).startswith("3 of 6 gated tokens exited at layer 0, and 2 of them")
+    assert shallow_exit_note(ExitTrace("copy", 6, (8, 9, 9), "x", (3, 0, 5)), 8, 0) is None  # 1 of 3
+    assert shallow_exit_note(ExitTrace("copy", 6, (8,), "x", (5,)), 8, 4) is None  # nothing gated

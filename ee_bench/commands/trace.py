@@ -146,6 +146,7 @@ def main(argv: list[str]) -> int:
     check_exit_layers(layers, model.n_layers, card.name)
 
     from ee_bench.decoding.decoders import decoder_for
+    from ee_bench.decoding.traces import shallow_exit_note
 
     dec = decoder_for(model, mode, draft_len)  # the model's own block loop (encoder-decoder or causal)
     if model.kind == "seq2seq":  # encoder-decoder: the raw source (task's seq2seq_source)
@@ -171,6 +172,10 @@ def main(argv: list[str]) -> int:
     print(f"full depth: {full.text}")
     for n, t in zip(names, traces):
         print(f"{n}: {t.text}")
+    for n, t in zip(names, traces):
+        note = shallow_exit_note(t, ids[0][-1], args.min_prefix)
+        if note:
+            print(f"warning ({n}): {note}")
     print()
     print(trace_table(model.tokenizer, names, traces, dec.n_layers))
     return 0

@@ -149,3 +149,29 @@ class DecodeResult:
     traces: tuple[ExitTrace, ...]
     split: TimeSplit
     counts: DecodeCounts
+
+
+def shallow_exit_note(trace: ExitTrace, last_prompt_id: int, min_prefix: int) -> str | None:
+    """A warning when most gated tokens of ``trace`` exit at layer 0, else None.
+
+    A token "gated" is one at position ≥ ``min_prefix`` (earlier ones never exit). At layer 0 the hidden
+    state is the input token's embedding plus one block, so on a model whose head is tied to its
+    embeddings the head there tends to echo the input token: exits at layer 0 are then degenerate
+    (Gemma-3-270M at confidence τ 0.9 does this). The note counts the layer-0 exits and how many of them
+    repeat their input token (the previous output token, or the prompt's last token for the first).
+
+    Args:
+        trace: one decoded sequence. last_prompt_id: the prompt's last token id. min_prefix: as decode.
+
+    Returns:
+        The warning text when at least half of the gated tokens exited at layer 0, else None.
+    """
+    gated = range(min(min_prefix, len(trace.token_ids)), len(trace.token_ids))
+    at0 = [i for i in gated if trace.exit_layers[i] == 0]
+    if not gated or 2 * len(at0) < len(gated):
+        return None
+    echo = sum(trace.token_ids[i] == (trace.token_ids[i - 1] if i else last_prompt_id) for i in at0)
+    return (f"{len(at0)} of {len(gated)} gated tokens exited at layer 0, and {echo} of them repeat their input "
+            f"token: layer 0's head mostly reads the input embedding, so these exits are degenerate. Raise the "
+            f"threshold or start --exit-layers later.")
+
