@@ -73,8 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--calibrate", action="store_true",
                    help="choose τ per KV strategy on --n-cal disjoint documents (quality ≥ --min-quality-ratio)")
     p.add_argument("--n-cal", type=int, default=6)
-    p.add_argument("--calibration-objective", choices=("token", "sequence"), default="token",
-                   help="among qualifying τ: the most aggressive (token) or the best implied ×/seq (sequence)")
+    p.add_argument("--calibration-objective", default="token",
+                   help="among qualifying τ: the most aggressive (token) and/or the best implied ×/seq (sequence); "
+                        "token,sequence times both choices of the one sweep side by side")
     p.add_argument("--min-prefix", type=int, default=4)
     p.add_argument("--min-quality-ratio", type=float, default=0.98)
     p.add_argument("--device", default=None, help="cpu, cuda (default: the card's choice)")
@@ -113,7 +114,13 @@ def run(args) -> dict:
 
     from ee_bench.costs.predict import ceiling, run_ms, run_work
     from ee_bench.costs.profile import load_profile
-    from ee_bench.decoding.calibration import calibrate, calibration_ids
+    from ee_bench.decoding.calibration import (
+        best_per_sequence,
+        calibrate,
+        calibration_ids,
+        check_objective,
+        select_threshold,
+    )
     from ee_bench.decoding.checks import parse_check_mode, with_shortlist
     from ee_bench.decoding.cost_profile import measure_profile
     from ee_bench.decoding.draft_length import parse_draft_len
@@ -136,6 +143,8 @@ def run(args) -> dict:
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs, target_language
 
+    for obj in args.calibration_objective.split(","):
+        check_objective(obj.strip())
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     card = resolve_card(args.model)
@@ -205,31 +214,43 @@ def run(args) -> dict:
             print(f"{c}: {len(mode.ids)} ids from the full-depth outputs of docs {sl_ids[0]}..{sl_ids[-1]}")
         checks[c] = mode
     taus, calibrations = {}, {}
+    objectives = [o.strip() for o in args.calibration_objective.split(",") if o.strip()]
     for kv in [k for k in args.kv.split(",") if k]:
         for g, c in pairs:
             gate, mode, name = gates[g], checks[c], f"{kv} {g}/{c}"
-            tau = gate.default_threshold if args.threshold is None else args.threshold
+            chosen = {"-": gate.default_threshold if args.threshold is None else args.threshold}
             if args.calibrate:
                 dec.check = mode  # the sweep decodes with the decoder's check mode
                 cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, until, budget, sparse,
                                 args.min_prefix, "chrf", args.min_quality_ratio, target_lang=lang,
-                                patience=args.calibration_patience, objective=args.calibration_objective)
+                                patience=args.calibration_patience, objective=objectives[0])
                 dec.check = parse_check_mode("full")
                 calibrations[name] = cal.to_dict()
-                tau = cal.chosen if cal.chosen is not None else tau
-                print(f"[{name}] calibrated on docs {cal_ids[0]}..{cal_ids[-1]} ({args.calibration_objective} "
-                      f"objective): τ {tau:g}"
-                      + ("" if cal.chosen is not None else f" (none kept {args.min_quality_ratio:g}: default used)"),
-                      flush=True)
                 print("  sweep (τ: chrF ratio, implied ×/token, implied ×/seq, tokens of "
                       f"{cal.full_tokens} at full depth): " + "; ".join(
                           f"{p.threshold:g}: {_pct(p.relative_quality)}, {p.implied_speedup:.2f}, "
                           f"{p.implied_sequence_speedup:.2f}, {p.tokens}" for p in cal.points), flush=True)
-            taus[name] = tau
-            modes.append(setting_mode(dec, EESetting(kv, gate, tau, sparse, args.min_prefix, mode), until, budget))
-            names.append(f"{name} τ{tau:g}")
-            kinds.append("early_exit")
-            meta.append({"gate": gate, "check": c, "needs_head": gate.needs_head, "kv": kv, "mode": mode})
+                chosen = {}
+                for obj in objectives:  # one sweep, each objective's choice (docs/kv_strategies.md)
+                    tau = (cal.chosen if obj == objectives[0] else
+                           best_per_sequence(cal.points, cal.full_quality, args.min_quality_ratio, gate.aggressive)
+                           if obj == "sequence" else
+                           select_threshold([(p.threshold, p.quality) for p in cal.points], cal.full_quality,
+                                            args.min_quality_ratio, gate.aggressive))
+                    print(f"[{name}] calibrated on docs {cal_ids[0]}..{cal_ids[-1]} ({obj} objective): "
+                          + (f"τ {tau:g}" if tau is not None else
+                             f"none kept {args.min_quality_ratio:g}: default τ {gate.default_threshold:g} used"),
+                          flush=True)
+                    chosen[obj] = gate.default_threshold if tau is None else tau
+            for tau in dict.fromkeys(chosen.values()):  # one row per distinct τ
+                by = [o for o, t in chosen.items() if t == tau and o != "-"]
+                row = f"{name} τ{tau:g}" + (f" ({', '.join(by)})" if len(objectives) > 1 and by else "")
+                taus[row] = tau
+                modes.append(setting_mode(dec, EESetting(kv, gate, tau, sparse, args.min_prefix, mode), until, budget))
+                names.append(row)
+                kinds.append("early_exit")
+                meta.append({"gate": gate, "check": c, "needs_head": gate.needs_head, "kv": kv, "mode": mode,
+                             "tau": tau})
     for n in notes:
         print(n)
 
@@ -238,7 +259,7 @@ def run(args) -> dict:
     print(f"timed {len(modes)} modes x {args.repeats} repeats ({time.perf_counter() - t0:.0f} s)", flush=True)
     full = runs[0]
     q_full = quality([t.text for t in full.traces], refs, ("chrf", "bleu"), lang)
-    reports = [compare_runs(n, m.get("gate"), taus.get(n.rsplit(" τ", 1)[0]) if k == "early_exit" else None, full, r,
+    reports = [compare_runs(n, m.get("gate"), m.get("tau") if k == "early_exit" else None, full, r,
                             n_layers=L, repeats=args.repeats, batch_size=1, references=refs, target_lang=lang,
                             full_quality=q_full) for n, k, m, r in zip(names, kinds, meta, runs)]
     verdicts = [speedup_verdict(n, r.to_dict(), args.min_quality_ratio) for n, r in zip(names, reports)]
