@@ -238,3 +238,20 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert main(["--model", "hf", "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier"]) == 2
     assert "--gate-file FILE" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists()
+
+
+def test_recall_at_precision_by_hand():
+    """benchmarks/probe_families.py: labels (1, 1, 0, 1) scored (.9, .8, .7, .1). Thresholds .9 / .8 / .7 / .1
+    give precision 1, 1, 2/3, 3/4 and recall 1/3, 2/3, 2/3, 1: at precision ≥ 0.9 the best recall is 2/3,
+    at ≥ 0.75 it is 1, and nothing reaches precision ≥ 0.9 when every score ranks a negative first."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
+    spec = importlib.util.spec_from_file_location("probe_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    y, p = [1, 1, 0, 1], [0.9, 0.8, 0.7, 0.1]
+    assert mod.recall_at_precision(y, p, 0.9) == pytest.approx(2 / 3)
+    assert mod.recall_at_precision(y, p, 0.75) == 1.0
+    assert mod.recall_at_precision([0, 1], [0.9, 0.1], 0.9) == 0.0

@@ -1,0 +1,95 @@
+"""Held-out comparison of exit-classifier probe families (issue 23, stop 22): linear probes at several
+L2 strengths against a small MLP, per exit layer, on document-disjoint folds.
+
+    python benchmarks/probe_families.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
+        --docs 1784:1984 --layers 11,17,23
+
+Runs documents A..B−1 at full depth with hidden states kept (the pass ``ee-bench fit-gate`` uses), labels
+each token at layer ℓ with top1_ℓ = top1_{L−1} (``probe_labels``), and scores each family by
+scikit-learn's ``GroupKFold`` over documents: accuracy at p ≥ 0.5, log loss, ROC AUC, and the recall
+(share of agreeing tokens kept) at the best threshold whose precision is ≥ 0.9 and ≥ 0.8, which is how
+many tokens a gate could exit at that precision. Features are standardised inside each fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m-ee", help="model card or checkpoint folder")
+    p.add_argument("--task", default="wmt22_de_en")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--docs", default="1784:1984", help="START:END, disjoint from evaluated documents")
+    p.add_argument("--layers", default="11,17,23")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--device", default=None)
+    return p.parse_args(argv)
+
+
+def recall_at_precision(y, p, precision: float) -> float:
+    """Largest recall over thresholds whose precision is ≥ ``precision`` (0 if none)."""
+    from sklearn.metrics import precision_recall_curve
+
+    prec, rec, _ = precision_recall_curve(y, p)
+    ok = rec[prec >= precision]
+    return float(ok.max()) if ok.size else 0.0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start, end = (int(x) for x in args.docs.split(":"))
+    layers = [int(x) for x in args.layers.split(",") if x.strip()]
+
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ee_bench.evaluation import EvalOptions, run_documents
+    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs
+    from ee_bench.training.exit_classifier import probe_labels
+
+    model = load_model(resolve_card(args.model), device=args.device)
+    spec = TaskIndex([]).expand([args.task])[0]
+    docs = load_docs(spec, args.data_dir)
+    records = run_documents(model, spec, docs[start:end], keep_hidden=True,
+                            options=EvalOptions(batch_size=8, progress=False))
+    hidden = torch.cat([r.hidden for r in records], dim=1).float()  # (L, N, H)
+    labels = probe_labels(torch.cat([r.stats.top1 for r in records], dim=1)).numpy()  # (L, N)
+    groups = np.array([start + r.doc_id for r in records for _ in range(r.stats.top1.shape[1])])
+    splits = list(GroupKFold(n_splits=args.folds).split(np.zeros(len(groups)), groups=groups))
+    families = {
+        "linear, C = 1": lambda: LogisticRegression(C=1.0, max_iter=2000),
+        "linear, C = 0.03": lambda: LogisticRegression(C=0.03, max_iter=2000),
+        "linear, C = 0.003": lambda: LogisticRegression(C=0.003, max_iter=2000),
+        "MLP (64 hidden)": lambda: MLPClassifier((64,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
+        "MLP (256 hidden)": lambda: MLPClassifier((256,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
+    }
+    print(f"{model.name} on {spec.task} docs {start}..{end - 1}: {len(groups)} tokens, GroupKFold({args.folds}) by document")
+    print("| layer | probe | accuracy | log loss | AUC | recall at precision 0.9 | at 0.8 |")
+    print("|---|---|---|---|---|---|---|")
+    for layer in layers:
+        x, y = hidden[layer].double().numpy(), labels[layer]
+        for name, make in families.items():
+            p = np.empty(len(y))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence and scikit-learn deprecation notices
+                for train, test in splits:
+                    p[test] = make_pipeline(StandardScaler(), make()).fit(x[train], y[train]).predict_proba(x[test])[:, 1]
+            print(f"| {layer} (positive {y.mean():.3f}) | {name} | {((p >= 0.5) == y).mean():.3f} | {log_loss(y, p):.3f} | "
+                  f"{roc_auc_score(y, p):.3f} | {recall_at_precision(y, p, 0.9):.3f} | "
+                  f"{recall_at_precision(y, p, 0.8):.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Where each exit-classifier probe file keeps quality: real early-exit decoding of the same documents
+at several thresholds, without timing (issue 23, stop 22).
+
+    python benchmarks/probe_frontier.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
+        --n-docs 50 --gate-files "C=1, 60 docs=OLD.json" "C auto, 400 docs=NEW.json" --taus 0.4,0.3,0.2,0.1
+
+Decodes documents 0..N−1 at full depth once, then with ``--gate classifier`` per probe file and τ
+(``EarlyExitDecoder.decode``: the KV strategy, exit layers and min_prefix given), and prints per point
+the chrF ratio to full depth, the implied speed-up per token (L × tokens / blocks run) and per sequence
+(L × full-depth tokens / blocks run), the tokens generated and the position-wise token agreement. The
+cost model turns the same work counts into its prediction; measure wall clock with ``peers.py``.
+Choose the probe files' fitting documents disjoint from 0..N−1.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m-ee", help="model card or checkpoint folder")
+    p.add_argument("--task", default="wmt22_de_en")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n-docs", type=int, default=50)
+    p.add_argument("--max-gen-toks", type=int, default=24)
+    p.add_argument("--gate-files", nargs="+", required=True, help="NAME=PATH per probe file")
+    p.add_argument("--taus", default="0.4,0.3,0.2,0.1", help="thresholds, comma-separated")
+    p.add_argument("--kv", default="recompute")
+    p.add_argument("--exit-layers", default="11,17,23")
+    p.add_argument("--min-prefix", type=int, default=4)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    files = dict(item.rsplit("=", 1) for item in args.gate_files)
+    taus = [float(x) for x in args.taus.split(",") if x.strip()]
+    layers = tuple(int(x) for x in args.exit_layers.split(",") if x.strip())
+
+    import torch
+
+    from ee_bench.decoding.early_exit import EarlyExitDecoder
+    from ee_bench.decoding.speedup import quality
+    from ee_bench.exits.classifier_gate import gate_from_options
+    from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.task_runners.generation import build_prompts, references_of
+    from ee_bench.tasks.index import TaskIndex
+    from ee_bench.tasks.loaders import load_docs, target_language
+
+    torch.set_num_threads(args.threads)
+    gates = {name: gate_from_options("classifier", path) for name, path in files.items()}  # bad files fail first
+    model = load_model(resolve_card(args.model), device=args.device)
+    spec = TaskIndex([]).expand([args.task])[0]
+    docs = load_docs(spec, args.data_dir)
+    ids = list(range(min(args.n_docs, len(docs))))
+    prompts = [p for _, p in build_prompts(model, spec, [docs[i] for i in ids])]
+    refs = [references_of(spec, docs[i]) for i in ids]
+    lang = target_language(spec, docs)
+    dec, until = EarlyExitDecoder(model), tuple(spec.until)
+    L = dec.n_layers
+    full = dec.decode(prompts, None, None, args.kv, until, args.max_gen_toks, exit_layers=())
+    q_full = quality([t.text for t in full.traces], refs, ["chrf"], lang)["chrf"]
+    n_full = full.counts.tokens
+    print(f"{model.name} on {spec.task} docs 0..{len(ids) - 1}, max_gen_toks {args.max_gen_toks}, {args.kv}, exits "
+          f"{list(layers)}, min_prefix {args.min_prefix}; full depth chrF {q_full:.2f}, {n_full} tokens")
+    print("| probes | τ | chrF ratio | implied ×/token | implied ×/seq | tokens | agreement |")
+    print("|---|---|---|---|---|---|---|")
+    for name, gate in gates.items():
+        gate.check_model(L, model.describe()["hidden_size"])
+        for tau in taus:
+            r = dec.decode(prompts, gate, tau, args.kv, until, args.max_gen_toks, layers, args.min_prefix)
+            q = quality([t.text for t in r.traces], refs, ["chrf"], lang)["chrf"]
+            same = sum(sum(a == b for a, b in zip(e.token_ids, f.token_ids)) for e, f in zip(r.traces, full.traces))
+            c = r.counts
+            print(f"| {name} | {tau:g} | {100 * q / q_full:.1f} % | {L * c.tokens / c.token_layers:.3f} | "
+                  f"{L * n_full / c.token_layers:.3f} | {c.tokens} | {same / n_full:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
