@@ -1,4 +1,4 @@
-"""Held-out comparison of exit-classifier probe families (issue 23, stop 22): linear probes at several
+"""Held-out comparison of exit-classifier probe families (docs/kv_strategies.md): linear probes at several
 L2 strengths against a small MLP, per exit layer, on document-disjoint folds.
 
     python benchmarks/probe_families.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
@@ -18,14 +18,14 @@ import warnings
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="smollm2-135m-ee", help="model card or checkpoint folder")
-    p.add_argument("--task", default="wmt22_de_en")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--task", default="wmt22_de_en", help="a generation task (ee-bench ls tasks)")
+    p.add_argument("--data-dir", default=None, help="offline data folder, e.g. ../shared/data")
     p.add_argument("--docs", default="1784:1984", help="START:END, disjoint from evaluated documents")
-    p.add_argument("--layers", default="11,17,23")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--device", default=None)
+    p.add_argument("--layers", default="11,17,23", help="0-based exit layers to compare probes at")
+    p.add_argument("--folds", type=int, default=5, help="document-disjoint folds (GroupKFold); prints to stdout")
+    p.add_argument("--device", default=None, help="cpu, cuda … (default: the card's choice)")
     return p.parse_args(argv)
 
 

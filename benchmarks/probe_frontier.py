@@ -1,5 +1,5 @@
 """Where each exit-classifier probe file keeps quality: real early-exit decoding of the same documents
-at several thresholds, without timing (issue 23, stop 22).
+at several thresholds, without timing (the exit classifier of docs/kv_strategies.md).
 
     python benchmarks/probe_frontier.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
         --n-docs 50 --gate-files "C=1, 60 docs=OLD.json" "C auto, 400 docs=NEW.json" --taus 0.4,0.3,0.2,0.1
@@ -18,24 +18,28 @@ import argparse
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="smollm2-135m-ee", help="model card or checkpoint folder")
-    p.add_argument("--task", default="wmt22_de_en")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--n-docs", type=int, default=50)
-    p.add_argument("--max-gen-toks", type=int, default=24)
-    p.add_argument("--gate-files", nargs="+", required=True, help="NAME=PATH per probe file")
+    p.add_argument("--task", default="wmt22_de_en", help="a generation task (ee-bench ls tasks)")
+    p.add_argument("--data-dir", default=None, help="offline data folder, e.g. ../shared/data")
+    p.add_argument("--n-docs", type=int, default=50, help="decode documents 0..N-1 of the test split")
+    p.add_argument("--max-gen-toks", type=int, default=24, help="token budget per document")
+    p.add_argument("--gate-files", nargs="+", required=True,
+                   help="one NAME=PATH per probe file (ee-bench fit-gate), e.g. 'C auto=runs/gates/g.json'; prints to stdout")
     p.add_argument("--taus", default="0.4,0.3,0.2,0.1", help="thresholds, comma-separated")
-    p.add_argument("--kv", default="recompute")
-    p.add_argument("--exit-layers", default="11,17,23")
-    p.add_argument("--min-prefix", type=int, default=4)
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kv", default="recompute", help="KV strategy (ee-bench ls kv)")
+    p.add_argument("--exit-layers", default="11,17,23", help="0-based layers where a token may exit")
+    p.add_argument("--min-prefix", type=int, default=4, help="the first N tokens never exit")
+    p.add_argument("--device", default=None, help="cpu, cuda … (default: the card's choice)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    bad = [item for item in args.gate_files if "=" not in item]
+    if bad:
+        raise SystemExit(f"error: --gate-files {bad[0]!r} is not NAME=PATH; e.g. --gate-files 'C auto={bad[0]}'")
     files = dict(item.rsplit("=", 1) for item in args.gate_files)
     taus = [float(x) for x in args.taus.split(",") if x.strip()]
     layers = tuple(int(x) for x in args.exit_layers.split(",") if x.strip())
@@ -44,6 +48,7 @@ def main(argv=None) -> int:
 
     from ee_bench.decoding.early_exit import EarlyExitDecoder
     from ee_bench.decoding.speedup import quality
+    from ee_bench.errors import EEBenchError
     from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.task_runners.generation import build_prompts, references_of
@@ -51,7 +56,13 @@ def main(argv=None) -> int:
     from ee_bench.tasks.loaders import load_docs, target_language
 
     torch.set_num_threads(args.threads)
-    gates = {name: gate_from_options("classifier", path) for name, path in files.items()}  # bad files fail first
+    try:  # bad files and thresholds fail before the model loads, as one line
+        gates = {name: gate_from_options("classifier", path) for name, path in files.items()}
+        for g in gates.values():
+            for tau in taus:
+                g.check_threshold(tau)
+    except EEBenchError as exc:
+        raise SystemExit(f"error: {exc}") from None
     model = load_model(resolve_card(args.model), device=args.device)
     spec = TaskIndex([]).expand([args.task])[0]
     docs = load_docs(spec, args.data_dir)

@@ -170,3 +170,17 @@ def test_sequence_objective_breaks_ties_toward_the_aggressive_threshold():
     assert best_per_sequence(points, 50.0, 0.98, "lower") == 0.5
     assert best_per_sequence(points, 50.0, 0.98, "higher") == 0.9  # entropy-like gates: higher is aggressive
     assert best_per_sequence(points[2:], 50.0, 0.98, "lower") is None
+
+
+def test_console_names_the_tau_the_measured_figures_were_decoded_at(capsys):
+    """The sweep's table marks the gate's --threshold; the early-exit line says which τ was decoded."""
+    from ee_bench.commands.evaluate import _print_early_exit_notes
+
+    result = {"measured_speedup": {
+        "recompute": {"check": "full", "threshold": 0.5,
+                      "calibration": {"doc_ids": [50, 51, 52], "chosen": 0.5, "objective": "sequence"}},
+        "copy": {"check": "full", "threshold": 0.9, "calibration": {"doc_ids": [50, 51, 52], "chosen": None}}}}
+    _print_early_exit_notes(result)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["early exit recompute: check full; decoded at τ 0.5 (calibrated on docs 50..52, sequence objective)",
+                   "early exit copy: check full; decoded at τ 0.9 (calibration on docs 50..52 kept no threshold: default)"]

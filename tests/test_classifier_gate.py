@@ -232,7 +232,9 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert main(["fit-gate", *base, "--docs", "0:3", "--C", "auto"]) == 2
     assert "--C auto needs at least --folds 5 documents" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--C", "-1"]) == 2
-    assert "positive number or 'auto'" in capsys.readouterr().err
+    assert "positive finite number or 'auto'" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--C", "inf"]) == 2  # an unregularised probe memorises
+    assert "positive finite number or 'auto'" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--folds", "1"]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
     assert main(["--model", "hf", "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier"]) == 2

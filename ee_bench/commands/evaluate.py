@@ -347,6 +347,15 @@ def _print_early_exit_notes(result: dict[str, Any]) -> None:
         if not isinstance(rep, dict) or "check" not in rep:
             continue
         line = f"early exit {kv}: check {rep['check']}"
+        if rep.get("threshold") is not None:  # the τ the measured figures were taken at (may differ from the sweep's)
+            cal = rep.get("calibration") or {}
+            how = ""
+            if cal.get("doc_ids"):
+                ids = cal["doc_ids"]
+                how = (f" (calibrated on docs {ids[0]}..{ids[-1]}, {cal.get('objective', 'token')} objective)"
+                       if cal.get("chosen") is not None else
+                       f" (calibration on docs {ids[0]}..{ids[-1]} kept no threshold: default)")
+            line += f"; decoded at τ {rep['threshold']:g}{how}"
         if not rep.get("speedup_applicable", True):
             line += f"; measured speed-up {rep['speedup_note']}"
         spec = rep.get("speculative")

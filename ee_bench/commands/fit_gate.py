@@ -13,6 +13,7 @@ exit layer (:func:`ee_bench.training.exit_classifier.fit_probes`) and writes the
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import time
 from pathlib import Path
@@ -58,8 +59,8 @@ def _parse_c(text: str) -> float | str:
         c = float(text)
     except ValueError:
         c = float("nan")
-    if not c > 0:
-        raise EEBenchError(f"--C must be a positive number or 'auto', got {text!r}; e.g. --C 1 or --C auto.")
+    if not (c > 0 and math.isfinite(c)):
+        raise EEBenchError(f"--C must be a positive finite number or 'auto', got {text!r}; e.g. --C 1 or --C auto.")
     return c
 
 
@@ -134,9 +135,16 @@ def main(argv: list[str]) -> int:
     save_classifier(out, {f.layer: (f.w, f.b) for f in fits}, L, H, provenance)
     print(f"fit-gate {card.name} on {spec.task} docs {start}..{end - 1}: {top1.shape[1]} tokens, "
           f"{len(fits)} probes ({run_s:.0f} s run, {fit_s:.1f} s fit) -> {out}")
-    print("layer  agree-with-final  train-acc  held-out-acc  held-out-log-loss        C")
+    if not folds:
+        print(f"no held-out figures: {len(records)} documents cannot fill --folds {args.folds} (widen --docs or "
+              f"lower --folds)")
+    print("layer  agree-with-final  train-acc  held-out-acc  majority-class  held-out-log-loss        C")
     for f in fits:
-        held = (f"{f.heldout_accuracy:12.3f}  {f.heldout_log_loss:17.3f}" if f.heldout_accuracy is not None
-                else f"{'-':>12}  {'-':>17}")
-        print(f"{f.layer:5d}  {f.positive_rate:16.3f}  {f.train_accuracy:9.3f}  {held}  {f.c if f.c else '-':>7}")
+        held = (f"{f.heldout_accuracy:12.3f}  {max(f.positive_rate, 1 - f.positive_rate):14.3f}  "
+                f"{f.heldout_log_loss:17.3f}" if f.heldout_accuracy is not None else f"{'-':>12}  {'-':>14}  {'-':>17}")
+        constant = f.positive_rate in (0.0, 1.0)
+        print(f"{f.layer:5d}  {f.positive_rate:16.3f}  {f.train_accuracy:9.3f}  {held}  {f.c if f.c else '-':>7}"
+              + (f"  (constant probe: {'always' if f.positive_rate == 1.0 else 'never'} fires)" if constant else ""))
+    print("majority-class: the accuracy of always answering the commoner label; a held-out accuracy near it means "
+          "the probe adds little")
     return 0

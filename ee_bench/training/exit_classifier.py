@@ -111,7 +111,7 @@ def fit_probes(hidden: Tensor, top1: Tensor, layers: Iterable[int] | None = None
     if any(not 0 <= x < L - 1 for x in layers):
         raise ValueError(f"probe layers {layers} must lie in 0..{L - 2} (the last layer always exits)")
     auto = c == "auto"
-    if not auto and not (isinstance(c, (int, float)) and c > 0):
+    if not auto and not (isinstance(c, (int, float)) and 0 < c < float("inf")):
         raise ValueError(f"c must be a positive number or 'auto', got {c!r}")
     splits = None
     if groups is not None:
