@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 def did_you_mean(kind: str, name: str, available: list[str]) -> str:
     """Format the standard miss message: ``Unknown gate 'x'. Did you mean: y? Available: …``."""
-    close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+    by_lower = {a.lower(): a for a in available}  # case-insensitive: WMT22_DE_EN suggests wmt22_de_en
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     listing = ", ".join(sorted(available)) or "(none)"
     return f"Unknown {kind} {name!r}.{hint} Available: {listing}"

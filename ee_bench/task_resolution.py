@@ -38,7 +38,8 @@ def _both_missed(name: str, ee_names: list[str], lm_close: list[str]) -> str:
     """One message for a name neither ee-bench nor lm-eval has: the close names of each, labelled."""
     import difflib
 
-    ee_close = difflib.get_close_matches(name, ee_names, n=3, cutoff=0.5)
+    by_lower = {n.lower(): n for n in ee_names}  # case-insensitive, as registry.did_you_mean
+    ee_close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
     hints = [f"{', '.join(c)} ({who})" for c, who in ((ee_close, "ee-bench"), (lm_close[:3], "lm-eval")) if c]
     return (f"Unknown task {name!r}: neither ee-bench nor lm-eval has it."
             + (f" Did you mean: {'; '.join(hints)}?" if hints else "")

@@ -161,3 +161,14 @@ def test_unknown_task_gives_one_hint_naming_both_registries(capsys):
     err = capsys.readouterr().err
     assert_user_error(code, err, "Did you mean: wmt22_de_en", "(ee-bench)")
     assert err.count("Did you mean") == 1 and "| lm-eval:" not in err
+
+
+def test_suggestions_ignore_case(capsys):
+    """WMT22_DE_EN is not a task (names are case-sensitive), but the hint names wmt22_de_en."""
+    from ee_bench.cli import main
+    from ee_bench.registry import did_you_mean
+
+    assert did_you_mean("gate", "CONFIDENCE", ["confidence", "entropy"]).startswith(
+        "Unknown gate 'CONFIDENCE'. Did you mean: confidence?")
+    code = main(["--model", "smollm2-135m-ee", "--tasks", "WMT22_DE_EN"])
+    assert_user_error(code, capsys.readouterr().err, "Did you mean: wmt22_de_en")
