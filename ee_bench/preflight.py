@@ -15,6 +15,7 @@ Each raises :class:`~ee_bench.errors.EEBenchError` with a message naming the pro
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -56,7 +57,10 @@ def check_output_folder(path: str | os.PathLike, option: str = "--output_path") 
         tmp = tempfile.mkdtemp(prefix=".ee-bench-probe-", dir=probe)
         os.rmdir(tmp)
     except OSError as exc:
-        raise EEBenchError(f"{option} {path} cannot be written ({probe}: {exc.strerror or exc}). Give a folder "
+        # a folder that exists but answers "no such file" to a new entry is a virtual file system (/proc, /sys)
+        why = ("it exists, but nothing can be created in it (a virtual file system such as /proc or /sys)"
+               if exc.errno == errno.ENOENT else exc.strerror or str(exc))
+        raise EEBenchError(f"{option} {path} cannot be written ({probe}: {why}). Give a folder "
                            f"you can write to, e.g. runs/.") from None
 
 

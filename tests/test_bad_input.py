@@ -188,7 +188,8 @@ CASES = [
     C("output-is-file", lambda e: [*e.run()[:-2], "--output_path", str(e.file("outfile", "x"))], "outfile is a file, not a folder"),
     C("output-under-file", lambda e: [*e.run()[:-2], "--output_path", str(e.file("outfile", "x") / "sub")],
       "which is a file, not a folder"),
-    C("output-under-proc", lambda e: [*e.run()[:-2], "--output_path", "/proc/ee-bench-x"], "/proc/ee-bench-x cannot be written"),
+    C("output-under-proc", lambda e: [*e.run()[:-2], "--output_path", "/proc/ee-bench-x"], "/proc/ee-bench-x cannot be written",
+      "a virtual file system such as /proc"),
     # ---- task files
     C("unknown-metric", lambda e: e.run(task=e.task("t_metric", **{"metric_list: [{metric: chrf}]": "metric_list: [{metric: bleuu}]"})),
       "Unknown metric 'bleuu'. Did you mean: bleu?"),

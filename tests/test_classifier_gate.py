@@ -221,6 +221,21 @@ def test_fit_gate_then_evaluate_with_the_classifier(tmp_path, capsys):
     assert result["measured_speedup"]["recompute"]["ee_counts"]["gate_checks"] > 0
 
 
+def test_fit_gate_refuses_the_last_layer_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """The tiny checkpoint has 4 layers (config.json), so probes exist for layers 0..2; layer 3 is the full
+    depth. The refusal comes from the configuration alone: load_model is never called."""
+    from ee_bench.models import cards
+
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    tasks = write_tiny_task(tmp_path / "tasks", n_docs=4)
+    monkeypatch.setattr(cards, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    code = main(["fit-gate", "--model", "hf", "--model_args", f"pretrained={ckpt}", "--task", "tiny_copy",
+                 "--include_path", str(tasks), "--docs", "0:4", "--exit-layers", "1,3", "--output", str(tmp_path / "g.json")])
+    assert code == 2
+    assert "--exit-layers 1,3: probes exist for layers 0..2 of this model (layer 3 is the full depth)" in capsys.readouterr().err
+    assert not (tmp_path / "g.json").exists()
+
+
 def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     tasks = write_tiny_task(tmp_path / "tasks", n_docs=4)
     base = ["--model", "hf", "--model_args", "pretrained=/nonexistent", "--task", "tiny_copy",
@@ -237,6 +252,9 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert "positive finite number or 'auto'" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--folds", "1"]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
+    assert main(["fit-gate", *base[:4], "--task", "tiny_cpoy", *base[6:], "--docs", "0:3"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown task 'tiny_cpoy'" in err and "Did you mean: tiny_copy" in err and "not lm-eval's" in err
     assert main(["--model", "hf", "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier"]) == 2
     assert "--gate-file FILE" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists()

@@ -175,7 +175,21 @@ def test_shallow_exit_note_counts_layer0_exits_and_echoes_by_hand():
     from ee_bench.decoding.traces import ExitTrace, shallow_exit_note
 
     t = ExitTrace("copy", 6, (8, 9, 9, 9, 4, 4), "x", (3, 3, 0, 0, 0, 5))
-    assert shallow_exit_note(t, 8, 2).startswith("3 of 4 gated tokens exited at layer 0, and 2 of them repeat")
-    assert shallow_exit_note(t, 8, 0).startswith("3 of 6 gated tokens exited at layer 0, and 2 of them")
+    assert shallow_exit_note(t, 8, 2).startswith("3 of 4 gated tokens exited at layers 0-1 (the first tenth")
+    assert "and 2 of them repeat" in shallow_exit_note(t, 8, 2)
+    assert shallow_exit_note(t, 8, 0).startswith("3 of 6 gated tokens exited at layers 0-1")
     assert shallow_exit_note(ExitTrace("copy", 6, (8, 9, 9), "x", (3, 0, 5)), 8, 0) is None  # 1 of 3
     assert shallow_exit_note(ExitTrace("copy", 6, (8,), "x", (5,)), 8, 4) is None  # nothing gated
+
+
+def test_shallow_exit_note_counts_layer1_and_the_first_tenth_of_the_depth_by_hand():
+    """L 30: shallow layers are 0-2 (⌈30/10⌉ = 3). Exits (1, 1, 2, 11, 29), ids (5, 5, 7, 7, 3), min_prefix
+    0, prompt's last id 5: tokens 0, 1, 2 are shallow (3 of 5, ≥ half); token 0 (5) repeats 5, token 1 (5)
+    repeats 5, token 2 (7) does not: 2 echoes. On L 6 only layers 0-1 are shallow, so the exit at 2 is not
+    counted: 2 of 5 < half, no warning."""
+    from ee_bench.decoding.traces import ExitTrace, shallow_exit_note, shallow_layers
+
+    assert [shallow_layers(n) for n in (6, 18, 20, 21, 30)] == [2, 2, 2, 3, 3]
+    note = shallow_exit_note(ExitTrace("copy", 30, (5, 5, 7, 7, 3), "x", (1, 1, 2, 11, 29)), 5, 0)
+    assert note.startswith("3 of 5 gated tokens exited at layers 0-2") and "and 2 of them repeat" in note
+    assert shallow_exit_note(ExitTrace("copy", 6, (5, 5, 7, 7, 3), "x", (1, 1, 2, 4, 5)), 5, 0) is None

@@ -18,7 +18,7 @@ import shlex
 import time
 from pathlib import Path
 
-from ee_bench.errors import EEBenchError
+from ee_bench.errors import EEBenchError, UnknownNameError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +90,10 @@ def main(argv: list[str]) -> int:
 
         check_device(args.device)
     layers = parse_layers(args.exit_layers)
-    spec = TaskIndex([Path(args.include_path)] if args.include_path else []).expand([args.task])[0]
+    try:
+        spec = TaskIndex([Path(args.include_path)] if args.include_path else []).expand([args.task])[0]
+    except UnknownNameError as miss:  # the main command also knows lm-eval's tasks; fit-gate reads ee-bench's
+        raise UnknownNameError(f"{miss} fit-gate reads ee-bench's own generation tasks only, not lm-eval's.") from None
     if spec.output_type != "generate_until":
         raise EEBenchError(f"fit-gate fits probes on generated tokens; {spec.task} is a {spec.output_type} task. "
                            f"Use a generation task, e.g. --task wmt22_de_en.")
@@ -101,6 +104,10 @@ def main(argv: list[str]) -> int:
     from ee_bench.models.cards import resolve_card
 
     card = resolve_card(args.model, args.model_args)
+    from ee_bench.models.depth import checkpoint_depth
+
+    depth = checkpoint_depth(card)  # from the configuration alone, before any weight loads (None: check after)
+    _check_probe_layers(layers, depth, args.exit_layers)
 
     import torch
 
@@ -113,8 +120,7 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(args.seed)
     model = load_model(card, device=args.device, dtype=args.dtype)
     L, H = model.n_layers, model.describe()["hidden_size"]
-    if layers is not None and any(not 0 <= x < L - 1 for x in layers):
-        raise EEBenchError(f"--exit-layers {args.exit_layers}: probes exist for layers 0..{L - 2} of this model.")
+    _check_probe_layers(layers, L, args.exit_layers)
     t0 = time.perf_counter()
     records = run_documents(model, spec, docs[start:end], keep_hidden=True,
                             options=EvalOptions(batch_size=args.batch_size, progress=args.progress))
@@ -148,3 +154,15 @@ def main(argv: list[str]) -> int:
     print("majority-class: the accuracy of always answering the commoner label; a held-out accuracy near it means "
           "the probe adds little")
     return 0
+
+
+def _check_probe_layers(layers, n_layers: int | None, text: str) -> None:
+    """Refuse ``--exit-layers`` outside 0 … L−2 (layer L−1 is the full depth, which needs no probe); a
+    no-op while L is unknown (None).
+
+    Raises:
+        EEBenchError: a layer outside that range.
+    """
+    if layers is not None and n_layers is not None and any(not 0 <= x < n_layers - 1 for x in layers):
+        raise EEBenchError(f"--exit-layers {text}: probes exist for layers 0..{n_layers - 2} of this model "
+                           f"(layer {n_layers - 1} is the full depth).")

@@ -151,27 +151,36 @@ class DecodeResult:
     counts: DecodeCounts
 
 
-def shallow_exit_note(trace: ExitTrace, last_prompt_id: int, min_prefix: int) -> str | None:
-    """A warning when most gated tokens of ``trace`` exit at layer 0, else None.
+def shallow_layers(n_layers: int) -> int:
+    """How many of the first blocks count as *shallow* for :func:`shallow_exit_note`: the first tenth of
+    the depth, rounded up, and at least 2 (layers 0 and 1). SmolLM2 (L = 30) → 3 (layers 0–2);
+    Gemma-3-270M (L = 18) → 2; a 6-layer encoder → 2."""
+    return max(2, -(-n_layers // 10))
 
-    A token "gated" is one at position ≥ ``min_prefix`` (earlier ones never exit). At layer 0 the hidden
-    state is the input token's embedding plus one block, so on a model whose head is tied to its
-    embeddings the head there tends to echo the input token: exits at layer 0 are then degenerate
-    (Gemma-3-270M at confidence τ 0.9 does this). The note counts the layer-0 exits and how many of them
-    repeat their input token (the previous output token, or the prompt's last token for the first).
+
+def shallow_exit_note(trace: ExitTrace, last_prompt_id: int, min_prefix: int) -> str | None:
+    """A warning when most gated tokens of ``trace`` exit in its first few blocks, else None.
+
+    A token "gated" is one at position ≥ ``min_prefix`` (earlier ones never exit). *Shallow* layers are
+    0 … :func:`shallow_layers` − 1. Near the bottom the hidden state is still mostly the input token's
+    embedding, so on a model whose head is tied to its embeddings the head there tends to echo the input
+    token: such exits are degenerate (Gemma-3-270M at confidence τ 0.9 exits at layer 0; SmolLM2 with
+    ``--exit-layers 1,11`` at τ 0.01 exits at layer 1). The note counts the shallow exits and how many of
+    them repeat their input token (the previous output token, or the prompt's last token for the first).
 
     Args:
         trace: one decoded sequence. last_prompt_id: the prompt's last token id. min_prefix: as decode.
 
     Returns:
-        The warning text when at least half of the gated tokens exited at layer 0, else None.
+        The warning text when at least half of the gated tokens exited at a shallow layer, else None.
     """
     gated = range(min(min_prefix, len(trace.token_ids)), len(trace.token_ids))
-    at0 = [i for i in gated if trace.exit_layers[i] == 0]
-    if not gated or 2 * len(at0) < len(gated):
+    top = shallow_layers(trace.n_layers) - 1
+    shallow = [i for i in gated if trace.exit_layers[i] <= top]
+    if not gated or 2 * len(shallow) < len(gated):
         return None
-    echo = sum(trace.token_ids[i] == (trace.token_ids[i - 1] if i else last_prompt_id) for i in at0)
-    return (f"{len(at0)} of {len(gated)} gated tokens exited at layer 0, and {echo} of them repeat their input "
-            f"token: layer 0's head mostly reads the input embedding, so these exits are degenerate. Raise the "
-            f"threshold or start --exit-layers later.")
+    echo = sum(trace.token_ids[i] == (trace.token_ids[i - 1] if i else last_prompt_id) for i in shallow)
+    return (f"{len(shallow)} of {len(gated)} gated tokens exited at layers 0-{top} (the first tenth of the "
+            f"depth), and {echo} of them repeat their input token: the head there mostly reads the input "
+            f"embedding, so these exits are degenerate. Raise the threshold or start --exit-layers later.")
 
