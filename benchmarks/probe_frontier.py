@@ -2,7 +2,8 @@
 at several thresholds, without timing (the exit classifier of docs/kv_strategies.md).
 
     python benchmarks/probe_frontier.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
-        --n-docs 50 --gate-files "C=1, 60 docs=OLD.json" "C auto, 400 docs=NEW.json" --taus 0.4,0.3,0.2,0.1
+        --n-docs 50 --gate-files "C=1, 60 docs=OLD.json" "C auto, 400 docs=NEW.json" --taus 0.4,0.3,0.2,0.1 \\
+        --exit-layers 11,17,23 all --docs 100:150
 
 Decodes documents 0..N−1 at full depth once, then with ``--gate classifier`` per probe file and τ
 (``EarlyExitDecoder.decode``: the KV strategy, exit layers and min_prefix given), and prints per point
@@ -23,12 +24,16 @@ def parse_args(argv=None):
     p.add_argument("--task", default="wmt22_de_en", help="a generation task (ee-bench ls tasks)")
     p.add_argument("--data-dir", default=None, help="offline data folder, e.g. ../shared/data")
     p.add_argument("--n-docs", type=int, default=50, help="decode documents 0..N-1 of the test split")
+    p.add_argument("--docs", default=None, metavar="START:END",
+                   help="decode documents START..END-1 instead (e.g. ones disjoint from an evaluation's 0..N-1)")
     p.add_argument("--max-gen-toks", type=int, default=24, help="token budget per document")
     p.add_argument("--gate-files", nargs="+", required=True,
                    help="one NAME=PATH per probe file (ee-bench fit-gate), e.g. 'C auto=runs/gates/g.json'; prints to stdout")
     p.add_argument("--taus", default="0.4,0.3,0.2,0.1", help="thresholds, comma-separated")
     p.add_argument("--kv", default="recompute", help="KV strategy (ee-bench ls kv)")
-    p.add_argument("--exit-layers", default="11,17,23", help="0-based layers where a token may exit")
+    p.add_argument("--exit-layers", nargs="+", default=["11,17,23"],
+                   help="one or more sets of 0-based layers where a token may exit, each comma-separated "
+                        "or 'all' (every layer below the last); each set is decoded at every τ")
     p.add_argument("--min-prefix", type=int, default=4, help="the first N tokens never exit")
     p.add_argument("--device", default=None, help="cpu, cuda … (default: the card's choice)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -42,7 +47,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --gate-files {bad[0]!r} is not NAME=PATH; e.g. --gate-files 'C auto={bad[0]}'")
     files = dict(item.rsplit("=", 1) for item in args.gate_files)
     taus = [float(x) for x in args.taus.split(",") if x.strip()]
-    layers = tuple(int(x) for x in args.exit_layers.split(",") if x.strip())
+    try:
+        start, end = (0, args.n_docs) if args.docs is None else (int(x) for x in args.docs.split(":"))
+        layer_sets = [None if text == "all" else tuple(int(x) for x in text.split(",") if x.strip())
+                      for text in args.exit_layers]
+    except ValueError:
+        raise SystemExit("error: --docs is START:END and --exit-layers sets are comma-separated integers or "
+                         "'all'; e.g. --docs 100:150 --exit-layers 11,17,23 all") from None
+    if not 0 <= start < end:
+        raise SystemExit(f"error: --docs {args.docs}: need 0 <= START < END")
 
     import torch
 
@@ -66,27 +79,31 @@ def main(argv=None) -> int:
     model = load_model(resolve_card(args.model), device=args.device)
     spec = TaskIndex([]).expand([args.task])[0]
     docs = load_docs(spec, args.data_dir)
-    ids = list(range(min(args.n_docs, len(docs))))
+    ids = list(range(start, min(end, len(docs))))
     prompts = [p for _, p in build_prompts(model, spec, [docs[i] for i in ids])]
     refs = [references_of(spec, docs[i]) for i in ids]
     lang = target_language(spec, docs)
     dec, until = EarlyExitDecoder(model), tuple(spec.until)
     L = dec.n_layers
+    layer_sets = [tuple(range(L - 1)) if s is None else s for s in layer_sets]
+    if any(not 0 <= x < L - 1 for s in layer_sets for x in s):
+        raise SystemExit(f"error: --exit-layers: exits lie in 0..{L - 2} (layer {L - 1} is the full depth)")
     full = dec.decode(prompts, None, None, args.kv, until, args.max_gen_toks, exit_layers=())
     q_full = quality([t.text for t in full.traces], refs, ["chrf"], lang)["chrf"]
     n_full = full.counts.tokens
-    print(f"{model.name} on {spec.task} docs 0..{len(ids) - 1}, max_gen_toks {args.max_gen_toks}, {args.kv}, exits "
-          f"{list(layers)}, min_prefix {args.min_prefix}; full depth chrF {q_full:.2f}, {n_full} tokens")
-    print("| probes | τ | chrF ratio | implied ×/token | implied ×/seq | tokens | agreement |")
-    print("|---|---|---|---|---|---|---|")
-    for name, gate in gates.items():
+    print(f"{model.name} on {spec.task} docs {ids[0]}..{ids[-1]}, max_gen_toks {args.max_gen_toks}, {args.kv}, "
+          f"min_prefix {args.min_prefix}; full depth chrF {q_full:.2f}, {n_full} tokens")
+    print("| probes | exits | τ | chrF ratio | implied ×/token | implied ×/seq | tokens | agreement |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (name, gate), layers in ((g, s) for g in gates.items() for s in layer_sets):
         gate.check_model(L, model.describe()["hidden_size"])
+        label = "all" if layers == tuple(range(L - 1)) else ",".join(map(str, layers))
         for tau in taus:
             r = dec.decode(prompts, gate, tau, args.kv, until, args.max_gen_toks, layers, args.min_prefix)
             q = quality([t.text for t in r.traces], refs, ["chrf"], lang)["chrf"]
             same = sum(sum(a == b for a, b in zip(e.token_ids, f.token_ids)) for e, f in zip(r.traces, full.traces))
             c = r.counts
-            print(f"| {name} | {tau:g} | {100 * q / q_full:.1f} % | {L * c.tokens / c.token_layers:.3f} | "
+            print(f"| {name} | {label} | {tau:g} | {100 * q / q_full:.1f} % | {L * c.tokens / c.token_layers:.3f} | "
                   f"{L * n_full / c.token_layers:.3f} | {c.tokens} | {same / n_full:.3f} |", flush=True)
     return 0
 
