@@ -131,6 +131,7 @@ def run(args) -> dict:
         full_depth_mode,
         hf_generate_mode,
         quality,
+        quality_ratio_interval,
         setting_mode,
         speedup_verdict,
         time_interleaved,
@@ -306,22 +307,25 @@ def run(args) -> dict:
             return "-"
         return f"{c.accepted_tokens / c.draft_tokens:.2f} / {c.accepted_tokens / max(1, c.draft_rounds):.2f}"
 
+    full_texts = [t.text for t in full.traces]
+    cis = [quality_ratio_interval([t.text for t in run.traces], full_texts, refs, "chrf", lang) for run in runs]
     rows = []
-    for n, k, r, v, pr in zip(names, kinds, reports, verdicts, predicted):
+    for n, k, r, v, pr, ci in zip(names, kinds, reports, verdicts, predicted, cis):
         q = r.quality
         rows.append([n, f"{r.per_token_speedup:.3f}", f"{r.per_sequence_speedup:.3f}",
                      "n/a" if pr is None else f"{pr:.3f}",
                      "n/a" if k.startswith("hf") else f"{r.implied_speedup:.2f}", f"{r.token_agreement:.3f}",
                      f"{q['chrf']['early_exit']:.2f}", f"{q['bleu']['early_exit']:.2f}", _pct(v.quality_ratio),
-                     f"{r.ee_tokens}", accept(r), f"{r.ee_wall_s / max(1, r.ee_tokens) * 1e3:.1f}",
+                     "n/a" if ci is None else f"{ci.low:.1f}-{ci.high:.1f} %", f"{r.ee_tokens}", accept(r), f"{r.ee_wall_s / max(1, r.ee_tokens) * 1e3:.1f}",
                      "ok" if v.headlined else "; ".join(v.flags)])
     print()
     print(tabulate(rows, headers=["mode", "×/token", "×/seq", "predicted", "implied", "agreement", "chrF", "BLEU",
-                                  "chrF ratio", "tokens", "accept rate / mean accepted", "ms/token", "verdict"],
+                                  "chrF ratio", "95 % CI", "tokens", "accept rate / mean accepted", "ms/token", "verdict"],
                    tablefmt="github", disable_numparse=True))
     print(f"\n×/token, ×/seq: against ee-bench full depth in this run; predicted: the cost model's ×/token from "
           f"the run's own work counts; oracle ceiling {ceil:.3f}×/token; agreement: share of full-depth tokens "
-          f"reproduced; implied: L / mean blocks per token (n/a: work inside transformers is not counted)")
+          f"reproduced; implied: L / mean blocks per token (n/a: work inside transformers is not counted); 95 % CI: "
+          f"paired bootstrap over documents of the chrF ratio (1000 resamples)")
     print("\ntime split, seconds (share): layers = blocks, gate = head + statistics of gate checks, emit = head of "
           "emitted tokens, kv = KV-strategy work outside blocks; transformers' generate is all 'other'")
     print(tabulate([_split_row(n, r.ee_split) for n, r in zip(names, reports)],

@@ -7,8 +7,8 @@ at several thresholds, without timing (the exit classifier of docs/kv_strategies
 
 Decodes documents 0..N−1 at full depth once, then with ``--gate classifier`` per probe file and τ
 (``EarlyExitDecoder.decode``: the KV strategy, exit layers and min_prefix given), and prints per point
-the chrF ratio to full depth, the implied speed-up per token (L × tokens / blocks run) and per sequence
-(L × full-depth tokens / blocks run), the tokens generated and the position-wise token agreement. The
+the chrF ratio to full depth with its paired-bootstrap 95 % interval over documents, the implied
+speed-up per token (L × tokens / blocks run) and per sequence (L × full-depth tokens / blocks run), the tokens generated and the position-wise token agreement. The
 cost model turns the same work counts into its prediction; measure wall clock with ``peers.py``.
 Choose the probe files' fitting documents disjoint from 0..N−1.
 """
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     import torch
 
     from ee_bench.decoding.early_exit import EarlyExitDecoder
-    from ee_bench.decoding.speedup import quality
+    from ee_bench.decoding.speedup import quality, quality_ratio_interval
     from ee_bench.errors import EEBenchError
     from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.models.cards import load_model, resolve_card
@@ -93,17 +93,20 @@ def main(argv=None) -> int:
     n_full = full.counts.tokens
     print(f"{model.name} on {spec.task} docs {ids[0]}..{ids[-1]}, max_gen_toks {args.max_gen_toks}, {args.kv}, "
           f"min_prefix {args.min_prefix}; full depth chrF {q_full:.2f}, {n_full} tokens")
-    print("| probes | exits | τ | chrF ratio | implied ×/token | implied ×/seq | tokens | agreement |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| probes | exits | τ | chrF ratio | 95 % CI | implied ×/token | implied ×/seq | tokens | agreement |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (name, gate), layers in ((g, s) for g in gates.items() for s in layer_sets):
         gate.check_model(L, model.describe()["hidden_size"])
         label = "all" if layers == tuple(range(L - 1)) else ",".join(map(str, layers))
         for tau in taus:
             r = dec.decode(prompts, gate, tau, args.kv, until, args.max_gen_toks, layers, args.min_prefix)
-            q = quality([t.text for t in r.traces], refs, ["chrf"], lang)["chrf"]
+            texts = [t.text for t in r.traces]
+            q = quality(texts, refs, ["chrf"], lang)["chrf"]
+            ci = quality_ratio_interval(texts, [t.text for t in full.traces], refs, "chrf", lang)
             same = sum(sum(a == b for a, b in zip(e.token_ids, f.token_ids)) for e, f in zip(r.traces, full.traces))
             c = r.counts
-            print(f"| {name} | {label} | {tau:g} | {100 * q / q_full:.1f} % | {L * c.tokens / c.token_layers:.3f} | "
+            span = "n/a" if ci is None else f"{ci.low:.1f}-{ci.high:.1f} %"
+            print(f"| {name} | {label} | {tau:g} | {100 * q / q_full:.1f} % | {span} | {L * c.tokens / c.token_layers:.3f} | "
                   f"{L * n_full / c.token_layers:.3f} | {c.tokens} | {same / n_full:.3f} |", flush=True)
     return 0
 

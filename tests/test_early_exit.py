@@ -193,3 +193,31 @@ def test_shallow_exit_note_counts_layer1_and_the_first_tenth_of_the_depth_by_han
     note = shallow_exit_note(ExitTrace("copy", 30, (5, 5, 7, 7, 3), "x", (1, 1, 2, 11, 29)), 5, 0)
     assert note.startswith("3 of 5 gated tokens exited at layers 0-2") and "and 2 of them repeat" in note
     assert shallow_exit_note(ExitTrace("copy", 6, (5, 5, 7, 7, 3), "x", (1, 1, 2, 4, 5)), 5, 0) is None
+
+
+def test_quality_ratio_interval_from_the_definition():
+    """Paired bootstrap of 100 × chrF(early exit) / chrF(full depth): identical outputs give exactly
+    [100, 100]; one document gives a zero-width interval at sacrebleu's own ratio on it; with two
+    documents every resample is one of {doc 0 twice, doc 1 twice, both}, so both ends lie among those three
+    ratios, each computed here with sacrebleu's CHRF directly."""
+    import sacrebleu
+
+    from ee_bench.decoding.speedup import quality_ratio_interval
+
+    refs = [["the cat sat on the mat"], ["a dog ran in the park"]]
+    full = ["the cat sat on a mat", "a dog ran in a park"]
+    ee = ["the cat sat on a mat", "the dog walked"]
+    same = quality_ratio_interval(full, full, refs, "chrf", "en")
+    assert (same.low, same.high) == (100.0, 100.0)
+
+    def ratio(rows):
+        chrf = lambda outs: sacrebleu.CHRF().corpus_score([outs[i] for i in rows], [[refs[i][0] for i in rows]]).score  # noqa: E731
+        return 100 * chrf(ee) / chrf(full)
+
+    one = quality_ratio_interval(ee[1:], full[1:], refs[1:], "chrf", "en")
+    assert one.low == pytest.approx(ratio([1])) and one.high == pytest.approx(ratio([1]))
+    two = quality_ratio_interval(ee, full, refs, "chrf", "en", n_resamples=200)
+    assert two.low == pytest.approx(ratio([1, 1])) and two.high == pytest.approx(ratio([0, 0]))  # 100: doc 0 unchanged
+    assert ratio([1, 1]) < ratio([0, 1]) < ratio([0, 0]) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="aligned documents"):
+        quality_ratio_interval(ee, full[:1], refs, "chrf", "en")

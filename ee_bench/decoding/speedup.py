@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from ee_bench.decoding.early_exit import EarlyExitDecoder
 from ee_bench.decoding.timing import TimeSplit
 from ee_bench.decoding.traces import DecodeCounts, DecodeResult, ExitTrace
@@ -32,6 +34,7 @@ from ee_bench.speedup_verdict import (  # noqa: F401  (re-exported: the verdict 
     speedup_verdict,
     speedup_verdicts,
 )
+from ee_bench.uncertainty import LEVEL, N_RESAMPLES, N_RESAMPLES_CORPUS, Interval, percentile_interval, resample_indices
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +130,48 @@ def quality(texts: Sequence[str], references: Sequence[Sequence[str]], metrics: 
     """Corpus scores of ``texts`` by registered metric name (sacrebleu BLEU/chrF, ...)."""
     inputs = MetricInputs(list(texts), [list(r) for r in references], target_lang=target_lang)
     return {m: METRICS.get(m)().compute(inputs).value for m in metrics}
+
+
+def quality_ratio_interval(texts: Sequence[str], full_texts: Sequence[str], references: Sequence[Sequence[str]],
+                           metric: str, target_lang: str | None, seed: int = 0,
+                           n_resamples: int = N_RESAMPLES, level: float = LEVEL) -> Interval | None:
+    """Paired bootstrap interval of 100 × metric(early exit) / metric(full depth), in percent.
+
+    Each resample draws D documents with replacement (:func:`~ee_bench.uncertainty.resample_indices`)
+    and scores *the same* documents' early-exit and full-depth outputs, so the interval measures how much
+    the quality ratio that calibration compares with ``--min-quality-ratio`` depends on which documents
+    were drawn (percentile bootstrap, ee_bench/uncertainty.py). Corpus metrics with per-document
+    statistics (sacrebleu chrF, BLEU) are summed per resample; others are recomputed on each of the first
+    ``N_RESAMPLES_CORPUS`` resamples.
+
+    Args:
+        texts / full_texts: D outputs each, aligned by document. references: D lists of references.
+        metric: a registered metric name (e.g. "chrf"). target_lang: as :func:`quality`.
+
+    Returns:
+        The interval in percent, or None where the metric has no value or a resample's full-depth score is 0.
+
+    Raises:
+        ValueError: if the three sequences differ in length or are empty.
+    """
+    if not len(texts) == len(full_texts) == len(references) or not texts:
+        raise ValueError(f"need D > 0 aligned documents, got {len(texts)}, {len(full_texts)}, {len(references)}")
+    scorer = METRICS.get(metric)()
+    idx = resample_indices(len(texts), n_resamples, seed)
+    scores = []
+    for outs in (texts, full_texts):
+        inputs = MetricInputs(list(outs), [list(r) for r in references], target_lang=target_lang)
+        fast = scorer.resampled_values(inputs, idx)  # None: the metric has no per-document statistics
+        if fast is None:
+            fast = [scorer.compute(MetricInputs([outs[i] for i in row], [list(references[i]) for i in row],
+                                                target_lang=target_lang)).value for row in idx[:N_RESAMPLES_CORPUS]]
+        if any(v is None for v in fast):
+            return None
+        scores.append(np.asarray(fast, dtype=np.float64))
+    ee, full = scores
+    if np.any(full == 0):
+        return None
+    return percentile_interval(100.0 * ee / full, level)
 
 
 def _concat(parts: list[DecodeResult]) -> DecodeResult:
