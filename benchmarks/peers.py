@@ -49,7 +49,8 @@ TARGET_PREDICTED_SHARE = 0.9  # measured per-token ≥ 0.9 × predicted (issue 2
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="smollm2-135m-ee", help="model card or checkpoint folder")
     p.add_argument("--task", default="wmt22_de_en")
     p.add_argument("--include-path", default=None, help="extra folder of task YAMLs")
@@ -85,8 +86,35 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _layers(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+def _layers(text: str, option: str) -> list[int]:
+    """``"11,17"`` → [11, 17].
+
+    Raises:
+        EEBenchError: an entry that is not an integer.
+    """
+    from ee_bench.errors import EEBenchError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EEBenchError(f"{option} {text!r} must be comma-separated 0-based layers, e.g. 11,17") from None
+
+
+def _check_depth(draft: list[int], sparse: tuple[int, ...] | None, n_layers: int | None) -> None:
+    """Draft and exit layers lie in 0 … L−2 (0-based; L−1 is the full depth); a no-op while L is unknown.
+
+    Raises:
+        EEBenchError: a layer outside that range, named in ee-bench's 0-based units.
+    """
+    from ee_bench.errors import EEBenchError
+
+    if n_layers is None:
+        return
+    for option, layers in (("--draft-layers", draft), ("--sparse-exit-layers", sparse or ())):
+        bad = [x for x in layers if not 0 <= x < n_layers - 1]
+        if bad:
+            raise EEBenchError(f"{option} {bad}: this model's layers that can exit or draft are 0..{n_layers - 2} "
+                               f"(0-based; layer {n_layers - 1} is the full depth)")
 
 
 def _pct(x) -> str:
@@ -136,9 +164,11 @@ def run(args) -> dict:
         speedup_verdict,
         time_interleaved,
     )
+    from ee_bench.errors import EEBenchError
     from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.exits.oracle import first_match_layer
     from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.models.depth import checkpoint_depth
     from ee_bench.results import package_versions
     from ee_bench.task_runners.generation import build_prompts, references_of
     from ee_bench.tasks.index import TaskIndex
@@ -146,9 +176,18 @@ def run(args) -> dict:
 
     for obj in args.calibration_objective.split(","):
         check_objective(obj.strip())
+    if args.n_docs < 1 or args.repeats < 1:
+        raise EEBenchError(f"--n-docs {args.n_docs} and --repeats {args.repeats}: both must be at least 1")
+    draft = _layers(args.draft_layers, "--draft-layers")
+    sparse = None if args.sparse_exit_layers.strip().lower() == "all" else tuple(_layers(args.sparse_exit_layers,
+                                                                                         "--sparse-exit-layers"))
+    lens = [parse_draft_len(x.strip()) for x in args.draft_lens.split(",") if x.strip()]
+    pairs = _settings(args.settings)
+    gates = {g: gate_from_options(g, args.gate_file if g == "classifier" else None) for g, _ in pairs}
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     card = resolve_card(args.model)
+    _check_depth(draft, sparse, checkpoint_depth(card))  # from the configuration, before any weight loads
     model = load_model(card, device=args.device, dtype=args.dtype)
     spec = TaskIndex([Path(args.include_path)] if args.include_path else []).expand([args.task])[0]
     docs = load_docs(spec, args.data_dir)
@@ -159,11 +198,7 @@ def run(args) -> dict:
     until, budget = tuple(spec.until), args.max_gen_toks
     dec = EarlyExitDecoder(model)
     L = dec.n_layers
-    draft = _layers(args.draft_layers)
-    sparse = None if args.sparse_exit_layers.strip() == "all" else tuple(_layers(args.sparse_exit_layers))
-    lens = [parse_draft_len(x.strip()) for x in args.draft_lens.split(",") if x.strip()]
-    pairs = _settings(args.settings)
-    gates = {g: gate_from_options(g, args.gate_file if g == "classifier" else None) for g, _ in pairs}
+    _check_depth(draft, sparse, L)
     for g in gates.values():
         if hasattr(g, "check_model"):
             g.check_model(L, model.describe()["hidden_size"])
@@ -316,7 +351,7 @@ def run(args) -> dict:
                      "n/a" if pr is None else f"{pr:.3f}",
                      "n/a" if k.startswith("hf") else f"{r.implied_speedup:.2f}", f"{r.token_agreement:.3f}",
                      f"{q['chrf']['early_exit']:.2f}", f"{q['bleu']['early_exit']:.2f}", _pct(v.quality_ratio),
-                     "n/a" if ci is None else f"{ci.low:.1f}-{ci.high:.1f} %", f"{r.ee_tokens}", accept(r), f"{r.ee_wall_s / max(1, r.ee_tokens) * 1e3:.1f}",
+                     "-" if k == "full" else "n/a" if ci is None else f"{ci.low:.1f}–{ci.high:.1f} %", f"{r.ee_tokens}", accept(r), f"{r.ee_wall_s / max(1, r.ee_tokens) * 1e3:.1f}",
                      "ok" if v.headlined else "; ".join(v.flags)])
     print()
     print(tabulate(rows, headers=["mode", "×/token", "×/seq", "predicted", "implied", "agreement", "chrF", "BLEU",
@@ -325,7 +360,7 @@ def run(args) -> dict:
     print(f"\n×/token, ×/seq: against ee-bench full depth in this run; predicted: the cost model's ×/token from "
           f"the run's own work counts; oracle ceiling {ceil:.3f}×/token; agreement: share of full-depth tokens "
           f"reproduced; implied: L / mean blocks per token (n/a: work inside transformers is not counted); 95 % CI: "
-          f"paired bootstrap over documents of the chrF ratio (1000 resamples)")
+          f"paired bootstrap over documents of the chrF ratio (1000 resamples; n/a with fewer than 2 documents)")
     print("\ntime split, seconds (share): layers = blocks, gate = head + statistics of gate checks, emit = head of "
           "emitted tokens, kv = KV-strategy work outside blocks; transformers' generate is all 'other'")
     print(tabulate([_split_row(n, r.ee_split) for n, r in zip(names, reports)],
@@ -339,8 +374,9 @@ def run(args) -> dict:
     return {"args": vars(args), "n_layers": L, "transformers": transformers.__version__, "notes": notes,
             "thresholds": taus, "calibrations": calibrations, "full_quality": q_full, "targets": targets,
             "ceiling_per_token": ceil, "first_match_avg": float(fm.mean()), "profile": prof.to_dict(),
-            "modes": [{"mode": n, "kind": k, "report": r.to_dict(), "verdict": v.to_dict(), "predicted_per_token": pr}
-                      for n, k, r, v, pr in zip(names, kinds, reports, verdicts, predicted)]}
+            "modes": [{"mode": n, "kind": k, "report": r.to_dict(), "verdict": v.to_dict(), "predicted_per_token": pr,
+                       "chrf_ratio_interval": None if ci is None else ci.to_dict()}
+                      for n, k, r, v, pr, ci in zip(names, kinds, reports, verdicts, predicted, cis)]}
 
 
 def _why(r, L: int) -> str:
@@ -404,8 +440,10 @@ def _targets(names, kinds, reports, verdicts, predicted, L: int) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from ee_bench.errors import EEBenchError
+    from ee_bench.preflight import check_output_folder
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
 
     class Tee(io.TextIOBase):
@@ -416,8 +454,14 @@ def main(argv=None) -> int:
         def flush(self):
             sys.__stdout__.flush()
 
-    with redirect_stdout(Tee()):
-        report = run(args)
+    try:
+        check_output_folder(out, "--out")
+        with redirect_stdout(Tee()):
+            report = run(args)
+    except EEBenchError as exc:  # bad input: one line, nothing written
+        print(f"peers.py: error: {exc}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
     from ee_bench.files import atomic_write
 
     atomic_write(out / "peers.json", json.dumps(report, indent=1))

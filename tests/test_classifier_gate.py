@@ -255,6 +255,14 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert main(["fit-gate", *base[:4], "--task", "tiny_cpoy", *base[6:], "--docs", "0:3"]) == 2
     err = capsys.readouterr().err
     assert "Unknown task 'tiny_cpoy'" in err and "Did you mean: tiny_copy" in err and "not lm-eval's" in err
+    assert main(["fit-gate", *base[:4], "--task", "wmt22", *base[6:], "--docs", "0:3"]) == 2
+    assert "--task wmt22 is a group of 10 tasks" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--exit-layers", ""]) == 2
+    assert "names no layer" in capsys.readouterr().err
+    empty = tmp_path / "empty.json"
+    save_classifier(empty, {}, 4, 8, {})
+    with pytest.raises(ClassifierFileError, match="holds no probes"):
+        ClassifierGate.load(empty)
     assert main(["--model", "hf", "--tasks", "tiny_copy", "--include_path", str(tasks), "--gate", "classifier"]) == 2
     assert "--gate-file FILE" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists()

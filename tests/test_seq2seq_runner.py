@@ -190,3 +190,7 @@ def test_trace_on_tiny_marian_decodes_the_raw_source(tmp_path, capsys):
     ee = dec.decode([ids], "confidence", 0.5, "copy", spec.until, 5, None, 4).traces[0]  # trace's default min_prefix 4
     assert out["full"]["token_ids"] == list(ref.token_ids) and out["full"]["exit_layers"] == [model.n_layers - 1] * len(ref.token_ids)
     assert (out["traces"][0]["token_ids"], out["traces"][0]["exit_layers"]) == (list(ee.token_ids), list(ee.exit_layers))
+    from ee_bench.decoding.traces import shallow_exit_note
+
+    note = shallow_exit_note(ee, ids[-1], 4)  # the same warnings as the table view, keyed by strategy
+    assert out["warnings"] == ({} if note is None else {"copy": note})

@@ -90,10 +90,19 @@ def main(argv: list[str]) -> int:
 
         check_device(args.device)
     layers = parse_layers(args.exit_layers)
+    if layers == []:
+        raise EEBenchError(f"--exit-layers {args.exit_layers!r} names no layer; give e.g. --exit-layers 11,17,23, "
+                           f"or leave it out to fit a probe at every layer below the last.")
+    index = TaskIndex([Path(args.include_path)] if args.include_path else [])
     try:
-        spec = TaskIndex([Path(args.include_path)] if args.include_path else []).expand([args.task])[0]
+        specs = index.expand([args.task])
     except UnknownNameError as miss:  # the main command also knows lm-eval's tasks; fit-gate reads ee-bench's
         raise UnknownNameError(f"{miss} fit-gate reads ee-bench's own generation tasks only, not lm-eval's.") from None
+    if len(specs) != 1 or index.is_group(args.task):
+        raise EEBenchError(f"--task {args.task} is a group of {len(specs)} tasks ({', '.join(s.task for s in specs[:4])}"
+                           f"{', …' if len(specs) > 4 else ''}); fit-gate fits on one task: name one, e.g. "
+                           f"--task {specs[0].task}.")
+    spec = specs[0]
     if spec.output_type != "generate_until":
         raise EEBenchError(f"fit-gate fits probes on generated tokens; {spec.task} is a {spec.output_type} task. "
                            f"Use a generation task, e.g. --task wmt22_de_en.")
@@ -153,6 +162,9 @@ def main(argv: list[str]) -> int:
               + (f"  (constant probe: {'always' if f.positive_rate == 1.0 else 'never'} fires)" if constant else ""))
     print("majority-class: the accuracy of always answering the commoner label; a held-out accuracy near it means "
           "the probe adds little")
+    if folds and any(f.heldout_accuracy is None and 0 < f.positive_rate < 1 for f in fits):
+        print("-: no held-out figures at this layer, because some fold's training documents hold only one label "
+              "there (fit on more documents)")
     return 0
 
 

@@ -159,10 +159,11 @@ def main(argv: list[str]) -> int:
     budget = spec.max_gen_toks if args.max_gen_toks is None else args.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
     traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]
+    warnings = {n: note for n, t in zip(names, traces) if (note := shallow_exit_note(t, ids[0][-1], args.min_prefix))}
     if args.json:
         print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold, "check": mode.label,
-                          "text": args.text,
-                          "full": full.to_dict(), "traces": [t.to_dict() for t in traces]}, ensure_ascii=False, indent=1))
+                          "text": args.text, "full": full.to_dict(), "traces": [t.to_dict() for t in traces],
+                          "warnings": warnings}, ensure_ascii=False, indent=1))
         return 0
     print(f"model {model.name} ({dec.n_layers} layers), gate {args.gate} τ={threshold:g}, check {mode.label}, "
           f"min_prefix {args.min_prefix}, task {spec.task} prompt")
@@ -172,10 +173,8 @@ def main(argv: list[str]) -> int:
     print(f"full depth: {full.text}")
     for n, t in zip(names, traces):
         print(f"{n}: {t.text}")
-    for n, t in zip(names, traces):
-        note = shallow_exit_note(t, ids[0][-1], args.min_prefix)
-        if note:
-            print(f"warning ({n}): {note}")
+    for n, note in warnings.items():
+        print(f"warning ({n}): {note}")
     print()
     print(trace_table(model.tokenizer, names, traces, dec.n_layers))
     return 0

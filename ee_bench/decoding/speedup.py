@@ -149,13 +149,17 @@ def quality_ratio_interval(texts: Sequence[str], full_texts: Sequence[str], refe
         metric: a registered metric name (e.g. "chrf"). target_lang: as :func:`quality`.
 
     Returns:
-        The interval in percent, or None where the metric has no value or a resample's full-depth score is 0.
+        The interval in percent, or None with fewer than 2 documents (every resample would be the one
+        document: no spread to measure), where the metric has no value, or where a resample's full-depth
+        score is 0.
 
     Raises:
         ValueError: if the three sequences differ in length or are empty.
     """
     if not len(texts) == len(full_texts) == len(references) or not texts:
         raise ValueError(f"need D > 0 aligned documents, got {len(texts)}, {len(full_texts)}, {len(references)}")
+    if len(texts) < 2:
+        return None
     scorer = METRICS.get(metric)()
     idx = resample_indices(len(texts), n_resamples, seed)
     scores = []

@@ -152,21 +152,23 @@ class DecodeResult:
 
 
 def shallow_layers(n_layers: int) -> int:
-    """How many of the first blocks count as *shallow* for :func:`shallow_exit_note`: the first tenth of
-    the depth, rounded up, and at least 2 (layers 0 and 1). SmolLM2 (L = 30) → 3 (layers 0–2);
-    Gemma-3-270M (L = 18) → 2; a 6-layer encoder → 2."""
+    """How many of the first blocks count as *shallow* for :func:`shallow_exit_note`: a tenth of the
+    depth, rounded up, but at least 2 (layers 0 and 1). SmolLM2 (L = 30) → 3 (layers 0–2); Gemma-3-270M
+    (L = 18) → 2; a 6-layer encoder → 2."""
     return max(2, -(-n_layers // 10))
 
 
 def shallow_exit_note(trace: ExitTrace, last_prompt_id: int, min_prefix: int) -> str | None:
     """A warning when most gated tokens of ``trace`` exit in its first few blocks, else None.
 
-    A token "gated" is one at position ≥ ``min_prefix`` (earlier ones never exit). *Shallow* layers are
+    A token "gated" is one that could exit: position ≥ max(1, ``min_prefix``), since earlier ones never
+    exit and the first token always comes from the full-depth prompt pass. *Shallow* layers are
     0 … :func:`shallow_layers` − 1. Near the bottom the hidden state is still mostly the input token's
     embedding, so on a model whose head is tied to its embeddings the head there tends to echo the input
-    token: such exits are degenerate (Gemma-3-270M at confidence τ 0.9 exits at layer 0; SmolLM2 with
-    ``--exit-layers 1,11`` at τ 0.01 exits at layer 1). The note counts the shallow exits and how many of
-    them repeat their input token (the previous output token, or the prompt's last token for the first).
+    token (Gemma-3-270M at confidence τ 0.9 exits at layer 0; SmolLM2 with ``--exit-layers 1,11`` at τ 0.01
+    exits at layer 1). The note counts the shallow exits and how many of them repeat their input token (the
+    previous output token, or the prompt's last token for the first), and says the input embedding is
+    the likely cause only when at least half of them do.
 
     Args:
         trace: one decoded sequence. last_prompt_id: the prompt's last token id. min_prefix: as decode.
@@ -174,13 +176,14 @@ def shallow_exit_note(trace: ExitTrace, last_prompt_id: int, min_prefix: int) ->
     Returns:
         The warning text when at least half of the gated tokens exited at a shallow layer, else None.
     """
-    gated = range(min(min_prefix, len(trace.token_ids)), len(trace.token_ids))
+    gated = range(min(max(1, min_prefix), len(trace.token_ids)), len(trace.token_ids))
     top = shallow_layers(trace.n_layers) - 1
     shallow = [i for i in gated if trace.exit_layers[i] <= top]
     if not gated or 2 * len(shallow) < len(gated):
         return None
     echo = sum(trace.token_ids[i] == (trace.token_ids[i - 1] if i else last_prompt_id) for i in shallow)
-    return (f"{len(shallow)} of {len(gated)} gated tokens exited at layers 0-{top} (the first tenth of the "
-            f"depth), and {echo} of them repeat their input token: the head there mostly reads the input "
-            f"embedding, so these exits are degenerate. Raise the threshold or start --exit-layers later.")
+    why = ("the head there mostly reads the input embedding, so these exits are degenerate" if 2 * echo >= len(shallow)
+           else "exits this shallow are rarely the full-depth token; compare the output with full depth")
+    return (f"{len(shallow)} of {len(gated)} gated tokens exited at layers 0-{top} (of {trace.n_layers}), and {echo} "
+            f"of them repeat their input token: {why}. Raise the threshold or start --exit-layers later.")
 

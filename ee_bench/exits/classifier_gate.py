@@ -76,7 +76,7 @@ class ClassifierGate(Gate):
         """Read a file written by :func:`save_classifier`.
 
         Raises:
-            ClassifierFileError: missing file, not JSON, another schema, or a probe of the wrong size.
+            ClassifierFileError: missing file, not JSON, another schema, no probe, or a probe of the wrong size.
         """
         p = Path(path)
         fix = "Fit one with `ee-bench fit-gate --model M --task T --docs A:B --output FILE`."
@@ -96,6 +96,8 @@ class ClassifierGate(Gate):
                 raise ClassifierFileError(f"--gate-file {p}: the probe of layer {key} is not {H} finite weights "
                                           f"and a finite bias. {fix}")
             weights[int(key)] = (w, float(probe["b"]))
+        if not weights:
+            raise ClassifierFileError(f"--gate-file {p} holds no probes (fitted with an empty --exit-layers?). {fix}")
         return cls(weights, int(data["n_layers"]), data.get("provenance", {}), str(p))
 
     def check_model(self, n_layers: int, hidden_size: int) -> None:
