@@ -78,6 +78,8 @@ def parse_args(argv=None):
                    help="among qualifying τ: the most aggressive (token) and/or the best implied ×/seq (sequence); "
                         "token,sequence times both choices of the one sweep side by side")
     p.add_argument("--min-prefix", type=int, default=4)
+    p.add_argument("--threshold-warmups", default="0", metavar="W[,W…]",
+                   help="threshold warm-ups in tokens, one calibrated row each (0: constant τ; ee-bench --threshold-warmup)")
     p.add_argument("--min-quality-ratio", type=float, default=0.98)
     p.add_argument("--device", default=None, help="cpu, cuda (default: the card's choice)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 … (default: the card's)")
@@ -166,6 +168,7 @@ def run(args) -> dict:
     )
     from ee_bench.errors import EEBenchError
     from ee_bench.exits.classifier_gate import gate_from_options
+    from ee_bench.exits.decide import check_threshold_warmup
     from ee_bench.exits.oracle import first_match_layer
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.models.depth import checkpoint_depth
@@ -184,6 +187,16 @@ def run(args) -> dict:
     lens = [parse_draft_len(x.strip()) for x in args.draft_lens.split(",") if x.strip()]
     pairs = _settings(args.settings)
     gates = {g: gate_from_options(g, args.gate_file if g == "classifier" else None) for g, _ in pairs}
+    try:
+        warmups = [float(w) for w in args.threshold_warmups.split(",") if w.strip()]
+    except ValueError:
+        raise EEBenchError(f"--threshold-warmups {args.threshold_warmups!r} must be comma-separated numbers of tokens, "
+                           f"e.g. 0,4") from None
+    if not warmups:
+        raise EEBenchError("--threshold-warmups names no value; give e.g. 0 (a constant threshold) or 0,4")
+    for w in warmups:
+        for gate in gates.values():
+            check_threshold_warmup(w, gate, option="--threshold-warmups")
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     card = resolve_card(args.model)
@@ -252,14 +265,14 @@ def run(args) -> dict:
     taus, calibrations = {}, {}
     objectives = [o.strip() for o in args.calibration_objective.split(",") if o.strip()]
     for kv in [k for k in args.kv.split(",") if k]:
-        for g, c in pairs:
-            gate, mode, name = gates[g], checks[c], f"{kv} {g}/{c}"
+        for (g, c), warmup in ((pair, w) for pair in pairs for w in warmups):
+            gate, mode, name = gates[g], checks[c], f"{kv} {g}/{c}" + (f" W{warmup:g}" if warmup else "")
             chosen = {"-": gate.default_threshold if args.threshold is None else args.threshold}
             if args.calibrate:
                 dec.check = mode  # the sweep decodes with the decoder's check mode
                 cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, until, budget, sparse,
                                 args.min_prefix, "chrf", args.min_quality_ratio, target_lang=lang,
-                                patience=args.calibration_patience, objective=objectives[0])
+                                patience=args.calibration_patience, objective=objectives[0], threshold_warmup=warmup)
                 dec.check = parse_check_mode("full")
                 calibrations[name] = cal.to_dict()
                 print("  sweep (τ: chrF ratio, implied ×/token, implied ×/seq, tokens of "
@@ -282,7 +295,8 @@ def run(args) -> dict:
                 by = [o for o, t in chosen.items() if t == tau and o != "-"]
                 row = f"{name} τ{tau:g}" + (f" ({', '.join(by)})" if len(objectives) > 1 and by else "")
                 taus[row] = tau
-                modes.append(setting_mode(dec, EESetting(kv, gate, tau, sparse, args.min_prefix, mode), until, budget))
+                modes.append(setting_mode(dec, EESetting(kv, gate, tau, sparse, args.min_prefix, mode,
+                                                         threshold_warmup=warmup), until, budget))
                 names.append(row)
                 kinds.append("early_exit")
                 meta.append({"gate": gate, "check": c, "needs_head": gate.needs_head, "kv": kv, "mode": mode,

@@ -36,6 +36,8 @@ def parse_args(argv=None):
                    help="one or more sets of 0-based layers where a token may exit, each comma-separated "
                         "or 'all' (every layer below the last); each set is decoded at every τ")
     p.add_argument("--min-prefix", type=int, default=4, help="the first N tokens never exit")
+    p.add_argument("--warmups", default="0", help="threshold warm-ups W in tokens, comma-separated (0: constant τ; "
+                                                 "ee-bench --threshold-warmup)")
     p.add_argument("--device", default=None, help="cpu, cuda …; None: the card's choice")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
@@ -91,6 +93,12 @@ def main(argv=None) -> int:
         fail(f"--taus {args.taus!r} is not comma-separated numbers, e.g. --taus 0.5,0.4")
     if not taus:
         fail("--taus names no threshold; give e.g. --taus 0.5,0.4")
+    try:
+        warmups = [float(x) for x in args.warmups.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--warmups {args.warmups!r} is not comma-separated numbers of tokens, e.g. --warmups 0,4")
+    if not warmups or any(not w >= 0 for w in warmups):
+        fail(f"--warmups {args.warmups!r}: give numbers of tokens >= 0, e.g. --warmups 0,4")
     start, end = parse_docs(args)
     layer_sets = parse_layer_sets(args.exit_layers)
 
@@ -133,22 +141,24 @@ def main(argv=None) -> int:
     n_full = full.counts.tokens
     print(f"{model.name} on {spec.task} docs {ids[0]}..{ids[-1]}, max_gen_toks {args.max_gen_toks}, {args.kv}, "
           f"min_prefix {args.min_prefix}; full depth chrF {q_full:.2f}, {n_full} tokens")
-    print("| probes | exits | τ | chrF ratio | 95 % CI | implied ×/token | implied ×/seq | tokens | agreement |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (name, gate), layers in ((g, s) for g in gates.items() for s in layer_sets):
+    print("| probes | exits | W | τ | chrF ratio | 95 % CI | implied ×/token | implied ×/seq | tokens | agreement |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (name, gate), layers, warmup in ((g, s, w) for g in gates.items() for s in layer_sets for w in warmups):
         gate.check_model(L, model.describe()["hidden_size"])
         label = "all" if layers == tuple(range(L - 1)) else ",".join(map(str, layers))
         for tau in taus:
-            r = dec.decode(prompts, gate, tau, args.kv, until, args.max_gen_toks, layers, args.min_prefix)
+            r = dec.decode(prompts, gate, tau, args.kv, until, args.max_gen_toks, layers, args.min_prefix,
+                           threshold_warmup=warmup)
             texts = [t.text for t in r.traces]
             q = quality(texts, refs, ["chrf"], lang)["chrf"]
             ci = quality_ratio_interval(texts, [t.text for t in full.traces], refs, "chrf", lang)
             same = sum(sum(a == b for a, b in zip(e.token_ids, f.token_ids)) for e, f in zip(r.traces, full.traces))
             c = r.counts
             span = "n/a" if ci is None else f"{ci.low:.1f}–{ci.high:.1f} %"
-            print(f"| {name} | {label} | {tau:g} | {100 * q / q_full:.1f} % | {span} | {L * c.tokens / c.token_layers:.3f} | "
+            print(f"| {name} | {label} | {warmup:g} | {tau:g} | {100 * q / q_full:.1f} % | {span} | {L * c.tokens / c.token_layers:.3f} | "
                   f"{L * n_full / c.token_layers:.3f} | {c.tokens} | {same / n_full:.3f} |", flush=True)
-    print("\nchrF ratio: early exit / full depth; 95 % CI: paired bootstrap over the documents (1000 resamples; "
+    print("\nW: threshold warm-up, tokens (τ_k = τ + (1 − τ)·exp(−k/W) for the k-th token after the prefix; 0 = constant "
+          "τ); chrF ratio: early exit / full depth; 95 % CI: paired bootstrap over the documents (1000 resamples; "
           "n/a with fewer than 2 documents); implied: L × tokens / blocks run (×/token) and L × full-depth tokens "
           "/ blocks run (×/seq); agreement: share of full-depth tokens reproduced at their position")
     for name, gate in gates.items():

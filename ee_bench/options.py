@@ -20,7 +20,8 @@ from ee_bench.decoding.checks import check_options
 from ee_bench.decoding.draft_length import draft_len_arg
 from ee_bench.decoding.early_exit_stage import EarlyExitOptions
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_threshold_warmup
+from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 
 
@@ -75,6 +76,10 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
                         "layers = fewer gate checks but later exits (docs/kv_strategies.md)")
     g.add_argument("--min-prefix", "--min_prefix", dest="min_prefix", type=int, default=DEFAULT_MIN_PREFIX,
                    help=f"the first N generated tokens never exit (default {DEFAULT_MIN_PREFIX}, the paper's)")
+    g.add_argument("--threshold-warmup", "--threshold_warmup", dest="threshold_warmup", type=float, default=None,
+                   metavar="W", help="tokens: the first token that may exit faces the gate's strictest threshold, "
+                                     "which relaxes to the threshold with time constant W, tau_k = tau + (strictest - "
+                                     "tau) * exp(-k / W) (default 0: a constant threshold; docs/kv_strategies.md)")
     add_check_arguments(g)
     g.add_argument("--calibrate", action="store_true",
                    help="choose the threshold by a sweep on documents disjoint from the evaluated ones")
@@ -118,17 +123,21 @@ def early_exit_options(args: argparse.Namespace):
     """
     if args.kv is None:
         if (args.calibrate or args.calibration_objective is not None or args.exit_layers is not None or args.check != "full" or args.draft_len is not None
-                or args.speedup_repeats is not None or args.reference_spread is not None):
-            raise EEBenchError("--calibrate, --calibration-objective, --exit-layers, --check, --draft-len, --speedup-repeats and "
-                               "--speedup-reference-spread apply to early-exit decoding; add --kv copy (or recompute, "
-                               "deferred, speculative).")
+                or args.speedup_repeats is not None or args.reference_spread is not None
+                or getattr(args, "threshold_warmup", None) is not None):
+            raise EEBenchError("--calibrate, --calibration-objective, --exit-layers, --check, --draft-len, --threshold-warmup, "
+                               "--speedup-repeats and --speedup-reference-spread apply to early-exit decoding; add --kv "
+                               "copy (or recompute, deferred, speculative).")
         return None
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
     if args.calibration_objective is not None and not args.calibrate:
         raise EEBenchError("--calibration-objective chooses among the thresholds of a calibration sweep; add --calibrate.")
+    warmup = getattr(args, "threshold_warmup", None)
+    if warmup is not None and getattr(args, "gate", None):
+        check_threshold_warmup(warmup, GATES.get(args.gate), option="--threshold-warmup")  # before the model loads
     timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread),
-                                ("calibration_objective", args.calibration_objective))
+                                ("calibration_objective", args.calibration_objective), ("threshold_warmup", warmup))
               if v is not None}  # unset: EarlyExitOptions' defaults
     return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
                             args.calibrate, args.calibration_docs, args.min_quality_ratio, check=mode.name,

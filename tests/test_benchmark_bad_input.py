@@ -34,6 +34,8 @@ def no_load(monkeypatch):
     (["--draft-layers", "1,x"], "--draft-layers '1,x' must be comma-separated 0-based layers"),
     (["--settings", "classifier:full"], "--gate classifier needs its probes: add --gate-file FILE"),
     (["--n-docs", "0"], "--n-docs 0 and --repeats 2: both must be at least 1"),
+    (["--threshold-warmups", "x"], "--threshold-warmups 'x' must be comma-separated numbers of tokens"),
+    (["--settings", "patience:full", "--threshold-warmups", "0,4"], "--threshold-warmups 4 needs a gate with a strictest"),
 ])
 def test_peers_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, no_load, extra, message):
     """The tiny checkpoint has L = 4 blocks (its config.json), so layers 0..2 may draft or exit."""
@@ -54,6 +56,8 @@ def test_peers_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, no
     (["--exit-layers", ""], "--exit-layers '' names no layer"),
     (["--taus", ""], "--taus names no threshold"),
     (["--taus", "1.5"], "classifier threshold 1.5 is out of range"),
+    (["--warmups", "0,-1"], "--warmups '0,-1': give numbers of tokens >= 0"),
+    (["--warmups", "a"], "--warmups 'a' is not comma-separated numbers of tokens"),
 ])
 def test_probe_frontier_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, no_load, extra, message):
     probes = tmp_path / "g.json"

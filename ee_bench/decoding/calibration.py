@@ -68,6 +68,7 @@ class CalibrationResult:
     patience: int | None = None
     objective: str = "token"
     full_tokens: int | None = None
+    threshold_warmup: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -153,13 +154,14 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
               exit_layers: Iterable[int] | None = None, min_prefix: int = DEFAULT_MIN_PREFIX, metric: str = "chrf",
               min_ratio: float = 0.98, grid: Sequence[float] | None = None, target_lang: str | None = None,
               batch_size: int | None = None, out_path: str | Path | None = None,
-              patience: int | None = None, objective: str = "token") -> CalibrationResult:
+              patience: int | None = None, objective: str = "token", threshold_warmup: float = 0.0) -> CalibrationResult:
     """Sweep thresholds on the calibration prompts and choose one (paper Fig. 2 protocol).
 
     Args:
         decoder: the model's decoder. prompts / references / doc_ids: the calibration subset.
         gate: a gate instance (its ``grid`` and ``aggressive`` are used). kv, until, max_gen_toks,
-            exit_layers, min_prefix: as :meth:`EarlyExitDecoder.decode`.
+            exit_layers, min_prefix, threshold_warmup: as :meth:`EarlyExitDecoder.decode` (the warm-up is
+            held fixed; τ is swept).
         metric: registered metric (higher is better) measuring quality. min_ratio: e.g. 0.98.
         grid: thresholds to sweep (default ``gate.grid``).
         out_path: JSON file rewritten atomically after the full-model run and after every point.
@@ -193,13 +195,15 @@ def calibrate(decoder: EarlyExitDecoder, prompts: Sequence[Sequence[int]], refer
         else:
             chosen = select_threshold([(p.threshold, p.quality) for p in points], full_q, min_ratio, gate.aggressive)
         return CalibrationResult(registered_gate_name(gate), kv, metric, min_ratio, tuple(doc_ids), full_q, tuple(points),
-                                 chosen if complete else None, complete, patience, objective, full_tokens)
+                                 chosen if complete else None, complete, patience, objective, full_tokens,
+                                 threshold_warmup)
 
     if out_path is not None:
         write_json(Path(out_path), result(False).to_dict())
     below = 0
     for k, tau in enumerate(grid):
-        res = decoder.decode(prompts, gate, tau, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size)
+        res = decoder.decode(prompts, gate, tau, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size,
+                             threshold_warmup=threshold_warmup)
         q = quality([t.text for t in res.traces], references, [metric], lang)[metric]
         c = res.counts
         points.append(SweepPoint(float(tau), q, q / full_q if full_q else None,

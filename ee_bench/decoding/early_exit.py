@@ -131,7 +131,8 @@ class EarlyExitDecoder:
     def decode(self, prompts: Sequence[Sequence[int]], gate: Gate | str | None, threshold: float | None,
                kv: str, until: Sequence[str], max_gen_toks: int, exit_layers: Iterable[int] | None = None,
                min_prefix: int = DEFAULT_MIN_PREFIX, batch_size: int | None = None,
-               check: str | CheckMode | None = None, draft_len: int | None = None) -> DecodeResult:
+               check: str | CheckMode | None = None, draft_len: int | None = None,
+               threshold_warmup: float = 0.0) -> DecodeResult:
         """Decode every prompt greedily with early exit.
 
         Args:
@@ -148,6 +149,8 @@ class EarlyExitDecoder:
             check: check mode (default: the decoder's); ``topk:K`` needs a gate that reads the head.
             draft_len: tokens drafted per round with ``kv="speculative"`` (default: the decoder's, else
                 the strategy's ``draft_len``).
+            threshold_warmup: W, tokens: token min_prefix + k faces τ + (τ_strict − τ)·exp(−k/W)
+                (:func:`~ee_bench.exits.decide.warmed_threshold`); 0 (default) = τ for every token.
 
         Returns:
             :class:`DecodeResult` with one :class:`ExitTrace` per prompt, in order.
@@ -155,12 +158,13 @@ class EarlyExitDecoder:
         Raises:
             UnknownNameError: unknown gate or KV strategy.
             ThresholdError: τ out of the gate's range.
-            DecodingOptionError: exit layers outside 0..L−1, negative min_prefix or budget, a draft
+            DecodingOptionError: exit layers outside 0..L−1, negative min_prefix, warm-up or budget, a
+                warm-up with a gate that has no strictest threshold, a draft
                 length < 1, a restricted check with a head-free or oracle gate, the oracle gate with a
                 strategy that adds queries (deferred), a ``shortlist:N`` check without its ids.
             CheckModeError: unknown check mode.
         """
-        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
+        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix, warmup=threshold_warmup)
         check_budget(max_gen_toks)
         mode = self.check if check is None else parse_check_mode(check)
         if schedule.gate is not None and schedule.gate.needs_head and mode.shortlist is not None and not mode.ids:
@@ -284,7 +288,7 @@ class EarlyExitDecoder:
             restricted = gate.needs_head and mode.restricted_at(cand)
             with timer.section("gate"):
                 obs, cand = self._observe(schedule, layer, h, prev_hidden, obs, mode, cand)
-                fire = schedule.fires(obs)
+                fire = schedule.fires(obs, token_index)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += n_run
             counts["restricted_checks"] += n_run if restricted else 0

@@ -28,7 +28,7 @@ from ee_bench.decoding.decoders import decoder_for
 from ee_bench.decoding.speedup import EESetting, measure_speedups
 from ee_bench.decoding.traces import speculative_summary
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix, check_threshold_warmup
 from ee_bench.exits.gates import GATES, gate_name
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.files import safe_name
@@ -55,6 +55,9 @@ class EarlyExitOptions:
             qualifying τ with the highest implied per-sequence speed-up).
         check: check mode, ``full`` or ``topk:K`` (approximate; :mod:`ee_bench.decoding.checks`).
         draft_len: tokens drafted per round with ``speculative`` (None: the strategy's default, 4).
+        threshold_warmup: W, tokens: the threshold starts at the gate's strictest value at the first
+            token that may exit and relaxes to τ with time constant W
+            (:func:`~ee_bench.exits.decide.warmed_threshold`); 0 = a constant τ.
 
     Raises:
         EEBenchError: for an empty ``kvs`` or a value out of range (the message names the fix).
@@ -72,11 +75,13 @@ class EarlyExitOptions:
     calibration_patience: int | None = None
     reference_spread: float | None = 0.02
     calibration_objective: str = "token"
+    threshold_warmup: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.kvs:
             raise EEBenchError("--kv is empty; give one or more KV strategies, e.g. --kv copy,recompute (ee-bench ls kv).")
         check_min_prefix(self.min_prefix, "--min-prefix")
+        check_threshold_warmup(self.threshold_warmup, option="--threshold-warmup")
         if not 0.0 < self.min_quality_ratio <= 1.0:
             raise EEBenchError(f"--min-quality-ratio must be in (0, 1], e.g. 0.98; got {self.min_quality_ratio}.")
         for flag, value in (("--speedup-repeats", self.speedup_repeats), ("--calibration-docs", self.calibration_docs)):
@@ -108,23 +113,25 @@ class EarlyExitStageResult:
 
 
 def early_exit_sample(gate, thresholds: Mapping[str, float | None], min_prefix: int,
-                      exit_layers: Sequence[int] | None, traces: Mapping[str, Any], check: str = "full") -> dict[str, Any]:
+                      exit_layers: Sequence[int] | None, traces: Mapping[str, Any], check: str = "full",
+                      threshold_warmup: float = 0.0) -> dict[str, Any]:
     """The ``early_exit`` field of one document's samples row.
 
     Args:
         gate: the gate (or its name). thresholds: KV strategy → τ used. min_prefix, exit_layers: the
             options. traces: KV strategy → that document's :class:`~ee_bench.decoding.early_exit.ExitTrace`.
-        check: the check mode's name (``full`` or ``topk:K``).
+        check: the check mode's name (``full`` or ``topk:K``). threshold_warmup: W, tokens (0: constant τ).
 
     Returns:
-        ``{"early_exit": {"gate", "thresholds", "min_prefix", "exit_layers_allowed", "check" (its label:
+        ``{"early_exit": {"gate", "thresholds", "threshold_warmup", "min_prefix", "exit_layers_allowed", "check" (its label:
         ``topk:K (approximate)``), "traces": {kv: {"kv", "n_layers", "token_ids", "text", "exit_layers",
         "mean_layers_run", and for speculative "speculative": acceptance figures}}}}`` (exit layers
         0-based, L−1 = full depth).
     """
 
     return {"early_exit": {
-        "gate": gate_name(gate), "thresholds": dict(thresholds), "min_prefix": min_prefix,
+        "gate": gate_name(gate), "thresholds": dict(thresholds), "threshold_warmup": threshold_warmup,
+        "min_prefix": min_prefix,
         "exit_layers_allowed": None if exit_layers is None else list(exit_layers),
         "check": parse_check_mode(check).label,
         "traces": {kv: {**t.to_dict(), "mean_layers_run": t.mean_layers_run} for kv, t in traces.items()},
@@ -140,7 +147,7 @@ def measured_labels(gate, kv: str, counts, options: EarlyExitOptions) -> dict[st
     speculative acceptance figures, and for the oracle gate that the speed-up is not applicable.
 
     Returns:
-        ``{"check", "check_approximate", "speedup_applicable", "speedup_note"}``, plus ``"speculative"``
+        ``{"check", "check_approximate", "speedup_applicable", "speedup_note", "threshold_warmup"}``, plus ``"speculative"``
         (:func:`~ee_bench.decoding.early_exit.speculative_summary`) for a self-speculative strategy; for
         the oracle gate the speed-up figures are set to None (they override the report's).
     """
@@ -148,7 +155,7 @@ def measured_labels(gate, kv: str, counts, options: EarlyExitOptions) -> dict[st
     mode = parse_check_mode(options.check)
     oracle = bool(getattr(GATES.get(gate) if isinstance(gate, str) else gate, "needs_final", False))
     out = {"check": mode.label, "check_approximate": mode.approximate, "speedup_applicable": not oracle,
-           "speedup_note": ORACLE_NOTE if oracle else None}
+           "speedup_note": ORACLE_NOTE if oracle else None, "threshold_warmup": options.threshold_warmup}
     if oracle:  # the wall times stay in the report; no speed-up figure is derived from them
         out.update(per_sequence_speedup=None, per_token_speedup=None, implied_speedup=None)
     strategy = KV_STRATEGIES.get(kv)
@@ -207,12 +214,12 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
             cal = calibrate(dec, cal_prompts, cal_refs, cal_ids, gate, kv, spec.until, spec.max_gen_toks, layers,
                             options.min_prefix, "chrf", options.min_quality_ratio, target_lang=target_lang,
                             batch_size=batch_size, out_path=path, patience=options.calibration_patience,
-                            objective=options.calibration_objective)
+                            objective=options.calibration_objective, threshold_warmup=options.threshold_warmup)
             calibrations[kv] = cal.to_dict()
             if cal.chosen is not None:
                 taus[kv] = cal.chosen
     settings = [EESetting(kv, gate, taus[kv], None if layers is None else tuple(layers), options.min_prefix,
-                          check, options.draft_len) for kv in kvs]
+                          check, options.draft_len, options.threshold_warmup) for kv in kvs]
     with tqdm(desc=f"{spec.task} speed-up (--kv)", disable=not progress, file=sys.stderr) as bar:
         reports = measure_speedups(model, prompts, settings, spec.until, spec.max_gen_toks,
                                    repeats=options.speedup_repeats, batch_size=1, references=refs,
@@ -221,6 +228,7 @@ def run_early_exit_stage(model, spec, docs: Sequence[dict], records, gate, thres
     measured = {kv: {**rep.to_dict(), "calibration": calibrations.get(kv),
                      **measured_labels(gate, kv, rep.ee_counts, options)} for kv, rep in zip(kvs, reports)}
     samples = tuple(early_exit_sample(gate, taus, options.min_prefix, layers,
-                                      {kv: rep.ee_traces[i] for kv, rep in zip(kvs, reports)}, options.check)
+                                      {kv: rep.ee_traces[i] for kv, rep in zip(kvs, reports)}, options.check,
+                                      options.threshold_warmup)
                     for i in range(len(records)))
     return EarlyExitStageResult(samples, measured)

@@ -180,12 +180,13 @@ class Seq2SeqEarlyExitDecoder:
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], gate, threshold: float | None, kv: str, until: Sequence[str],
                max_gen_toks: int, exit_layers: Iterable[int] | None = None, min_prefix: int = DEFAULT_MIN_PREFIX,
-               batch_size: int | None = None, check: str | None = None, draft_len: int | None = None) -> DecodeResult:
+               batch_size: int | None = None, check: str | None = None, draft_len: int | None = None,
+               threshold_warmup: float = 0.0) -> DecodeResult:
         """Decode every source greedily with early exit in the decoder.
 
         Args:
             prompts: encoder input id lists (sources). The decoder starts from ``model.decoder_prefix``.
-            gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size: as
+            gate, threshold, kv, until, max_gen_toks, exit_layers, min_prefix, batch_size, threshold_warmup: as
                 :meth:`EarlyExitDecoder.decode` (``exit_layers=()`` decodes at full depth).
 
         Returns:
@@ -195,7 +196,7 @@ class Seq2SeqEarlyExitDecoder:
             UnknownNameError: unknown gate or KV strategy. ThresholdError: τ out of range.
             DecodingOptionError: bad options, or a strategy that adds query slots (``deferred``).
         """
-        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix)
+        schedule = ExitSchedule.build(self.n_layers, gate, threshold, exit_layers, min_prefix, warmup=threshold_warmup)
         check_budget(max_gen_toks)
         if parse_check_mode(check).approximate or draft_len is not None:  # the causal loop's options
             raise DecodingOptionError("--check and --draft-len apply to decoder-only models; drop them for a translator.")
@@ -319,7 +320,7 @@ class Seq2SeqEarlyExitDecoder:
                     top1, prob, ent = self.unembed.reduce(h)
                 obs = schedule.observe(layer, obs, top1=top1, top1_prob=prob, entropy=ent,
                                        hidden=h if gate.needs_hidden else None, prev_hidden=prev_hidden)
-                fire = schedule.fires(obs)
+                fire = schedule.fires(obs, token_index)
                 n_fire = int(fire.sum())
             counts["gate_checks"] += b
             counts["head_rows"] += b if gate.needs_head else 0

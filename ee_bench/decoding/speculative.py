@@ -181,7 +181,7 @@ class SelfSpeculativeDecoder:
             restricted = self.gate.needs_head and self.mode.restricted_at(cand)  # topk after the first check; shortlist
             with timer.section("gate"):
                 obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
-                fire = bool(schedule.fires(obs)[0])
+                fire = bool(schedule.fires(obs, token_index)[0])
             counts["gate_checks"] += 1
             counts["restricted_checks"] += 1 if restricted else 0
             counts["restricted_rows"] += self.mode.restricted_width() if restricted else 0
@@ -314,7 +314,7 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
     if len(layers) > 1:
         check_gate_mode(schedule.gate, mode)
         draft = ExitSchedule(L, schedule.gate, schedule.threshold, frozenset(layers[:-1]), schedule.min_prefix,
-                             force_layer=layers[-1])
+                             force_layer=layers[-1], warmup=schedule.warmup)
 
         def observe(layer, h, prev, previous, cand):
             return decoder._observe(draft, layer, h, prev, previous, mode, cand)

@@ -199,6 +199,7 @@ class EESetting:
         exit_layers: allowed exits (None = every layer). min_prefix: tokens that never exit.
         check: check mode, ``"full"`` or ``"topk:K"`` (approximate); None = the decoder's.
         draft_len: tokens drafted per round with ``speculative``; None = the decoder's / strategy's.
+        threshold_warmup: W, tokens (:func:`~ee_bench.exits.decide.warmed_threshold`); 0 = constant τ.
     """
 
     kv: str
@@ -208,6 +209,7 @@ class EESetting:
     min_prefix: int = DEFAULT_MIN_PREFIX
     check: str | None = None
     draft_len: int | None = None
+    threshold_warmup: float = 0.0
 
 
 def reference_settled(walls: Sequence[float], spread: float | None) -> bool:
@@ -424,4 +426,4 @@ def full_depth_mode(dec: EarlyExitDecoder, until: Sequence[str], max_gen_toks: i
 def setting_mode(dec: EarlyExitDecoder, s: EESetting, until: Sequence[str], max_gen_toks: int, batch_size: int = 1):
     """``chunk -> DecodeResult``: the ee-bench loop under one early-exit setting."""
     return lambda ps: dec.decode(ps, s.gate, s.threshold, s.kv, until, max_gen_toks, s.exit_layers, s.min_prefix,
-                                 batch_size, check=s.check, draft_len=s.draft_len)
+                                 batch_size, check=s.check, draft_len=s.draft_len, threshold_warmup=s.threshold_warmup)

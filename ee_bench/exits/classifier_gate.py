@@ -62,6 +62,7 @@ class ClassifierGate(Gate):
     grid = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)  # least → most aggressive (0.5, 0.3, then 0.1 were binding on the joint SmolLM2)
     aggressive = "lower"
     unit = "predicted probability"
+    strictest = 1.0
 
     def __init__(self, weights: dict[int, tuple[Tensor, float]] | None = None, n_layers: int | None = None,
                  provenance: dict | None = None, source: str | None = None):

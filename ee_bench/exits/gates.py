@@ -93,6 +93,8 @@ class Gate(ABC):
         grid: the documented default sweep, ordered from least to most aggressive.
         aggressive: "lower" if a lower τ exits earlier, "higher" otherwise.
         unit: unit of τ, for messages and reports.
+        strictest: the τ at which the gate (almost) never fires, where the threshold warm-up starts
+            (:func:`ee_bench.exits.decide.warmed_threshold`); None for gates that cannot take a warm-up.
     """
 
     needs_head: bool = True
@@ -102,6 +104,7 @@ class Gate(ABC):
     grid: tuple[float, ...]
     aggressive: str = "lower"
     unit: str = ""
+    strictest: float | None = None
 
     @abstractmethod
     def fires(self, obs: GateObservation, threshold: float) -> Tensor:
@@ -131,6 +134,7 @@ class ConfidenceGate(Gate):
     default_threshold = 0.9
     grid = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
     aggressive = "lower"
+    strictest = 1.0
     unit = "probability"
 
     def check_threshold(self, threshold: float, n_layers: int | None = None) -> float:
@@ -156,6 +160,7 @@ class EntropyGate(Gate):
     default_threshold = 0.5
     grid = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0)
     aggressive = "higher"
+    strictest = 0.0
     unit = "nats"
 
     def check_threshold(self, threshold: float, n_layers: int | None = None) -> float:
@@ -219,6 +224,7 @@ class StateGate(Gate):
     default_threshold = 0.98
     grid = (0.999, 0.995, 0.99, 0.985, 0.98, 0.97, 0.95, 0.9)  # least → most aggressive
     aggressive = "lower"
+    strictest = 1.0
     unit = "cosine similarity"
 
     def check_threshold(self, threshold: float, n_layers: int | None = None) -> float:
