@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="gate threshold (default: the gate's default)")
     p.add_argument("--exit-layers", default=None, help="comma-separated 0-based layers where exits are allowed")
     p.add_argument("--min-prefix", type=int, default=4, help="first N tokens never exit (paper: 4)")
+    p.add_argument("--threshold-warmup", type=float, default=0.0, metavar="W",
+                   help="tokens: the threshold starts at the gate's strictest value and relaxes to τ with time "
+                        "constant W (default 0: constant; docs/definitions.md)")
     p.add_argument("--max-gen-toks", type=int, default=None, help="token budget (default: the task's)")
     from ee_bench.options import add_check_arguments
 
@@ -114,7 +117,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ee_bench.decoding.checks import check_options
     from ee_bench.exits.classifier_gate import gate_from_options
-    from ee_bench.exits.decide import check_min_prefix
+    from ee_bench.exits.decide import check_min_prefix, check_threshold_warmup
     from ee_bench.exits.kv import KV_STRATEGIES
     from ee_bench.models.cards import load_model, resolve_card
     from ee_bench.options import parse_layers
@@ -131,6 +134,7 @@ def main(argv: list[str]) -> int:
         KV_STRATEGIES.get(n)  # unknown names fail before the model loads
     gate = gate_from_options(args.gate, args.gate_file)
     threshold = gate.check_threshold(gate.default_threshold if args.threshold is None else args.threshold)
+    check_threshold_warmup(args.threshold_warmup, gate, "--threshold-warmup")
     layers = parse_layers(args.exit_layers)
     mode, draft_len = check_options(args.check, args.draft_len)
     if mode.shortlist is not None:
@@ -158,15 +162,18 @@ def main(argv: list[str]) -> int:
         ids = [model.encode_prompt(prompt)]
     budget = spec.max_gen_toks if args.max_gen_toks is None else args.max_gen_toks
     full = dec.decode(ids, None, None, names[0], spec.until, budget, exit_layers=()).traces[0]
-    traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix).traces[0] for n in names]
+    traces = [dec.decode(ids, gate, threshold, n, spec.until, budget, layers, args.min_prefix,
+                         threshold_warmup=args.threshold_warmup).traces[0] for n in names]
     warnings = {n: note for n, t in zip(names, traces) if (note := shallow_exit_note(t, ids[0][-1], args.min_prefix))}
     if args.json:
-        print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold, "check": mode.label,
+        print(json.dumps({"model": model.name, "gate": args.gate, "threshold": threshold,
+                          "threshold_warmup": args.threshold_warmup, "check": mode.label,
                           "text": args.text, "full": full.to_dict(), "traces": [t.to_dict() for t in traces],
                           "warnings": warnings}, ensure_ascii=False, indent=1))
         return 0
     print(f"model {model.name} ({dec.n_layers} layers), gate {args.gate} τ={threshold:g}, check {mode.label}, "
-          f"min_prefix {args.min_prefix}, task {spec.task} prompt")
+          f"min_prefix {args.min_prefix}" + (f", threshold warm-up {args.threshold_warmup:g} tokens"
+                                             if args.threshold_warmup else "") + f", task {spec.task} prompt")
     if gate.needs_final:
         print("oracle exit mode: every layer runs; exits at each token's first-match layer (no speed-up claimed)")
     print(f"source: {args.text}")

@@ -53,7 +53,7 @@ def check_threshold_warmup(warmup: float, gate: Gate | None = None, option: str 
     """
     warmup = float(warmup)
     if not math.isfinite(warmup) or warmup < 0:
-        raise DecodingOptionError(f"{option} {warmup} is not a number of tokens ≥ 0; use 0 for a constant threshold "
+        raise DecodingOptionError(f"{option} {warmup:g} is not a number of tokens ≥ 0; use 0 for a constant threshold "
                                   f"or e.g. 4 to relax it over about four tokens after the prefix.")
     if warmup > 0 and gate is not None and gate.strictest is None:
         raise DecodingOptionError(f"{option} {warmup:g} needs a gate with a strictest threshold (confidence, entropy, "
