@@ -166,7 +166,7 @@ CASES = [
     C("device-mps", lambda e: e.run("--device", "mps"), "--device mps", "no usable MPS", "use --device cpu"),
     C("device-garbage", lambda e: e.run("--device", "banana"), "--device 'banana' is not a device"),
     C("kv-unknown", lambda e: e.run("--kv", "copyy"), "Unknown kv strategy 'copyy'", "Did you mean: copy"),
-    C("kv-options-without-kv", lambda e: e.run("--calibrate"), "--calibrate, --calibration-objective, --exit-layers, --check, --draft-len, --speedup-repeats and --speedup-reference-spread apply to early-exit decoding"),
+    C("kv-options-without-kv", lambda e: e.run("--calibrate"), "--calibrate, --calibration-objective, --exit-layers, --check, --draft-len, --threshold-warmup, --speedup-repeats and --speedup-reference-spread apply to early-exit decoding"),
     C("speedup-options-without-kv", lambda e: e.run("--speedup-reference-spread", "0.05"), "apply to early-exit decoding; add --kv copy"),
     C("min-prefix-negative", lambda e: e.run("--kv", "copy", "--min-prefix", "-1"), "--min-prefix -1 is negative"),
     C("threshold-warmup-negative", lambda e: e.run("--kv", "copy", "--threshold-warmup", "-2"),
