@@ -22,6 +22,7 @@ def test_kv_calibrate_writes_traces_speedup_and_sweep(tmp_path, capsys):
     res_file = next(out.rglob("results_*.json"))
     result = json.loads(res_file.read_text())
     speed = result["measured_speedup"]
+    assert result["config"]["threshold_warmup"] == 0.0  # the default where --threshold-warmup is not given
     assert set(speed) == {"copy", "recompute"}
     for kv, rep in speed.items():
         assert rep["n_docs"] == 3 and rep["kv"] == kv

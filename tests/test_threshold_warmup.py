@@ -85,9 +85,12 @@ def test_threshold_warmup_end_to_end(tmp_path, capsys):
                  "--include_path", str(tasks), "--gate", "classifier", "--gate-file", str(probes), "--threshold", "0.5",
                  "--limit", "3", "--output_path", str(out), "--kv", "copy", "--min-prefix", "0",
                  "--threshold-warmup", "4", "--speedup-repeats", "1", "--no-progress", "--device", "cpu"])
-    assert code == 0, capsys.readouterr().err
-    rep = json.loads(next(out.rglob("results_*.json")).read_text())["measured_speedup"]["copy"]
-    assert rep["threshold_warmup"] == 4.0
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "decoded at τ 0.5, threshold warm-up 4 tokens" in printed.out
+    result = json.loads(next(out.rglob("results_*.json")).read_text())
+    rep = result["measured_speedup"]["copy"]
+    assert rep["threshold_warmup"] == 4.0 and result["config"]["threshold_warmup"] == 4.0
     rows = [json.loads(line) for line in next(out.rglob("samples_*.jsonl")).read_text().splitlines()]
     assert len(rows) == 3
     assert max(len(r["early_exit"]["traces"]["copy"]["exit_layers"]) for r in rows) >= 4  # past the warm-up

@@ -183,6 +183,7 @@ def main(argv: list[str]) -> int:
     config = dict(vars(args))
     if ee_options:  # the parsed --exit-layers, as recorded since the early-exit options exist
         config["exit_layers_list"] = None if ee_options.exit_layers is None else list(ee_options.exit_layers)
+        config["threshold_warmup"] = ee_options.threshold_warmup  # the default 0.0 where not given
     from dataclasses import replace
 
     from ee_bench.resume import OutputLock, task_cache  # sec: output lock + document-level resume
@@ -356,6 +357,8 @@ def _print_early_exit_notes(result: dict[str, Any]) -> None:
                        if cal.get("chosen") is not None else
                        f" (calibration on docs {ids[0]}..{ids[-1]} kept no threshold: default)")
             line += f"; decoded at τ {rep['threshold']:g}{how}"
+            if rep.get("threshold_warmup"):
+                line += f", threshold warm-up {rep['threshold_warmup']:g} tokens"
         if not rep.get("speedup_applicable", True):
             line += f"; measured speed-up {rep['speedup_note']}"
         spec = rep.get("speculative")
