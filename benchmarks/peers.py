@@ -84,6 +84,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda (default: the card's choice)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 … (default: the card's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--calibration-threads", type=int, default=None,
+                   help="torch CPU threads of the untimed calibration sweep and shortlist (default: --threads); "
+                        "the timed runs always use --threads")
     p.add_argument("--out", default="runs/peers")
     return p.parse_args(argv)
 
@@ -181,6 +184,10 @@ def run(args) -> dict:
         check_objective(obj.strip())
     if args.n_docs < 1 or args.repeats < 1:
         raise EEBenchError(f"--n-docs {args.n_docs} and --repeats {args.repeats}: both must be at least 1")
+    cal_threads = args.threads if args.calibration_threads is None else args.calibration_threads
+    if args.threads < 1 or cal_threads < 1:
+        raise EEBenchError(f"--threads {args.threads} and --calibration-threads {cal_threads}: both must be at least 1, "
+                           f"e.g. --threads 1 --calibration-threads 2")
     draft = _layers(args.draft_layers, "--draft-layers")
     sparse = None if args.sparse_exit_layers.strip().lower() == "all" else tuple(_layers(args.sparse_exit_layers,
                                                                                          "--sparse-exit-layers"))
@@ -215,7 +222,8 @@ def run(args) -> dict:
     for g in gates.values():
         if hasattr(g, "check_model"):
             g.check_model(L, model.describe()["hidden_size"])
-    print(f"model {model.name}: L = {L} blocks, {model.device} {dec.runner.dtype}, {args.threads} thread(s), "
+    print(f"model {model.name}: L = {L} blocks, {model.device} {dec.runner.dtype}, {args.threads} thread(s) timed, "
+          f"{cal_threads} for the calibration, "
           f"transformers {transformers.__version__}, torch {torch.__version__}")
     print(f"task {spec.task}: docs 0..{len(eval_ids) - 1}, max_gen_toks {budget}, batch 1, {args.repeats} repeats "
           f"(median), draft layers E {draft} (0-based) × draft lengths {[str(x) for x in lens]}, early exit: "
@@ -252,6 +260,7 @@ def run(args) -> dict:
     cal_docs = [docs[i] for i in cal_ids]
     cal_prompts = [ids for _, ids in build_prompts(model, spec, cal_docs)]
     cal_refs = [references_of(spec, d) for d in cal_docs]
+    torch.set_num_threads(cal_threads)  # untimed: the shortlist and the sweeps (timed runs below use --threads)
     checks = {}
     for _, c in pairs:
         mode = parse_check_mode(c)
@@ -304,6 +313,7 @@ def run(args) -> dict:
     for n in notes:
         print(n)
 
+    torch.set_num_threads(args.threads)  # the timed runs and the cost profile
     t0 = time.perf_counter()
     runs = time_interleaved(modes, prompts, args.repeats, batch_size=1)
     print(f"timed {len(modes)} modes x {args.repeats} repeats ({time.perf_counter() - t0:.0f} s)", flush=True)
