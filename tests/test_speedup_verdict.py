@@ -39,6 +39,12 @@ def test_good_case_is_headlined_in_bold():
     assert v.text("**") == "recompute **1.30×/token**, 1.25×/seq, chrf 99%"
 
 
+def test_threshold_warmup_is_named_in_the_setting():
+    assert speedup_verdict("recompute", {**GOOD, "threshold_warmup": 8.0}).text("**") == \
+        "recompute W8 **1.30×/token**, 1.25×/seq, chrf 99%"
+    assert speedup_verdict("recompute", {**GOOD, "threshold_warmup": 0.0}).setting == "recompute"  # constant τ
+
+
 def test_length_alone_flags_even_at_full_quality():
     v = speedup_verdict("copy", {**GOOD, "ee_tokens": 151})  # 151 / 100 = 1.51 > 1.5
     assert not v.headlined and v.flags == ("outputs 1.51× longer than full depth (151 vs 100 tokens; limit 1.5×)",)
