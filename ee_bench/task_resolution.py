@@ -21,7 +21,7 @@ from pathlib import Path
 from ee_bench.errors import EEBenchError, UnknownNameError
 from ee_bench.tasks.index import TaskIndex
 from ee_bench.tasks.lm_eval_vocab import RUNNABLE_OUTPUT_TYPES
-from ee_bench.tasks.spec import is_lm_eval
+from ee_bench.tasks.spec import is_lm_eval, with_max_gen_toks
 
 PREFIX = "lm_eval:"
 
@@ -116,3 +116,27 @@ def lm_eval_listing(include_paths: list[Path], match: str | None = None) -> tupl
     summary = ("lm-eval task files by output type: " + ", ".join(f"{k} {v}" for k, v in counts.most_common())
                + f"; ee-bench analyses {', '.join(RUNNABLE_OUTPUT_TYPES)} (run with --tasks lm_eval:NAME)")
     return rows, summary
+
+
+def apply_gen_kwargs(specs: list, overrides: dict) -> list:
+    """Tasks with ``--gen_kwargs`` applied (:func:`~ee_bench.tasks.spec.parse_gen_kwargs`'s overrides).
+
+    As in lm-eval, the overrides reach ``generate_until`` tasks only; other tasks are returned as they
+    are. The new budget is recorded in the results (``max_gen_toks_source``) and in the task's hash, so
+    an interrupted run resumes only with the same budget.
+    """
+    if "max_gen_toks" not in overrides:
+        return list(specs)
+    n, out = overrides["max_gen_toks"], []
+    for spec in specs:
+        if spec.output_type != "generate_until":
+            out.append(spec)
+        elif is_lm_eval(spec):  # lm-eval's evaluator reads the built task's config: set it as lm-eval's own
+            from dataclasses import replace  # --gen_kwargs does (ConfigurableTask.set_config)
+
+            spec.lm_task.set_config(key="generation_kwargs",
+                                    value={**(spec.lm_task.config.generation_kwargs or {}), "max_gen_toks": n})
+            out.append(replace(spec, max_gen_toks_override=n))
+        else:
+            out.append(with_max_gen_toks(spec, n, f"--gen_kwargs max_gen_toks={n}"))
+    return out

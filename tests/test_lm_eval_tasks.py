@@ -119,6 +119,18 @@ def test_wmt16_fixture_is_lm_evals_file_unchanged_and_validates(capsys):
     assert "all valid" in capsys.readouterr().out
 
 
+def test_gen_kwargs_budget_reaches_an_lm_eval_built_task(ckpt, tmp_path):
+    """lm-eval's default 256 tokens, overridden by ``--gen_kwargs max_gen_toks=3`` (as lm-eval's own option
+    would): the results name the source and no output is longer than 3 tokens."""
+    assert run(ckpt, tmp_path, "wmt16-de-en", "--include_path", str(WMT16), "--data-dir", str(HUB_MIRROR),
+               "--limit", "2", "--gen_kwargs", "max_gen_toks=3") == 0
+    res, samples = results_of(tmp_path, "wmt16-de-en")
+    info = res["task_info"]
+    assert info["built_by"] == "lm-eval"
+    assert info["max_gen_toks"] == 3 and info["max_gen_toks_source"] == "--gen_kwargs max_gen_toks=3"
+    assert res["n_output_tokens"] <= 2 * 3
+
+
 def test_wmt16_run_on_local_data_writes_results(ckpt, tmp_path):
     assert run(ckpt, tmp_path, "wmt16-de-en", "--include_path", str(WMT16), "--data-dir", str(HUB_MIRROR),
                "--limit", "2") == 0

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="one gate threshold; without it the gate's documented grid is swept")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each task")
+    p.add_argument("--gen_kwargs", "--gen-kwargs", dest="gen_kwargs", default=None,
+                   help="lm-eval style overrides of generation tasks: max_gen_toks=N (the token budget); "
+                        "do_sample=false and temperature=0 are accepted (decoding is greedy)")
     p.add_argument("--output_path", default=None, help="folder for results JSON, samples JSONL and leaderboard.md")
     p.add_argument("--trust-path", "--trust_path", dest="trust_path", action="append", default=[], metavar="DIR",
                    help="a folder outside a task file's own where its data_files may lie (your own data; "
@@ -99,8 +102,9 @@ def _prepare(args: argparse.Namespace):
     from ee_bench.exits.classifier_gate import gate_from_options
     from ee_bench.metrics.base import METRICS, metric_options
     from ee_bench.models.cards import resolve_card
-    from ee_bench.task_resolution import resolve_tasks
+    from ee_bench.task_resolution import apply_gen_kwargs, resolve_tasks
     from ee_bench.tasks.loaders import load_docs
+    from ee_bench.tasks.spec import parse_gen_kwargs
 
     _check_args(args)
     if args.comet_model:
@@ -115,7 +119,9 @@ def _prepare(args: argparse.Namespace):
     if not names:
         raise EEBenchError("--tasks is empty. Give one or more task names, e.g. --tasks wmt22_de_en.")
     # issue 16: ee-bench's tasks first, then lm-eval's (lm_eval:NAME); lm-eval tasks are built here
+    gen_kwargs = parse_gen_kwargs(args.gen_kwargs)  # before any task file or data is read
     specs = resolve_tasks(names, [Path(p) for p in args.include_path], args.data_dir, args.limit, args.seed)
+    specs = apply_gen_kwargs(specs, gen_kwargs)
     for spec in specs:
         for m in ([] if is_lm_eval(spec) else spec.metric_list):
             try:  # options checked before the model loads (lm-eval's aggregation/higher_is_better are not options)

@@ -51,7 +51,8 @@ class LmEvalTask:
         docs: the documents of the evaluated split (after ``--limit``); total: the split's size.
         reasons: why lm-eval builds it (empty for a task loaded by name). data_note: where the data came from.
         recorded: the recorded (unused) keys and their values. fewshot_seed: lm-eval's ``fewshot_random_seed``
-            (``--seed``; 1234 is lm-eval's default too).
+            (``--seed``; 1234 is lm-eval's default too). max_gen_toks_override: the budget of
+            ``--gen_kwargs max_gen_toks=N`` (None: the task file's, or lm-eval's 256).
     """
 
     task: str
@@ -66,6 +67,7 @@ class LmEvalTask:
     recorded: dict[str, Any] = field(default_factory=dict)
     fewshot_seed: int = 1234
     engine: str = "lm-eval"
+    max_gen_toks_override: int | None = None
 
     @property
     def output_type(self) -> str:
@@ -86,12 +88,16 @@ class LmEvalTask:
 
     @property
     def max_gen_toks(self) -> int:
+        if self.max_gen_toks_override is not None:
+            return self.max_gen_toks_override
         return int(self.generation_kwargs.get("max_gen_toks") or vocab.DEFAULT_MAX_GEN_TOKS)
 
     @property
     def max_gen_toks_source(self) -> str:
         if self.output_type != "generate_until":
             return "not a generation task"
+        if self.max_gen_toks_override is not None:
+            return f"--gen_kwargs max_gen_toks={self.max_gen_toks_override}"
         if self.generation_kwargs.get("max_gen_toks"):
             return "task file"
         return f"lm-eval's default ({vocab.DEFAULT_MAX_GEN_TOKS}); the task file leaves it unset"
@@ -103,7 +109,10 @@ class LmEvalTask:
     @property
     def spec_hash(self) -> str:
         """sha256 of lm-eval's printable dump of the task config (functions as their source)."""
-        blob = json.dumps(self.lm_task.dump_config(), sort_keys=True, ensure_ascii=False, default=str).encode()
+        dump = self.lm_task.dump_config()
+        if self.max_gen_toks_override is not None:  # --gen_kwargs: a new budget is a new task for resume
+            dump = {**dump, "max_gen_toks_override": self.max_gen_toks_override}
+        blob = json.dumps(dump, sort_keys=True, ensure_ascii=False, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def task_info(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +328,67 @@ def parse_task(data: dict[str, Any], source: str) -> TaskSpec | GroupSpec:
 def load_task_file(path: Path) -> TaskSpec | GroupSpec:
     """Read, include-resolve and validate one task YAML file."""
     return parse_task(resolve_includes(path), str(path))
+
+
+GEN_KWARGS_KEYS = ("max_gen_toks", "do_sample", "temperature")
+"""What ``--gen_kwargs`` may set (lm-eval's option): the token budget; greedy decoding only."""
+
+
+def parse_gen_kwargs(text: str | None) -> dict[str, Any]:
+    """lm-eval's ``--gen_kwargs`` string (``max_gen_toks=64,do_sample=false``) as overrides.
+
+    Args:
+        text: comma-separated ``key=value`` pairs, or None / empty for none.
+
+    Returns:
+        ``{"max_gen_toks": N}`` when a budget is given, else ``{}``: ``do_sample=false`` and
+        ``temperature=0`` are accepted (lm-eval users pass them) and change nothing, since ee-bench
+        decodes greedily.
+
+    Raises:
+        ConfigError: a pair without ``=``, an unknown key (``until`` included: stop strings hold commas,
+            so they stay in the task file), a budget that is not a positive integer, sampling turned on.
+    """
+    if not text or not text.strip():
+        return {}
+    out: dict[str, Any] = {}
+    problems = []
+    for pair in (x.strip() for x in text.split(",")):
+        key, eq, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key:
+            problems.append(f"{pair!r} is not key=value, e.g. --gen_kwargs max_gen_toks=64")
+        elif key == "max_gen_toks":
+            if not value.isdigit() or int(value) <= 0:
+                problems.append(f"max_gen_toks={value!r} must be a positive integer, e.g. max_gen_toks=64")
+            else:
+                out["max_gen_toks"] = int(value)
+        elif key == "do_sample":
+            if value.lower() not in ("false", "0"):
+                problems.append(f"do_sample={value} is refused: ee-bench decodes greedily (its oracle compares "
+                                f"every layer's argmax with the final one's); drop it or give do_sample=false")
+        elif key == "temperature":
+            try:
+                ok = float(value) == 0.0
+            except ValueError:
+                ok = False
+            if not ok:
+                problems.append(f"temperature={value} is refused: ee-bench decodes greedily; drop it or give temperature=0")
+        else:
+            problems.append(f"unknown key {key!r}{_hint(key, GEN_KWARGS_KEYS)} (allowed: {', '.join(GEN_KWARGS_KEYS)}; "
+                            f"stop strings stay in the task file's generation_kwargs.until)")
+    if problems:
+        raise ConfigError("--gen_kwargs", problems)
+    return out
+
+
+def with_max_gen_toks(spec: TaskSpec, max_gen_toks: int, source: str) -> TaskSpec:
+    """``spec`` with a new token budget (``--gen_kwargs max_gen_toks=N``), recorded in its raw mapping so
+    that ``spec_hash`` (and the resume key built from it) changes with it.
+
+    Args:
+        spec: a ``generate_until`` task. max_gen_toks: tokens, > 0. source: what set it, for the results.
+    """
+    gk = {**(spec.raw.get("generation_kwargs") or {}), "max_gen_toks": max_gen_toks}
+    return replace(spec, max_gen_toks=max_gen_toks, max_gen_toks_source=source,
+                   raw={**spec.raw, "generation_kwargs": gk})
