@@ -15,6 +15,7 @@ lm_eval = pytest.importorskip("lm_eval")
 
 from tiny_models import N_LAYERS, tiny_llama  # noqa: E402
 
+import ee_bench.errors  # noqa: E402
 import ee_bench.lm_eval  # noqa: E402  (registers ee-hf)
 from ee_bench.cli import main  # noqa: E402
 
@@ -131,6 +132,37 @@ def test_always_firing_gate_scores_with_layer_0(setup, tmp_path):
     n, first = gen["n_tokens"], gen["exit_layer_histogram"][N_LAYERS - 1]
     assert first == 2 and gen["mean_exit_layer"] == pytest.approx((N_LAYERS - 1) * 2 / n)
     assert gen["measured_speedup"] is None and gen["measured_speedup_reason"] == "measure_speedup=false"
+
+
+def test_classifier_gate_file_and_threshold_warmup(setup, tmp_path):
+    """``gate=classifier,gate_file=…,threshold_warmup=4`` (τ 0.5, min_prefix 0): layer 1's probe is constant
+    at σ(ln 4) = 0.8, so τ_k = 0.5 + 0.5·e^(−k/4) keeps tokens 0–2 at full depth (τ_2 = 0.803 > 0.8) and
+    lets later ones exit at layer 1, as in tests/test_threshold_warmup.py; the side file records W."""
+    from lm_eval.api.registry import get_model
+
+    from ee_bench.exits.classifier_gate import save_classifier
+    from ee_bench.training.exit_classifier import CONSTANT_LOGIT
+
+    model_dir, _, wrapper = setup
+    H = wrapper.describe()["hidden_size"]
+    probes = tmp_path / "probes.json"
+    save_classifier(probes, {0: (torch.zeros(H), -CONSTANT_LOGIT), 1: (torch.zeros(H), math.log(4.0))}, N_LAYERS, H, {})
+    side = tmp_path / "exit.json"
+    lm = get_model("ee-hf").create_from_arg_string(
+        f"pretrained={model_dir},gate=classifier,gate_file={probes},threshold=0.5,threshold_warmup=4,kv=copy,"
+        f"min_prefix=0,measure_speedup=false,exit_stats_path={side}", {"device": "cpu"})
+    ctx = torch.tensor([[5, 6, 7]])
+    out = lm._model_generate(ctx, 3 + 6, [], attention_mask=torch.ones_like(ctx))
+    n = out.shape[1] - 3
+    assert n >= 4  # past the warm-up
+    hist = json.loads(side.read_text())["generate_until"]["exit_layer_histogram"]
+    assert hist[N_LAYERS - 1] == 3 and hist[1] == n - 3 and sum(hist) == n
+    assert lm.get_model_info()["ee_bench"]["threshold_warmup"] == 4.0
+    with pytest.raises(ee_bench.errors.EEBenchError, match="gate=classifier needs its probes: add gate_file=FILE"):
+        get_model("ee-hf").create_from_arg_string(f"pretrained={model_dir},gate=classifier", {"device": "cpu"})
+    with pytest.raises(ee_bench.errors.EEBenchError, match="ee-hf threshold_warmup 4 needs a gate with a strictest"):
+        get_model("ee-hf").create_from_arg_string(f"pretrained={model_dir},gate=patience,threshold_warmup=4",
+                                                  {"device": "cpu"})
 
 
 def test_sampling_is_refused(setup):

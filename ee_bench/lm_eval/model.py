@@ -20,6 +20,10 @@ model_args (lm-eval's ``k=v,k2=v2``):
 
 - ``pretrained``: an ee-bench model card (``ee-bench ls models``, e.g. ``smollm2-135m-ee``), a local
   checkpoint folder, or a hub id (loaded through ee-bench's ``hf-causal`` wrapper);
+- ``gate_file``: the probe file of ``gate=classifier`` (``ee-bench fit-gate``), as ``--gate-file``;
+- ``threshold_warmup`` (tokens, default 0): generation's threshold warm-up, as ``--threshold-warmup``
+  (:func:`~ee_bench.exits.decide.warmed_threshold`); like ``min_prefix`` it applies to ``generate_until``,
+  not to the teacher-forced log-likelihoods;
 - ``gate`` (default ``confidence``; any registered gate, plug-ins included), ``threshold`` (τ;
   default the gate's ``default_threshold``), ``kv`` (``copy`` | ``recompute`` | ``deferred`` | plug-ins;
   default ``recompute``), ``min_prefix`` (generated tokens that never exit; default 4, ee-bench's one default
@@ -48,7 +52,7 @@ from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
 from ee_bench.errors import EEBenchError
-from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix, gate_exit_layers
+from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix, check_threshold_warmup, gate_exit_layers
 from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
@@ -89,7 +93,8 @@ class EarlyExitLM(HFLM):
     Args:
         pretrained: ee-bench card name, local checkpoint folder or hub id.
         gate: registered gate name. threshold: τ (None: the gate's default). kv: KV strategy name.
-        min_prefix: generated tokens 0 … min_prefix−1 never exit.
+        min_prefix: generated tokens 0 … min_prefix−1 never exit. gate_file: the probes of
+            ``gate=classifier``. threshold_warmup: W, tokens (0: a constant τ), for generation.
         measure_speedup: also decode each generation batch at full depth and time both.
         exit_stats_path: JSON file for the exit statistics (rewritten after each batch), or None.
         device, dtype: where and in what precision ee-bench loads the model.
@@ -103,12 +108,22 @@ class EarlyExitLM(HFLM):
     def __init__(self, pretrained: str, gate: str = "confidence", threshold: float | None = None,
                  kv: str = "recompute", min_prefix: int = DEFAULT_MIN_PREFIX, measure_speedup: bool = True,
                  exit_stats_path: str | None = None, device: str | None = None, dtype: str | None = None,
-                 **kwargs: Any) -> None:
+                 gate_file: str | None = None, threshold_warmup: float = 0.0, **kwargs: Any) -> None:
+        from ee_bench.exits.classifier_gate import gate_from_options
         from ee_bench.models.cards import load_model
 
-        gate_obj = GATES.get(str(gate))()
+        if getattr(GATES.get(str(gate)), "needs_file", False) and not gate_file:
+            raise EEBenchError(f"ee-hf gate={gate} needs its probes: add gate_file=FILE to --model_args "
+                               f"(written by `ee-bench fit-gate`).")
+        gate_obj = gate_from_options(str(gate), gate_file)
         KV_STRATEGIES.get(str(kv))
         check_min_prefix(int(min_prefix), "ee-hf min_prefix")
+        try:
+            warmup = float(threshold_warmup)
+        except ValueError:
+            raise EEBenchError(f"ee-hf threshold_warmup {threshold_warmup!r} is not a number of tokens; "
+                               f"give e.g. threshold_warmup=4.") from None
+        self.threshold_warmup = check_threshold_warmup(warmup, gate_obj, "ee-hf threshold_warmup")
         try:  # sec: τ is checked before the device and the model (a bad τ must be blamed, not the device)
             gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold))
         except ValueError:
@@ -119,6 +134,8 @@ class EarlyExitLM(HFLM):
             raise EEBenchError(f"ee-hf needs a causal LM; {card.name} is a {wrapper.kind} model. "
                                f"Pass a decoder model card (ee-bench ls models).")
         self.wrapper = wrapper
+        if hasattr(gate_obj, "check_model"):  # probes fitted on another model's depth or width
+            gate_obj.check_model(wrapper.n_layers, wrapper.describe()["hidden_size"])
         self.gate_name, self.gate = str(gate), gate_obj
         self.threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold),
                                                   wrapper.n_layers)
@@ -130,7 +147,7 @@ class EarlyExitLM(HFLM):
         self.card_name = card.name
         self.stats = ExitStatsRecorder(
             {"model": card.name, "gate": self.gate_name, "threshold": self.threshold, "kv": self.kv,
-             "min_prefix": self.min_prefix},
+             "min_prefix": self.min_prefix, "threshold_warmup": self.threshold_warmup},
             wrapper.n_layers, bool(measure_speedup), exit_stats_path)
 
     @property
@@ -224,7 +241,7 @@ class EarlyExitLM(HFLM):
         prompts = [row[k].tolist() for row, k in zip(context, keep)]
         budget = int(max_length) - context.shape[1]
         args = dict(gate=self.gate, threshold=self.threshold, kv=self.kv, until=list(stop), max_gen_toks=budget,
-                    min_prefix=self.min_prefix)
+                    min_prefix=self.min_prefix, threshold_warmup=self.threshold_warmup)
         tally = self.stats.generate_until
         full = None
         if self.stats.measure_speedup:
@@ -262,7 +279,8 @@ class EarlyExitLM(HFLM):
                                           exit_layers=())
         else:
             result = self._decoder.decode(prompts, args["gate"], args["threshold"], args["kv"], args["until"],
-                                          args["max_gen_toks"], min_prefix=args["min_prefix"])
+                                          args["max_gen_toks"], min_prefix=args["min_prefix"],
+                                          threshold_warmup=args["threshold_warmup"])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return result, time.perf_counter() - t0
@@ -274,4 +292,5 @@ class EarlyExitLM(HFLM):
         except Exception:  # noqa: BLE001 - HFLM expects a hub id here; ours may be a card name
             info = {}
         return {**info, "ee_bench": {"model": self.card_name, "gate": self.gate_name, "threshold": self.threshold,
-                                     "kv": self.kv, "min_prefix": self.min_prefix, "n_layers": self.n_layers}}
+                                     "kv": self.kv, "min_prefix": self.min_prefix, "n_layers": self.n_layers,
+                                     "threshold_warmup": self.threshold_warmup}}
