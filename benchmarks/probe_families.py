@@ -1,5 +1,8 @@
 """Held-out comparison of exit-classifier probe families (docs/kv_strategies.md): linear probes at several
-L2 strengths against a small MLP, per exit layer, on document-disjoint folds.
+L2 strengths against a small MLP, per exit layer, on document-disjoint folds; with ``--features`` also
+other inputs to the same logistic regression: the cosine of consecutive hidden states (CALM's state
+signal, cos(h_ℓ, h_ℓ−1) and cos(h_ℓ, h_ℓ−2), free), the full head's top-1 probability (confidence: a
+head per check) and the hidden state with either.
 
     python benchmarks/probe_families.py --model /work/ckpt/smollm2-135m-ee-wmt14-joint --data-dir ../shared/data \\
         --docs 1784:1984 --layers 11,17,23
@@ -14,6 +17,7 @@ many tokens a gate could exit at that precision. Features are standardised insid
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 
 
@@ -26,6 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--layers", default="11,17,23", help="0-based exit layers to compare probes at")
     p.add_argument("--folds", type=int, default=5, help="document-disjoint folds (GroupKFold); prints to stdout")
     p.add_argument("--device", default=None, help="cpu, cuda … (default: the card's choice)")
+    p.add_argument("--families", default="probes", help="probes (the L2 strengths and MLPs) and/or features "
+                   "(hidden state, cosines, confidence and their unions, all with the linear probe at C = 0.003)")
     return p.parse_args(argv)
 
 
@@ -40,8 +46,17 @@ def recall_at_precision(y, p, precision: float) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    kinds = [k.strip() for k in args.families.split(",") if k.strip()]
+    if not kinds or set(kinds) - {"probes", "features"}:
+        print(f"probe_families.py: error: --families {args.families!r}: give probes, features or probes,features",
+              file=sys.stderr)
+        return 2
     start, end = (int(x) for x in args.docs.split(":"))
     layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    if "features" in kinds and min(layers, default=2) < 2:
+        print(f"probe_families.py: error: --families features compares h_ℓ with h_ℓ−2; --layers {args.layers} "
+              f"must all be ≥ 2", file=sys.stderr)
+        return 2
 
     import numpy as np
     import torch
@@ -67,19 +82,39 @@ def main(argv=None) -> int:
     labels = probe_labels(torch.cat([r.stats.top1 for r in records], dim=1)).numpy()  # (L, N)
     groups = np.array([start + r.doc_id for r in records for _ in range(r.stats.top1.shape[1])])
     splits = list(GroupKFold(n_splits=args.folds).split(np.zeros(len(groups)), groups=groups))
-    families = {
-        "linear, C = 1": lambda: LogisticRegression(C=1.0, max_iter=2000),
-        "linear, C = 0.03": lambda: LogisticRegression(C=0.03, max_iter=2000),
-        "linear, C = 0.003": lambda: LogisticRegression(C=0.003, max_iter=2000),
-        "MLP (64 hidden)": lambda: MLPClassifier((64,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
-        "MLP (256 hidden)": lambda: MLPClassifier((256,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
-    }
+    confidence = torch.cat([r.stats.top1_prob for r in records], dim=1).double().numpy()  # (L, N)
+    unit = torch.nn.functional.normalize(hidden, dim=-1)
+
+    def inputs(layer: int) -> dict[str, "np.ndarray"]:
+        """Feature name → (N, d) inputs at ``layer``: hidden state, cosines, confidence, unions."""
+        h = hidden[layer].double().numpy()
+        cos = np.stack([(unit[layer] * unit[layer - k]).sum(-1).double().numpy() for k in (1, 2)], 1)
+        conf = confidence[layer][:, None]
+        return {"hidden state": h, "cosines": cos, "hidden state + cosines": np.hstack([h, cos]),
+                "confidence (full head)": conf, "hidden state + confidence": np.hstack([h, conf])}
+
+    def linear():  # the features' regression: fit-gate's usual L2 strength
+        return LogisticRegression(C=0.003, max_iter=2000)
+
+    families = {}
+    if "probes" in kinds:
+        families.update({
+            "linear, C = 1": lambda: LogisticRegression(C=1.0, max_iter=2000),
+            "linear, C = 0.03": lambda: LogisticRegression(C=0.03, max_iter=2000),
+            "linear, C = 0.003": lambda: LogisticRegression(C=0.003, max_iter=2000),
+            "MLP (64 hidden)": lambda: MLPClassifier((64,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
+            "MLP (256 hidden)": lambda: MLPClassifier((256,), alpha=1.0, max_iter=300, early_stopping=True, random_state=0),
+        })
     print(f"{model.name} on {spec.task} docs {start}..{end - 1}: {len(groups)} tokens, GroupKFold({args.folds}) by document")
     print("| layer | probe | accuracy | log loss | AUC | recall at precision 0.9 | at 0.8 |")
     print("|---|---|---|---|---|---|---|")
     for layer in layers:
-        x, y = hidden[layer].double().numpy(), labels[layer]
-        for name, make in families.items():
+        y = labels[layer]
+        feats = inputs(layer)
+        runs = [(name, make, feats["hidden state"]) for name, make in families.items()]
+        if "features" in kinds:
+            runs += [(f"features: {name}", linear, x) for name, x in feats.items()]
+        for name, make, x in runs:
             p = np.empty(len(y))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # convergence and scikit-learn deprecation notices

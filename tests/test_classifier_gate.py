@@ -283,3 +283,21 @@ def test_recall_at_precision_by_hand():
     assert mod.recall_at_precision(y, p, 0.9) == pytest.approx(2 / 3)
     assert mod.recall_at_precision(y, p, 0.75) == 1.0
     assert mod.recall_at_precision([0, 1], [0.9, 0.1], 0.9) == 0.0
+
+
+@pytest.mark.parametrize("extra, words", [(["--families", "probes,cosine"], "--families 'probes,cosine': give probes"),
+                                          (["--families", "features", "--layers", "1,17"], "must all be ≥ 2")])
+def test_probe_families_bad_options_before_the_model_loads(extra, words, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from ee_bench.models import cards
+
+    monkeypatch.setattr(cards, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
+    spec = importlib.util.spec_from_file_location("probe_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("probe_families.py: error: ") and words in err
