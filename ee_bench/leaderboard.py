@@ -53,7 +53,8 @@ Quality metrics are computed on the final-layer (full-depth) outputs. Oracle col
 saturation on classification and multiple-choice tasks, where with few choices an early layer agrees
 with the final one by chance (docs/definitions.md, "The headline oracle"). *Implied* speed-up is L / mean layers run
 at the gate's threshold (layer count only); *measured* speed-up is the tokens/s of real early-exit
-decoding over full-depth decoding (same loop, same prompts), per KV strategy, where it was measured:
+decoding over full-depth decoding (same loop, same prompts), per KV strategy, where it was measured,
+named with the τ it decoded at (a calibrated τ can differ from the row's) and its threshold warm-up W if any:
 `×/token` (tokens/s ratio), `×/seq` (wall-time ratio on the same documents) and the quality ratio (chrF,
 early exit / full depth). The per-token figure is **bold** only where quality kept the run's floor
 (`--min-quality-ratio`, 98 % by default) and the outputs grew at most 1.5× in tokens; otherwise the cell

@@ -84,8 +84,9 @@ def speedup_verdict(setting: str, report: dict, min_quality_ratio: float = DEFAU
         min_quality_ratio: the floor (``--min-quality-ratio``). max_length_ratio: the length limit.
 
     Returns:
-        A :class:`SpeedupVerdict` whose setting names a threshold warm-up when the run had one
-        (``report["threshold_warmup"]`` = W > 0: ``"recompute W8"``). Flags: quality ratio < floor; quality not measured; early-exit
+        A :class:`SpeedupVerdict` whose setting names the decoding threshold and the threshold warm-up
+        when the report records them (``"recompute τ0.8 W8"``; the τ of a calibrated run can differ from
+        the row's offline τ). Flags: quality ratio < floor; quality not measured; early-exit
         tokens > ``max_length_ratio`` × full-depth tokens; no speed-up measured. The quality ratio is
         ``quality[m]["ratio"]``, or early_exit / full when the ratio is not stored (m = chrF when
         present, else the first metric in name order).
@@ -112,8 +113,9 @@ def speedup_verdict(setting: str, report: dict, min_quality_ratio: float = DEFAU
     if length is not None and length > max_length_ratio:
         flags.append(f"outputs {length:.2f}× longer than full depth ({ee_t} vs {full_t} tokens; "
                      f"limit {max_length_ratio:g}×)")
-    warmup = report.get("threshold_warmup")
-    label = f"{setting} W{warmup:g}" if warmup else setting
+    tau, warmup = report.get("threshold"), report.get("threshold_warmup")
+    label = " ".join([setting, *([f"τ{tau:g}"] if isinstance(tau, (int, float)) else []),
+                      *([f"W{warmup:g}"] if warmup else [])])
     return SpeedupVerdict(label, None if per_seq is None else float(per_seq),
                           None if per_tok is None else float(per_tok), metric,
                           None if ratio is None else float(ratio), length, min_quality_ratio, max_length_ratio,

@@ -39,10 +39,11 @@ def test_good_case_is_headlined_in_bold():
     assert v.text("**") == "recompute **1.30×/token**, 1.25×/seq, chrf 99%"
 
 
-def test_threshold_warmup_is_named_in_the_setting():
-    assert speedup_verdict("recompute", {**GOOD, "threshold_warmup": 8.0}).text("**") == \
-        "recompute W8 **1.30×/token**, 1.25×/seq, chrf 99%"
-    assert speedup_verdict("recompute", {**GOOD, "threshold_warmup": 0.0}).setting == "recompute"  # constant τ
+def test_threshold_and_warmup_are_named_in_the_setting():
+    assert speedup_verdict("recompute", {**GOOD, "threshold": 0.8, "threshold_warmup": 8.0}).text("**") == \
+        "recompute τ0.8 W8 **1.30×/token**, 1.25×/seq, chrf 99%"
+    assert speedup_verdict("recompute", {**GOOD, "threshold": 0.9, "threshold_warmup": 0.0}).setting == "recompute τ0.9"
+    assert speedup_verdict("copy", {**GOOD, "threshold": None}).setting == "copy"  # speculative: no τ
 
 
 def test_length_alone_flags_even_at_full_quality():
