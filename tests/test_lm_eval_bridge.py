@@ -158,6 +158,15 @@ def test_classifier_gate_file_and_threshold_warmup(setup, tmp_path):
     hist = json.loads(side.read_text())["generate_until"]["exit_layer_histogram"]
     assert hist[N_LAYERS - 1] == 3 and hist[1] == n - 3 and sum(hist) == n
     assert lm.get_model_info()["ee_bench"]["threshold_warmup"] == 4.0
+    assert lm.get_model_info()["ee_bench"]["gate_file"] == str(probes)
+    assert json.loads(side.read_text())["gate_file"] == str(probes)
+    assert "τ=0.5 W4, kv copy]" in lm.stats.summary()
+    with pytest.raises(ee_bench.errors.EEBenchError, match="gate_file= /no/such.json does not exist"):
+        get_model("ee-hf").create_from_arg_string(f"pretrained={model_dir},gate=classifier,gate_file=/no/such.json",
+                                                  {"device": "cpu"})
+    with pytest.raises(ee_bench.errors.EEBenchError, match="gate_file= applies to ee-hf gate=classifier"):
+        get_model("ee-hf").create_from_arg_string(f"pretrained={model_dir},gate=confidence,gate_file={probes}",
+                                                  {"device": "cpu"})
     with pytest.raises(ee_bench.errors.EEBenchError, match="gate=classifier needs its probes: add gate_file=FILE"):
         get_model("ee-hf").create_from_arg_string(f"pretrained={model_dir},gate=classifier", {"device": "cpu"})
     with pytest.raises(ee_bench.errors.EEBenchError, match="ee-hf threshold_warmup 4 needs a gate with a strictest"):

@@ -73,8 +73,9 @@ class ClassifierGate(Gate):
         self._on: dict[tuple[int, str], tuple[Tensor, float]] = {}
 
     @classmethod
-    def load(cls, path: str | Path) -> ClassifierGate:
-        """Read a file written by :func:`save_classifier`.
+    def load(cls, path: str | Path, option: str = "--gate-file") -> ClassifierGate:
+        """Read a file written by :func:`save_classifier`; ``option`` names where the path came from in
+        the messages (``ee-hf``'s model_args say ``gate_file=``).
 
         Raises:
             ClassifierFileError: missing file, not JSON, another schema, no probe, or a probe of the wrong size.
@@ -82,24 +83,26 @@ class ClassifierGate(Gate):
         p = Path(path)
         fix = "Fit one with `ee-bench fit-gate --model M --task T --docs A:B --output FILE`."
         if not p.is_file():
-            raise ClassifierFileError(f"--gate-file {p} does not exist or is not a file. {fix}")
+            raise ClassifierFileError(f"{option} {p} does not exist or is not a file. {fix}")
         try:
             data = json.loads(p.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ClassifierFileError(f"--gate-file {p} is not a readable exit-classifier JSON file ({exc}). {fix}") from None
+            raise ClassifierFileError(f"{option} {p} is not a readable exit-classifier JSON file ({exc}). {fix}") from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ClassifierFileError(f"--gate-file {p} is not an exit-classifier file (schema "
+            raise ClassifierFileError(f"{option} {p} is not an exit-classifier file (schema "
                                       f"{data.get('schema') if isinstance(data, dict) else None!r}, expected {SCHEMA!r}). {fix}")
         H, weights = int(data["hidden_size"]), {}
         for key, probe in data["layers"].items():
             w = torch.tensor(probe["w"], dtype=torch.float32)
             if w.shape != (H,) or not torch.isfinite(w).all() or not math.isfinite(float(probe["b"])):
-                raise ClassifierFileError(f"--gate-file {p}: the probe of layer {key} is not {H} finite weights "
+                raise ClassifierFileError(f"{option} {p}: the probe of layer {key} is not {H} finite weights "
                                           f"and a finite bias. {fix}")
             weights[int(key)] = (w, float(probe["b"]))
         if not weights:
-            raise ClassifierFileError(f"--gate-file {p} holds no probes (fitted with an empty --exit-layers?). {fix}")
-        return cls(weights, int(data["n_layers"]), data.get("provenance", {}), str(p))
+            raise ClassifierFileError(f"{option} {p} holds no probes (fitted with an empty --exit-layers?). {fix}")
+        gate = cls(weights, int(data["n_layers"]), data.get("provenance", {}), str(p))
+        gate.option = option
+        return gate
 
     def check_model(self, n_layers: int, hidden_size: int) -> None:
         """Refuse probes fitted on a model of another depth or width.
@@ -109,7 +112,7 @@ class ClassifierGate(Gate):
         """
         H = next(iter(self.weights.values()))[0].numel() if self.weights else hidden_size
         if (self.n_layers is not None and self.n_layers != n_layers) or H != hidden_size:
-            raise ClassifierFileError(f"--gate-file {self.source}: its probes were fitted on a model with "
+            raise ClassifierFileError(f"{getattr(self, 'option', '--gate-file')} {self.source}: its probes were fitted on a model with "
                                       f"{self.n_layers} blocks of width {H}; this model has {n_layers} of width "
                                       f"{hidden_size}. Fit probes for this model with ee-bench fit-gate.")
 
@@ -162,19 +165,22 @@ def save_classifier(path: str | Path, weights: dict[int, tuple[Tensor, float]], 
                                           "provenance": provenance, "layers": layers}))
 
 
-def gate_from_options(name: str, gate_file: str | None) -> Gate:
-    """The gate of ``--gate NAME`` (and ``--gate-file FILE`` for a gate built from a file).
+def gate_from_options(name: str, gate_file: str | None, options: tuple[str, str] = ("--gate", "--gate-file")) -> Gate:
+    """The gate of ``--gate NAME`` (and ``--gate-file FILE`` for a gate built from a file); ``options``
+    names the two options in the messages (``("gate=", "gate_file=")`` for ee-hf's model_args).
 
     Raises:
         UnknownNameError: unknown gate. EEBenchError: ``--gate classifier`` without ``--gate-file``, or
             ``--gate-file`` with a gate that takes none. ClassifierFileError: a bad file.
     """
+    g, f = options
+    sep = "" if g.endswith("=") else " "
     cls = GATES.get(name)
     if getattr(cls, "needs_file", False):
         if not gate_file:
-            raise EEBenchError(f"--gate {name} needs its probes: add --gate-file FILE (written by "
+            raise EEBenchError(f"{g}{sep}{name} needs its probes: add {f}{sep}FILE (written by "
                                f"`ee-bench fit-gate --model M --task T --docs A:B --output FILE`).")
-        return cls.load(gate_file)
+        return cls.load(gate_file, option=f)
     if gate_file:
-        raise EEBenchError(f"--gate-file applies to --gate classifier; --gate {name} takes none. Drop --gate-file.")
+        raise EEBenchError(f"{f} applies to {g}{sep}classifier; {g}{sep}{name} takes none. Drop {f}.")
     return cls()

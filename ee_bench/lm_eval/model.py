@@ -53,7 +53,6 @@ from tqdm import tqdm
 
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_min_prefix, check_threshold_warmup, gate_exit_layers
-from ee_bench.exits.gates import GATES
 from ee_bench.exits.kv import KV_STRATEGIES
 from ee_bench.lm_eval.stats import ExitStatsRecorder
 from ee_bench.models.contracts import CausalExitModel
@@ -112,10 +111,8 @@ class EarlyExitLM(HFLM):
         from ee_bench.exits.classifier_gate import gate_from_options
         from ee_bench.models.cards import load_model
 
-        if getattr(GATES.get(str(gate)), "needs_file", False) and not gate_file:
-            raise EEBenchError(f"ee-hf gate={gate} needs its probes: add gate_file=FILE to --model_args "
-                               f"(written by `ee-bench fit-gate`).")
-        gate_obj = gate_from_options(str(gate), gate_file)
+        gate_obj = gate_from_options(str(gate), gate_file, options=("ee-hf gate=", "gate_file="))
+        self.gate_file = None if gate_file is None else str(gate_file)
         KV_STRATEGIES.get(str(kv))
         check_min_prefix(int(min_prefix), "ee-hf min_prefix")
         try:
@@ -147,7 +144,7 @@ class EarlyExitLM(HFLM):
         self.card_name = card.name
         self.stats = ExitStatsRecorder(
             {"model": card.name, "gate": self.gate_name, "threshold": self.threshold, "kv": self.kv,
-             "min_prefix": self.min_prefix, "threshold_warmup": self.threshold_warmup},
+             "min_prefix": self.min_prefix, "threshold_warmup": self.threshold_warmup, "gate_file": self.gate_file},
             wrapper.n_layers, bool(measure_speedup), exit_stats_path)
 
     @property
@@ -230,8 +227,9 @@ class EarlyExitLM(HFLM):
         temperature = generation_kwargs.pop("temperature", 0.0) or 0.0
         if generation_kwargs.pop("do_sample", False) or float(temperature) > 0.0:
             raise SamplingNotSupportedError(
-                "ee-hf decodes greedily (the early-exit loop has no sampling); the task asks for sampling "
-                "(do_sample / temperature > 0). Override it with --gen_kwargs do_sample=false,temperature=0.")
+                "ee-hf decodes greedily (the early-exit loop has no sampling); the task or --gen_kwargs asks for "
+                "sampling (do_sample / temperature > 0). Drop it, or override the task's with "
+                "--gen_kwargs do_sample=false,temperature=0.")
         ignored = sorted(k for k in generation_kwargs if k not in ("top_p", "top_k", "num_beams"))
         if ignored:
             logger.warning("ee-hf ignores generation kwargs %s (greedy early-exit decoding)", ", ".join(ignored))
@@ -293,4 +291,4 @@ class EarlyExitLM(HFLM):
             info = {}
         return {**info, "ee_bench": {"model": self.card_name, "gate": self.gate_name, "threshold": self.threshold,
                                      "kv": self.kv, "min_prefix": self.min_prefix, "n_layers": self.n_layers,
-                                     "threshold_warmup": self.threshold_warmup}}
+                                     "threshold_warmup": self.threshold_warmup, "gate_file": self.gate_file}}

@@ -124,7 +124,9 @@ class ExitStatsRecorder:
                 f"ee-hf {kind}: {s['n_requests']} requests, {s['n_tokens']} tokens, mean exit layer "
                 f"{s['mean_exit_layer']:.2f} of 0..{self.n_layers - 1} ({s['mean_layers_run']:.2f} layers run), "
                 f"implied speed-up x{s['implied_speedup']:.2f}, measured speed-up {measured} "
-                f"[gate {self.config.get('gate')} τ={self.config.get('threshold')}, kv {self.config.get('kv')}]"
+                f"[gate {self.config.get('gate')} τ={self.config.get('threshold')}"
+                + (f" W{self.config['threshold_warmup']:g}" if kind == "generate_until" and self.config.get("threshold_warmup")
+                   else "") + f", kv {self.config.get('kv')}]"
             )
         return "\n".join(lines)
 
