@@ -85,7 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default=None, help="float32, bfloat16 … (default: the card's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--calibration-threads", type=int, default=None,
-                   help="torch CPU threads of the untimed calibration sweep and shortlist (default: --threads); "
+                   help="torch CPU threads of the untimed calibration sweep and shortlist (None: as --threads); "
                         "the timed runs always use --threads")
     p.add_argument("--out", default="runs/peers")
     return p.parse_args(argv)
@@ -184,10 +184,12 @@ def run(args) -> dict:
         check_objective(obj.strip())
     if args.n_docs < 1 or args.repeats < 1:
         raise EEBenchError(f"--n-docs {args.n_docs} and --repeats {args.repeats}: both must be at least 1")
+    if args.threads < 1:
+        raise EEBenchError(f"--threads {args.threads} must be at least 1, e.g. --threads 1")
+    if args.calibration_threads is not None and args.calibration_threads < 1:
+        raise EEBenchError(f"--calibration-threads {args.calibration_threads} must be at least 1, e.g. "
+                           f"--calibration-threads 2 (or leave it out: as --threads)")
     cal_threads = args.threads if args.calibration_threads is None else args.calibration_threads
-    if args.threads < 1 or cal_threads < 1:
-        raise EEBenchError(f"--threads {args.threads} and --calibration-threads {cal_threads}: both must be at least 1, "
-                           f"e.g. --threads 1 --calibration-threads 2")
     draft = _layers(args.draft_layers, "--draft-layers")
     sparse = None if args.sparse_exit_layers.strip().lower() == "all" else tuple(_layers(args.sparse_exit_layers,
                                                                                          "--sparse-exit-layers"))

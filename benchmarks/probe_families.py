@@ -1,6 +1,6 @@
 """Held-out comparison of exit-classifier probe families (docs/kv_strategies.md): linear probes at several
-L2 strengths against a small MLP, per exit layer, on document-disjoint folds; with ``--features`` also
-other inputs to the same logistic regression: the cosine of consecutive hidden states (CALM's state
+L2 strengths against a small MLP, per exit layer, on document-disjoint folds; with ``--families features``
+also other inputs to the same logistic regression: the cosine of consecutive hidden states (CALM's state
 signal, cos(h_ℓ, h_ℓ−1) and cos(h_ℓ, h_ℓ−2), free), the full head's top-1 probability (confidence: a
 head per check) and the hidden state with either.
 
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--docs", default="1784:1984", help="START:END, disjoint from evaluated documents")
     p.add_argument("--layers", default="11,17,23", help="0-based exit layers to compare probes at")
     p.add_argument("--folds", type=int, default=5, help="document-disjoint folds (GroupKFold); prints to stdout")
-    p.add_argument("--device", default=None, help="cpu, cuda … (default: the card's choice)")
+    p.add_argument("--device", default=None, help="cpu, cuda … (None: the card's choice)")
     p.add_argument("--families", default="probes", help="probes (the L2 strengths and MLPs) and/or features "
                    "(hidden state, cosines, confidence and their unions, all with the linear probe at C = 0.003)")
     return p.parse_args(argv)
@@ -44,20 +44,57 @@ def recall_at_precision(y, p, precision: float) -> float:
     return float(ok.max()) if ok.size else 0.0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def _check(args) -> tuple[list[str], int, int, list[int]]:
+    """The options that need no model: (families, START, END, layers).
+
+    Raises:
+        EEBenchError: naming the option and a fix.
+    """
+    from ee_bench.errors import EEBenchError
+
     kinds = [k.strip() for k in args.families.split(",") if k.strip()]
     if not kinds or set(kinds) - {"probes", "features"}:
-        print(f"probe_families.py: error: --families {args.families!r}: give probes, features or probes,features",
-              file=sys.stderr)
-        return 2
-    start, end = (int(x) for x in args.docs.split(":"))
-    layers = [int(x) for x in args.layers.split(",") if x.strip()]
-    if "features" in kinds and min(layers, default=2) < 2:
-        print(f"probe_families.py: error: --families features compares h_ℓ with h_ℓ−2; --layers {args.layers} "
-              f"must all be ≥ 2", file=sys.stderr)
+        raise EEBenchError(f"--families {args.families!r}: give probes, features or probes,features")
+    try:
+        start, end = (int(x) for x in args.docs.split(":"))
+    except ValueError:
+        raise EEBenchError(f"--docs {args.docs!r} must be START:END document indices, e.g. 1784:1984") from None
+    if not 0 <= start < end:
+        raise EEBenchError(f"--docs {args.docs!r}: need 0 ≤ START < END, e.g. 1784:1984")
+    try:
+        layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    except ValueError:
+        raise EEBenchError(f"--layers {args.layers!r} must be comma-separated 0-based layers, e.g. 11,17,23") from None
+    if not layers or min(layers) < 0:
+        raise EEBenchError(f"--layers {args.layers!r} must name 0-based layers ≥ 0, e.g. 11,17,23")
+    if "features" in kinds and min(layers) < 2:
+        raise EEBenchError(f"--families features compares h_ℓ with h_ℓ−2; --layers {args.layers} must all be ≥ 2")
+    if args.folds < 2 or end - start < args.folds:
+        raise EEBenchError(f"--folds {args.folds} needs 2 ≤ folds ≤ the {end - start} documents of --docs {args.docs}")
+    return kinds, start, end, layers
+
+
+def _check_layers(layers: list[int], n_layers: int | None) -> None:
+    from ee_bench.errors import EEBenchError
+
+    if n_layers is not None and max(layers) >= n_layers - 1:
+        raise EEBenchError(f"--layers {max(layers)}: this model's probe layers are 0..{n_layers - 2} (layer "
+                           f"{n_layers - 1} is the last, whose top-1 is the label)")
+
+
+def main(argv=None) -> int:
+    from ee_bench.errors import EEBenchError
+
+    args = parse_args(argv)
+    try:
+        return _run(args)
+    except EEBenchError as exc:
+        print(f"probe_families.py: error: {exc}", file=sys.stderr)
         return 2
 
+
+def _run(args) -> int:
+    kinds, start, end, layers = _check(args)
     import numpy as np
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -67,15 +104,22 @@ def main(argv=None) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from ee_bench.errors import EEBenchError
     from ee_bench.evaluation import EvalOptions, run_documents
     from ee_bench.models.cards import load_model, resolve_card
+    from ee_bench.models.depth import checkpoint_depth
     from ee_bench.tasks.index import TaskIndex
     from ee_bench.tasks.loaders import load_docs
     from ee_bench.training.exit_classifier import probe_labels
 
-    model = load_model(resolve_card(args.model), device=args.device)
+    card = resolve_card(args.model)
+    _check_layers(layers, checkpoint_depth(card))  # from the configuration, before any weight loads
     spec = TaskIndex([]).expand([args.task])[0]
     docs = load_docs(spec, args.data_dir)
+    if end > len(docs):
+        raise EEBenchError(f"--docs {args.docs}: {spec.task} has {len(docs)} documents (0..{len(docs) - 1})")
+    model = load_model(card, device=args.device)
+    _check_layers(layers, model.n_layers)
     records = run_documents(model, spec, docs[start:end], keep_hidden=True,
                             options=EvalOptions(batch_size=8, progress=False))
     hidden = torch.cat([r.hidden for r in records], dim=1).float()  # (L, N, H)

@@ -129,8 +129,9 @@ documents (exact bounds: the cell's tooltip and the row's ▸ details). The over
 smallest absolute distance to the oracle; where that run has no measured speed-up, the model's measured run of the
 same family is shown and named. <i>Implied</i> speed-up: L / mean layers run (layer count only). <i>Predicted</i>:
 the cost model's per-token estimate at the threshold, and its <i>ceiling</i> with every token at its oracle exit
-(n/a where the results predate it). <i>Measured</i>: tokens/s of real early-exit decoding over full depth; bold
-only where quality kept the run's floor and outputs grew at most 1.5× in tokens; ⚠ and red otherwise (tooltip:
+(n/a where the results predate it). <i>Measured</i>: tokens/s of real early-exit decoding over full depth, per KV
+strategy, named with the τ it decoded at (a calibrated τ can differ from the row's) and its threshold warm-up W if
+any (<code>recompute τ0.8 W8</code>); bold only where quality kept the run's floor and outputs grew at most 1.5× in tokens; ⚠ and red otherwise (tooltip:
 why). Click a header to sort: first click best first in the column's direction (exit layers and distances: lower is
 better), second reverses. <b>Bold</b> marks the best ranked value per column. Rows marked <i>preview</i> rest on
 fewer than {{ min_docs }} documents (and not the whole test set), <i>degenerate</i> rows on near-constant

@@ -122,7 +122,7 @@ def apply_gen_kwargs(specs: list, overrides: dict) -> list:
     """Tasks with ``--gen_kwargs`` applied (:func:`~ee_bench.tasks.spec.parse_gen_kwargs`'s overrides).
 
     As in lm-eval, the overrides reach ``generate_until`` tasks only; other tasks are returned as they
-    are. The new budget is recorded in the results (``max_gen_toks_source``) and in the task's hash, so
+    are, with a note on stderr. The new budget is recorded in the results (``max_gen_toks_source``) and in the task's hash, so
     an interrupted run resumes only with the same budget.
     """
     if "max_gen_toks" not in overrides:
@@ -130,6 +130,10 @@ def apply_gen_kwargs(specs: list, overrides: dict) -> list:
     n, out = overrides["max_gen_toks"], []
     for spec in specs:
         if spec.output_type != "generate_until":
+            import sys
+
+            print(f"ee-bench: --gen_kwargs max_gen_toks={n} does not apply to {spec.task} ({spec.output_type}: "
+                  f"nothing is generated); it runs as its task file says", file=sys.stderr)
             out.append(spec)
         elif is_lm_eval(spec):  # lm-eval's evaluator reads the built task's config: set it as lm-eval's own
             from dataclasses import replace  # --gen_kwargs does (ConfigurableTask.set_config)

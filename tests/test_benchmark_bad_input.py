@@ -35,7 +35,8 @@ def no_load(monkeypatch):
     (["--settings", "classifier:full"], "--gate classifier needs its probes: add --gate-file FILE"),
     (["--n-docs", "0"], "--n-docs 0 and --repeats 2: both must be at least 1"),
     (["--threshold-warmups", "x"], "--threshold-warmups 'x' must be comma-separated numbers of tokens"),
-    (["--calibration-threads", "0"], "--threads 1 and --calibration-threads 0: both must be at least 1"),
+    (["--calibration-threads", "0"], "--calibration-threads 0 must be at least 1"),
+    (["--threads", "0"], "--threads 0 must be at least 1"),
     (["--settings", "patience:full", "--threshold-warmups", "0,4"], "--threshold-warmups 4 needs a gate with a strictest"),
 ])
 def test_peers_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, no_load, extra, message):

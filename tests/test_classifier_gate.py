@@ -285,8 +285,16 @@ def test_recall_at_precision_by_hand():
     assert mod.recall_at_precision([0, 1], [0.9, 0.1], 0.9) == 0.0
 
 
-@pytest.mark.parametrize("extra, words", [(["--families", "probes,cosine"], "--families 'probes,cosine': give probes"),
-                                          (["--families", "features", "--layers", "1,17"], "must all be ≥ 2")])
+@pytest.mark.parametrize("extra, words", [
+    (["--families", "probes,cosine"], "--families 'probes,cosine': give probes"),
+    (["--families", "features", "--layers", "1,17"], "must all be ≥ 2"),
+    (["--layers", "a"], "--layers 'a' must be comma-separated 0-based layers"),
+    (["--docs", "abc"], "--docs 'abc' must be START:END"),
+    (["--docs", "5:3"], "need 0 ≤ START < END"),
+    (["--folds", "1"], "--folds 1 needs 2 ≤ folds ≤ the 200 documents"),
+    (["--docs", "1980:1984"], "--folds 5 needs 2 ≤ folds ≤ the 4 documents"),
+    (["--model", "nosuch-model"], "nosuch-model"),
+])
 def test_probe_families_bad_options_before_the_model_loads(extra, words, capsys, monkeypatch):
     import importlib.util
     from pathlib import Path
@@ -301,3 +309,22 @@ def test_probe_families_bad_options_before_the_model_loads(extra, words, capsys,
     assert mod.main(extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("probe_families.py: error: ") and words in err
+
+
+def test_probe_families_refuses_the_last_layer_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """The label is the last layer's top-1, so probes exist at 0..L−2; L is read from the configuration."""
+    import importlib.util
+    from pathlib import Path
+
+    from tiny_models import N_LAYERS, save_tiny_llama
+
+    from ee_bench.models import cards
+
+    ckpt = save_tiny_llama(tmp_path / "ckpt")
+    monkeypatch.setattr(cards, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
+    spec = importlib.util.spec_from_file_location("probe_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--model", str(ckpt), "--layers", str(N_LAYERS - 1)]) == 2
+    assert f"probe layers are 0..{N_LAYERS - 2}" in capsys.readouterr().err

@@ -27,6 +27,7 @@ def test_parse_gen_kwargs_by_hand():
     ("max_gen_tok=4", "unknown key 'max_gen_tok' (did you mean: max_gen_toks?)"),
     ("temperature=0.7", "temperature=0.7 is refused"),
     ("until=a", "stop strings stay in the task file"),
+    ("max_gen_toks=5,max_gen_toks=6", "max_gen_toks is given twice"),
 ])
 def test_parse_gen_kwargs_refuses(text, words):
     with pytest.raises(ConfigError) as err:
@@ -64,3 +65,14 @@ def test_gen_kwargs_sets_the_budget_end_to_end(tmp_path, capsys):
         lengths = _exits(out)
         assert len(lengths) == 3 and max(lengths) <= budget
     assert max(lengths) == 3  # the tiny Llama never emits the stop word w59 within 3 tokens here
+
+
+def test_gen_kwargs_leave_other_tasks_alone_with_a_note(capsys):
+    from types import SimpleNamespace
+
+    from ee_bench.task_resolution import apply_gen_kwargs
+
+    mc = SimpleNamespace(task="glue_sst2", output_type="multiple_choice", engine="ee-bench")
+    assert apply_gen_kwargs([mc], {"max_gen_toks": 5}) == [mc]
+    assert "--gen_kwargs max_gen_toks=5 does not apply to glue_sst2 (multiple_choice" in capsys.readouterr().err
+    assert apply_gen_kwargs([mc], {}) == [mc]

@@ -346,16 +346,21 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any]:
         decodes greedily.
 
     Raises:
-        ConfigError: a pair without ``=``, an unknown key (``until`` included: stop strings hold commas,
-            so they stay in the task file), a budget that is not a positive integer, sampling turned on.
+        ConfigError: a pair without ``=``, a key given twice, an unknown key (``until`` included: stop
+            strings hold commas, so they stay in the task file), a budget that is not a positive integer,
+            sampling turned on.
     """
     if not text or not text.strip():
         return {}
     out: dict[str, Any] = {}
-    problems = []
+    problems, seen = [], set()
     for pair in (x.strip() for x in text.split(",")):
         key, eq, value = pair.partition("=")
         key, value = key.strip(), value.strip()
+        if key in seen:
+            problems.append(f"{key} is given twice; give each key once")
+            continue
+        seen.add(key)
         if not eq or not key:
             problems.append(f"{pair!r} is not key=value, e.g. --gen_kwargs max_gen_toks=64")
         elif key == "max_gen_toks":
