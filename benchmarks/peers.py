@@ -223,7 +223,7 @@ def run(args) -> dict:
     _check_depth(draft, sparse, L)
     for g in gates.values():
         if hasattr(g, "check_model"):
-            g.check_model(L, model.describe()["hidden_size"])
+            g.check_model(L, model.describe()["hidden_size"], card.name)
     print(f"model {model.name}: L = {L} blocks, {model.device} {dec.runner.dtype}, {args.threads} thread(s) timed, "
           f"{cal_threads} for the calibration, "
           f"transformers {transformers.__version__}, torch {torch.__version__}")

@@ -328,3 +328,19 @@ def test_probe_families_refuses_the_last_layer_before_the_model_loads(tmp_path, 
     spec.loader.exec_module(mod)
     assert mod.main(["--model", str(ckpt), "--layers", str(N_LAYERS - 1)]) == 2
     assert f"probe layers are 0..{N_LAYERS - 2}" in capsys.readouterr().err
+
+
+def test_probes_of_another_checkpoint_warn(tmp_path, caplog):
+    """Same shapes, another model named in the provenance: allowed, with a warning naming both."""
+    import logging
+
+    from ee_bench.exits.classifier_gate import ClassifierGate, save_classifier
+
+    path = tmp_path / "p.json"
+    save_classifier(path, {1: (torch.zeros(8), 0.0)}, 4, 8, {"model": "ckpt-a"})
+    gate = ClassifierGate.load(path)
+    with caplog.at_level(logging.WARNING, logger="ee_bench.exits"):
+        gate.check_model(4, 8, "ckpt-a")
+        assert not caplog.records
+        gate.check_model(4, 8, "ckpt-b")
+    assert "was fitted on ckpt-a, not ckpt-b" in caplog.text

@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
         load_s = time.perf_counter() - t0
         check_exit_layers(exit_layers, model.n_layers, card.name)  # a hub config not cached: before any record
         if hasattr(gate, "check_model"):  # probes fitted on another model are refused before any document runs
-            gate.check_model(model.n_layers, model.describe()["hidden_size"])
+            gate.check_model(model.n_layers, model.describe()["hidden_size"], card.name)
         thresholds, _ = gate_thresholds(gate, args.threshold, model.n_layers)
         profile = _cost_profile(args, card.name, model, profile_file)
         options = EvalOptions(limit=args.limit, seed=args.seed, batch_size=args.batch_size, progress=args.progress, early_exit=ee_options,

@@ -104,17 +104,27 @@ class ClassifierGate(Gate):
         gate.option = option
         return gate
 
-    def check_model(self, n_layers: int, hidden_size: int) -> None:
-        """Refuse probes fitted on a model of another depth or width.
+    def check_model(self, n_layers: int, hidden_size: int, model_name: str | None = None) -> None:
+        """Refuse probes fitted on a model of another depth or width; warn (logger ``ee_bench.exits``)
+        when the file's provenance names another model of the same shapes (another checkpoint of one
+        architecture: allowed, but the probes then describe other weights).
 
         Raises:
             ClassifierFileError: naming both shapes.
         """
+        option = getattr(self, "option", "--gate-file")
         H = next(iter(self.weights.values()))[0].numel() if self.weights else hidden_size
         if (self.n_layers is not None and self.n_layers != n_layers) or H != hidden_size:
-            raise ClassifierFileError(f"{getattr(self, 'option', '--gate-file')} {self.source}: its probes were fitted on a model with "
+            raise ClassifierFileError(f"{option} {self.source}: its probes were fitted on a model with "
                                       f"{self.n_layers} blocks of width {H}; this model has {n_layers} of width "
                                       f"{hidden_size}. Fit probes for this model with ee-bench fit-gate.")
+        fitted_on = self.provenance.get("model")
+        if model_name and fitted_on and fitted_on != model_name:
+            import logging
+
+            logging.getLogger("ee_bench.exits").warning(
+                "%s %s was fitted on %s, not %s (same shapes, other weights); fit probes for this model with "
+                "ee-bench fit-gate", option, self.source, fitted_on, model_name)
 
     def check_threshold(self, threshold: float, n_layers: int | None = None) -> float:
         """Validate τ (a probability).

@@ -132,7 +132,7 @@ class EarlyExitLM(HFLM):
                                f"Pass a decoder model card (ee-bench ls models).")
         self.wrapper = wrapper
         if hasattr(gate_obj, "check_model"):  # probes fitted on another model's depth or width
-            gate_obj.check_model(wrapper.n_layers, wrapper.describe()["hidden_size"])
+            gate_obj.check_model(wrapper.n_layers, wrapper.describe()["hidden_size"], card.name)
         self.gate_name, self.gate = str(gate), gate_obj
         self.threshold = gate_obj.check_threshold(gate_obj.default_threshold if threshold is None else float(threshold),
                                                   wrapper.n_layers)
