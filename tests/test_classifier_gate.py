@@ -272,13 +272,7 @@ def test_recall_at_precision_by_hand():
     """benchmarks/probe_families.py: labels (1, 1, 0, 1) scored (.9, .8, .7, .1). Thresholds .9 / .8 / .7 / .1
     give precision 1, 1, 2/3, 3/4 and recall 1/3, 2/3, 2/3, 1: at precision ≥ 0.9 the best recall is 2/3,
     at ≥ 0.75 it is 1, and nothing reaches precision ≥ 0.9 when every score ranks a negative first."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
-    spec = importlib.util.spec_from_file_location("probe_families", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _probe_families()
     y, p = [1, 1, 0, 1], [0.9, 0.8, 0.7, 0.1]
     assert mod.recall_at_precision(y, p, 0.9) == pytest.approx(2 / 3)
     assert mod.recall_at_precision(y, p, 0.75) == 1.0
@@ -296,16 +290,10 @@ def test_recall_at_precision_by_hand():
     (["--model", "nosuch-model"], "nosuch-model"),
 ])
 def test_probe_families_bad_options_before_the_model_loads(extra, words, capsys, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
     from ee_bench.models import cards
 
     monkeypatch.setattr(cards, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
-    spec = importlib.util.spec_from_file_location("probe_families", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _probe_families()
     assert mod.main(extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("probe_families.py: error: ") and words in err
@@ -313,19 +301,13 @@ def test_probe_families_bad_options_before_the_model_loads(extra, words, capsys,
 
 def test_probe_families_refuses_the_last_layer_before_the_model_loads(tmp_path, capsys, monkeypatch):
     """The label is the last layer's top-1, so probes exist at 0..L−2; L is read from the configuration."""
-    import importlib.util
-    from pathlib import Path
-
     from tiny_models import N_LAYERS, save_tiny_llama
 
     from ee_bench.models import cards
 
     ckpt = save_tiny_llama(tmp_path / "ckpt")
     monkeypatch.setattr(cards, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
-    spec = importlib.util.spec_from_file_location("probe_families", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _probe_families()
     assert mod.main(["--model", str(ckpt), "--layers", str(N_LAYERS - 1)]) == 2
     assert f"probe layers are 0..{N_LAYERS - 2}" in capsys.readouterr().err
 
@@ -344,3 +326,15 @@ def test_probes_of_another_checkpoint_warn(tmp_path, caplog):
         assert not caplog.records
         gate.check_model(4, 8, "ckpt-b")
     assert "was fitted on ckpt-a, not ckpt-b" in caplog.text
+
+
+def _probe_families():
+    """benchmarks/probe_families.py as a module (benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_families.py"
+    spec = importlib.util.spec_from_file_location("probe_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
