@@ -15,7 +15,7 @@ import torch
 from tiny_models import build_tiny_gpt2, build_tiny_llama, save_tiny_llama, word_tokenizer, write_tiny_task
 
 from ee_bench.cli import main
-from ee_bench.training.causal_joint import IGNORE_INDEX, causal_layer_losses
+from ee_bench.training.causal_joint import IGNORE_INDEX, CausalJointTrainer, causal_distill_losses, causal_layer_losses
 from ee_bench.training.joint import (
     layer_weights,
     sample_early_layers,
@@ -32,8 +32,10 @@ def _batch():
     return ids, mask, labels
 
 
-def _hand_layer_ces(model, ids, mask, labels) -> list[float]:
-    """Per-layer CE by an explicit loop: output_hidden_states → final norm → head → −log softmax."""
+def _hand_layer_ces(model, ids, mask, labels, targets_of=None) -> list[float]:
+    """Per-layer CE by an explicit loop: output_hidden_states → final norm → head → −log softmax.
+
+    ``targets_of(layer, b, t, last_logits)`` may replace the label of position t (joint-distill)."""
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     base = model.transformer if hasattr(model, "transformer") else model.model
@@ -49,6 +51,8 @@ def _hand_layer_ces(model, ids, mask, labels) -> list[float]:
                 y = int(labels[b, t + 1])
                 if y == IGNORE_INDEX:
                     continue
+                if targets_of is not None:
+                    y = targets_of(layer, L, out.logits[b, t].tolist(), y)
                 z = logits[b, t].tolist()
                 total += -(z[y] - math.log(sum(math.exp(v) for v in z)))
                 n += 1
@@ -71,6 +75,42 @@ def test_joint_loss_equals_hand_weighted_sum(build):
     expected = sum(w * c for w, c in zip(increasing, ces))
     joint = weighted_sum(causal_layer_losses(model, ids, mask, labels, layers), layer_weights(L, "increasing"))
     assert float(joint.detach()) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("build", [build_tiny_llama, build_tiny_gpt2])
+def test_joint_distill_targets_the_last_layers_top1(build):
+    """joint-distill: early layers' CE towards the last layer's argmax, the last layer's towards the label."""
+    model = build(seed=5)
+    ids, mask, labels = _batch()
+
+    def target(layer, n_layers, last_logits, label):
+        if layer == n_layers - 1:
+            return label
+        return max(range(len(last_logits)), key=last_logits.__getitem__)  # the last layer's top-1, by a loop
+
+    ces = _hand_layer_ces(model, ids, mask, labels, targets_of=target)
+    layers = list(range(len(ces)))
+    hooks_before = sum(len(m._forward_hooks) for m in model.modules())
+    for tile in (1 << 23, 96 * 2):
+        with torch.no_grad():
+            got = causal_distill_losses(model, ids, mask, labels, layers, tile_elems=tile)
+        torch.testing.assert_close(got, torch.tensor(ces), rtol=0, atol=1e-4)
+    reference = _hand_layer_ces(model, ids, mask, labels)
+    assert ces[-1] == pytest.approx(reference[-1], abs=1e-6)  # the teacher keeps the reference target
+    assert ces[0] != pytest.approx(reference[0], abs=1e-3)  # a random model's top-1 is not the label
+    with pytest.raises(Exception, match="needs the last block"):
+        causal_distill_losses(model, ids, mask, labels, [0])
+    assert sum(len(m._forward_hooks) for m in model.modules()) == hooks_before  # ours were removed, also after the error
+
+
+def test_joint_distill_sampling_keeps_the_teacher():
+    """Layer sampling under joint-distill always includes the last block, as under joint."""
+    trainer = CausalJointTrainer.__new__(CausalJointTrainer)
+    trainer.objective, trainer.n_layers, trainer.sample_layers, trainer.layer_seed = "joint-distill", 4, 2, 0
+    trainer.weights = layer_weights(4, "uniform")
+    layers, weights = trainer.step_layers(3)
+    assert layers[-1] == 3 and len(layers) == 3
+    assert float(weights.sum()) == pytest.approx(1 / 4 + 2 * (1 / 4) * 3 / 2)  # v_i = w_i (L−1)/k
 
 
 def test_chunked_checkpointed_gradient_equals_unchunked():

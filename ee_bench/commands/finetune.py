@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="START:END slice of the training rows (e.g. 0:436)")
     p.add_argument("--fields", help="comma-separated text fields (overrides the task's encoder_fields)")
     p.add_argument("--num_labels", type=int, help="number of classes (default: len(doc_to_choice))")
-    p.add_argument("--objective", choices=("final", "joint"), default="joint")
+    p.add_argument("--objective", choices=("final", "joint", "joint-distill"), default="joint",
+                   help="final: last layer only; joint: every layer towards the reference (the paper's); "
+                        "joint-distill (causal LMs): early layers towards the last layer's own top-1, the last "
+                        "towards the reference (see ee_bench.training.causal_joint)")
     p.add_argument("--schedule", "--layer-weights", "--layer_weights", dest="schedule", choices=("uniform", "increasing"),
                    default="uniform", help="joint loss weights, normalised to sum 1: uniform w_i = 1/L, increasing "
                                            "w_i = i / Σ_j j for i = 1..L (see ee_bench.training.joint)")
@@ -147,7 +150,8 @@ def main(argv: list[str]) -> int:
 
         return run_causal(args, argv)
     causal_only = [o for o, v in (("--train-task", args.train_task), ("--max-steps", args.max_steps),
-                                  ("--sample-layers", args.sample_layers), ("--lora", args.lora)) if v]
+                                  ("--sample-layers", args.sample_layers), ("--lora", args.lora),
+                                  ("--objective joint-distill", args.objective == "joint-distill")) if v]
     if causal_only:
         raise EEBenchError(f"{', '.join(causal_only)} apply to causal LMs, and --model {args.model} is an encoder "
                            f"classifier; drop them, or add --task-type causal for a causal LM")

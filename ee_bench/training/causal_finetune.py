@@ -117,7 +117,7 @@ def load_causal(cfg: CausalFinetuneConfig, device: str | None = None, dtype: str
 def write_card(output_dir: Path, source_card, cfg: CausalFinetuneConfig) -> Path:
     """Write the ``ee_bench_card.yaml`` that makes the folder usable as ``--model``."""
     how = f"objective {cfg.objective}"
-    if cfg.objective == "joint":
+    if cfg.objective != "final":
         how += f", {cfg.schedule} weights" + (f", {cfg.sample_layers} sampled layers/step" if cfg.sample_layers else "")
     steps = f"{cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs:g} epochs"
     card = {
@@ -217,6 +217,6 @@ def finetune_causal(cfg: CausalFinetuneConfig, card, wrapper, examples, output_d
               "n_examples": len(examples), "n_train_rows": len(train), "n_layers": trainer.n_layers,
               "world_size": trainer.args.world_size, "global_steps": int(result.global_step),
               "train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
-              "layer_weights": trainer.weights.tolist() if cfg.objective == "joint" else None}
+              "layer_weights": trainer.weights.tolist() if cfg.objective != "final" else None}
     (out / "ee_bench_finetune.json").write_text(json.dumps(record, indent=2, allow_nan=False), encoding="utf-8")
     return out

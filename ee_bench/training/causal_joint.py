@@ -1,4 +1,4 @@
-"""The final and joint objectives for causal LMs (paper §6, "-J" rows of Tables 6 and 11).
+"""The final, joint and joint-distill objectives for causal LMs (paper §6, "-J" rows of Tables 6 and 11).
 
 - ``final``: next-token cross-entropy of the last layer on the response tokens (ordinary
   instruction tuning).
@@ -6,6 +6,14 @@
   final norm and LM head (:class:`~ee_bench.models.unembed.Unembed`), shared by every layer: no new
   parameters. The weights, the schedules and LayerSkip-style layer sampling are those of
   :mod:`ee_bench.training.joint` (one place for both encoders and decoders).
+- ``joint-distill``: the same weighted sum, but each *early* layer's target is the last layer's own
+  top-1 token at that position (computed in the same forward pass, without gradient), while the last
+  layer keeps the reference token: ``w_L · CE(z^L, y) + Σ_{i<L} w_i · CE(z^i, argmax z^L)``. This is
+  hard self-distillation ("Be Your Own Teacher", Zhang et al., 2019; the student–teacher form of
+  BERxiT's and FastBERT's exits). The oracle exit layer (issue 11) is the first layer whose top-1
+  equals the last layer's, so this objective trains early layers towards exactly that event; the
+  paper's joint objective (above) trains them towards the reference, which the last layer itself
+  misses on many tokens of a weak translator. ee-bench reports both side by side (docs/training.md).
 
 Labels follow Hugging Face's causal-LM convention: ``labels`` is aligned with ``input_ids``; position
 t predicts ``labels[t + 1]``; prompt and padding positions are −100 and carry no loss. Each layer's
@@ -42,6 +50,8 @@ from ee_bench.training.joint import (
 )
 
 IGNORE_INDEX = -100
+CAUSAL_OBJECTIVES = (*OBJECTIVES, "joint-distill")
+"""Objectives of causal fine-tuning: the shared ones of :mod:`ee_bench.training.joint` plus hard self-distillation."""
 CE_TILE_ELEMS = 1 << 23
 """Logit entries (rows × vocabulary) of one cross-entropy chunk: 32 MiB of float32."""
 
@@ -147,11 +157,61 @@ def causal_layer_losses(model: nn.Module, input_ids: Tensor, attention_mask: Ten
     return torch.stack([layer_ce(unembed, store[i], labels, tile_elems) for i in layers])
 
 
+@torch.no_grad()
+def top1_labels(unembed: Unembed, hidden: Tensor, labels: Tensor, tile_elems: int = CE_TILE_ELEMS) -> Tensor:
+    """Labels whose response positions hold one layer's own top-1 token instead of the reference.
+
+    Position t's prediction (argmax of ``unembed(hidden[:, t])``) is written to ``labels[:, t + 1]``
+    wherever that label is not −100, so :func:`layer_ce` against the result is the CE towards this
+    layer's greedy token (hard self-distillation). No gradient flows into the targets.
+
+    Args:
+        unembed: final norm + head. hidden: (B, T, H) outputs of the teacher layer (the last block).
+        labels: (B, T) int64, −100 where no loss.
+        tile_elems: logit entries per chunk (rows × V), as in :func:`layer_ce`.
+
+    Returns:
+        (B, T) int64: a copy of ``labels`` with the response positions replaced.
+    """
+    out = labels.clone()
+    keep = labels[:, 1:] != IGNORE_INDEX  # (B, T−1)
+    h = hidden[:, :-1][keep]  # (N, H)
+    if h.shape[0] == 0:
+        return out
+    vocab = unembed.head.weight.shape[0] if hasattr(unembed.head, "weight") else 1
+    rows = max(1, tile_elems // max(vocab, 1))
+    top1 = torch.cat([unembed(h[r : r + rows]).argmax(dim=-1) for r in range(0, h.shape[0], rows)])
+    shifted = out[:, 1:]
+    shifted[keep] = top1.to(out.dtype)
+    return out
+
+
+def causal_distill_losses(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
+                          layers: list[int], tile_elems: int = CE_TILE_ELEMS,
+                          located: tuple[DecoderParts, Unembed] | None = None) -> Tensor:
+    """One forward pass; the last layer's CE against the reference, every other layer's against the last's top-1.
+
+    Args and returns as :func:`causal_layer_losses`; ``layers`` must include the last block
+    (L − 1), the teacher.
+
+    Raises:
+        EEBenchError: when ``layers`` lacks the last block.
+    """
+    parts, unembed = located or shared_unembed(model)
+    last = len(parts.layers) - 1
+    if last not in layers:
+        raise EEBenchError(f"joint-distill needs the last block ({last}) among the loss layers, got {layers}.")
+    with capture_block_outputs(parts, layers) as store:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+    teacher = top1_labels(unembed, store[last].detach(), labels, tile_elems)
+    return torch.stack([layer_ce(unembed, store[i], labels if i == last else teacher, tile_elems) for i in layers])
+
+
 class CausalJointTrainer(Trainer):
     """``transformers.Trainer`` with the final or joint objective for causal LMs.
 
     Args:
-        objective: ``final`` or ``joint``.
+        objective: ``final``, ``joint`` or ``joint-distill`` (module docstring).
         schedule: joint weight schedule (``uniform`` or ``increasing``, see
             :mod:`ee_bench.training.joint`); ignored for ``final``.
         sample_layers: k, the early layers sampled per step (LayerSkip-style), or None for all L−1.
@@ -165,15 +225,15 @@ class CausalJointTrainer(Trainer):
 
     def __init__(self, *args, objective: str = "joint", schedule: str = "uniform", sample_layers: int | None = None,
                  layer_seed: int = 0, **kwargs):
-        if objective not in OBJECTIVES:
-            raise EEBenchError(f"Unknown objective {objective!r}. Available: {', '.join(OBJECTIVES)}")
+        if objective not in CAUSAL_OBJECTIVES:
+            raise EEBenchError(f"Unknown objective {objective!r}. Available: {', '.join(CAUSAL_OBJECTIVES)}")
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # our loss is a per-micro-batch mean: let Trainer scale it
         self.objective = objective
         self.located = shared_unembed(self.model)
         self.n_layers = len(self.located[0].layers)
         self.weights = layer_weights(self.n_layers, schedule)
-        if sample_layers is not None and objective == "joint":
+        if sample_layers is not None and objective != "final":
             sample_early_layers(self.n_layers, sample_layers, layer_seed, 0)  # validates k
         self.sample_layers = sample_layers
         self.layer_seed = layer_seed
@@ -191,7 +251,8 @@ class CausalJointTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         inputs = dict(inputs)
         layers, weights = self.step_layers(self.state.global_step)
-        losses = causal_layer_losses(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"], layers,
-                                     located=self.located)
+        losses_of = causal_distill_losses if self.objective == "joint-distill" else causal_layer_losses
+        losses = losses_of(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"], layers,
+                           located=self.located)
         loss = weighted_sum(losses, weights)
         return (loss, {"layer_losses": losses.detach()}) if return_outputs else loss
