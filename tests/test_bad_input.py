@@ -288,6 +288,8 @@ CASES = [
     C("finetune-bad-rows", lambda e: [*FT, "--train_file", str(e.file("train.jsonl", '{"sentence": "a", "label": 0}\n')),
                                       "--rows", "abc", "--output_dir", str(e.out)], "--rows 'abc' is not START:END"),
     C("finetune-no-fields", lambda e: ["finetune", "--num_labels", "2", "--output_dir", str(e.out)], "no text fields"),
+    C("finetune-distill-encoder", lambda e: [*FT, "--objective", "joint-distill", "--output_dir", str(e.out)],
+      "--objective joint-distill apply to causal LMs"),
     # ---- trace
     C("trace-empty-text", lambda e: [*TR, "--text", ""], "--text is empty"),
     C("trace-blank-text", lambda e: [*TR, "--text", "   "], "--text is empty"),
