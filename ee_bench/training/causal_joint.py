@@ -100,6 +100,12 @@ def _chunk_ce_sum(unembed: Unembed, hidden: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(unembed(hidden).float(), targets, reduction="sum")
 
 
+def chunk_rows(unembed: Unembed, tile_elems: int) -> int:
+    """Rows per chunk so that one chunk's (rows × V) logits hold at most ``tile_elems`` entries (≥ 1)."""
+    vocab = unembed.head.weight.shape[0] if hasattr(unembed.head, "weight") else 1
+    return max(1, tile_elems // max(vocab, 1))
+
+
 def layer_ce(unembed: Unembed, hidden: Tensor, labels: Tensor, tile_elems: int = CE_TILE_ELEMS) -> Tensor:
     """Mean next-token CE of one layer over the response tokens, chunked and checkpointed.
 
@@ -120,8 +126,7 @@ def layer_ce(unembed: Unembed, hidden: Tensor, labels: Tensor, tile_elems: int =
     n = y.numel()
     if n == 0:
         return hidden.sum().float() * 0.0
-    vocab = unembed.head.weight.shape[0] if hasattr(unembed.head, "weight") else 1
-    rows = max(1, tile_elems // max(vocab, 1))
+    rows = chunk_rows(unembed, tile_elems)
     total = hidden.new_zeros((), dtype=torch.float32)
     for r in range(0, n, rows):
         hc, yc = h[r : r + rows], y[r : r + rows]
@@ -178,8 +183,7 @@ def top1_labels(unembed: Unembed, hidden: Tensor, labels: Tensor, tile_elems: in
     h = hidden[:, :-1][keep]  # (N, H)
     if h.shape[0] == 0:
         return out
-    vocab = unembed.head.weight.shape[0] if hasattr(unembed.head, "weight") else 1
-    rows = max(1, tile_elems // max(vocab, 1))
+    rows = chunk_rows(unembed, tile_elems)
     top1 = torch.cat([unembed(h[r : r + rows]).argmax(dim=-1) for r in range(0, h.shape[0], rows)])
     shifted = out[:, 1:]
     shifted[keep] = top1.to(out.dtype)
