@@ -30,3 +30,10 @@ def check_device(device: str) -> None:
         reason = str(exc).strip().split("\n")[0].split(". ")[0][:160]
         raise EEBenchError(f"--device {device} was asked for, but this machine cannot use it ({reason}); "
                            f"use --device cpu or omit --device") from None
+
+
+def apply_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` when given (checked by :func:`ee_bench.preflight.check_threads`):
+    intra-op threads on the CPU; a GPU's kernels are unaffected."""
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -7,6 +7,9 @@ The ground floor: it imports nothing of ee-bench but its errors.
 - :func:`check_output_file`: an ``--output FILE`` is not a folder and its folder can be written;
 - :func:`check_fresh_folder`: an output folder is absent, empty, or an earlier output of the same command;
 - :func:`path_inside`: a path named by a task or results file stays inside its folder;
+- :func:`add_threads_argument` / :func:`check_threads`: ``--threads N`` (torch's CPU threads), one option
+  for every command that runs a model on a CPU (``cost``, ``fit-gate``, ``trace``); it is applied by
+  :func:`ee_bench.devices.apply_threads`, which needs torch;
 - (a task's templates on its first document: :func:`ee_bench.task_runners.check_first_document`;
   the device: :func:`ee_bench.devices.check_device`, which needs torch).
 
@@ -21,6 +24,23 @@ import tempfile
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError
+
+THREADS_HELP = "torch CPU threads (default: torch's; 1 gives the steadiest timings on a shared CPU)"
+
+
+def add_threads_argument(p) -> None:
+    """Add ``--threads N`` to an ``argparse.ArgumentParser`` (default None: torch's own thread count)."""
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse ``--threads`` below 1 before anything loads.
+
+    Raises:
+        EEBenchError: naming the value and the fix.
+    """
+    if threads is not None and threads < 1:
+        raise EEBenchError(f"--threads must be a whole number >= 1, got {threads}. Omit it for torch's default.")
 
 
 def path_inside(base: str | os.PathLike, entry: str | os.PathLike) -> Path | None:

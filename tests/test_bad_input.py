@@ -296,6 +296,7 @@ CASES = [
     C("trace-max-gen-0", lambda e: [*TR, "--text", "Hallo", "--max-gen-toks", "0"], "--max-gen-toks must be a positive number of tokens, got 0"),
     C("trace-max-gen-negative", lambda e: [*TR, "--text", "Hallo", "--max-gen-toks", "-2"], "got -2"),
     C("trace-min-prefix", lambda e: [*TR, "--text", "Hallo", "--min-prefix", "-1"], "--min-prefix -1 is negative"),
+    C("trace-threads-0", lambda e: [*TR, "--text", "Hallo", "--threads", "0"], "--threads must be a whole number >= 1, got 0"),
     C("trace-threshold-warmup", lambda e: [*TR, "--text", "Hallo", "--gate", "patience", "--threshold", "2",
                                            "--threshold-warmup", "3"], "--threshold-warmup 3 needs a gate"),
     C("trace-kv-unknown", lambda e: [*TR, "--text", "Hallo", "--kv", "nope"], "Unknown kv strategy 'nope'"),

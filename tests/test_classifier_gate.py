@@ -196,8 +196,13 @@ def test_fit_gate_then_evaluate_with_the_classifier(tmp_path, capsys):
     tasks = write_tiny_task(tmp_path / "tasks", n_docs=8, max_gen_toks=6)
     probes = tmp_path / "gates" / "tiny.json"
     model = ["--model", "hf", "--model_args", f"pretrained={ckpt},dtype=float32", "--device", "cpu"]
-    code = main(["fit-gate", *model, "--task", "tiny_copy", "--include_path", str(tasks), "--docs", "4:8",
-                 "--output", str(probes), "--no-progress"])
+    threads = torch.get_num_threads()
+    try:
+        code = main(["fit-gate", *model, "--task", "tiny_copy", "--include_path", str(tasks), "--docs", "4:8",
+                     "--output", str(probes), "--no-progress", "--threads", "1"])
+        assert torch.get_num_threads() == 1  # --threads reached torch
+    finally:
+        torch.set_num_threads(threads)
     out = capsys.readouterr()
     assert code == 0, out.err
     data = json.loads(probes.read_text())
@@ -248,6 +253,8 @@ def test_fit_gate_and_classifier_bad_input(tmp_path, capsys):
     assert "--C auto needs at least --folds 5 documents" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--C", "-1"]) == 2
     assert "positive finite number or 'auto'" in capsys.readouterr().err
+    assert main(["fit-gate", *base, "--docs", "0:3", "--threads", "0"]) == 2
+    assert "--threads must be a whole number >= 1, got 0" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--C", "inf"]) == 2  # an unregularised probe memorises
     assert "positive finite number or 'auto'" in capsys.readouterr().err
     assert main(["fit-gate", *base, "--docs", "0:3", "--folds", "1"]) == 2

@@ -20,6 +20,7 @@ from ee_bench.costs.flops import accelerator
 from ee_bench.costs.predict import PAPER_TABLE2, ceiling, full_depth_ms
 from ee_bench.costs.profile import CostProfile, cache_path, load_profile, save_profile
 from ee_bench.errors import EEBenchError
+from ee_bench.preflight import add_threads_argument, check_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: the card's; "
                                                   "bfloat16 with --random-weights and --roofline)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_threads_argument(p)
     p.add_argument("--random-weights", dest="random_weights", action="store_true",
                    help="build the architecture from the card's config with random weights (one block)")
     p.add_argument("--roofline", default=None, help="estimate on a documented GPU: a100-80gb or h100-80gb (no timing)")
@@ -44,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> tuple[int, ...]:
     """Every input check that needs no model (EEBenchError naming the fix)."""
-    if args.threads is not None and args.threads < 1:
-        raise EEBenchError(f"--threads must be a whole number >= 1, got {args.threads}. Omit it for torch's default.")
+    check_threads(args.threads)
     if args.roofline is not None:
         accelerator(args.roofline)
         if args.random_weights:
@@ -93,11 +93,11 @@ def _measure(args, card, config, contexts) -> int:
     import torch
 
     from ee_bench.decoding.cost_profile import check_fits, device_label, measure_profile, random_decoder
+    from ee_bench.devices import apply_threads
     from ee_bench.models.base import pick_device, pick_dtype
     from ee_bench.results import package_versions
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     dev = pick_device(args.device)
     if args.device is not None:
         from ee_bench.devices import check_device  # deferred: torch

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ee_bench.errors import EEBenchError, UnknownNameError
+from ee_bench.preflight import add_threads_argument, check_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="float32, bfloat16 … (default: the card's)")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    add_threads_argument(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     return p
 
@@ -80,6 +82,7 @@ def main(argv: list[str]) -> int:
                            f"{end - start}; widen --docs or lower --folds.")
     if args.batch_size <= 0:
         raise EEBenchError(f"--batch_size must be a positive integer, got {args.batch_size}.")
+    check_threads(args.threads)
     out = Path(args.output)
     if out.is_dir():
         raise EEBenchError(f"--output {out} is a folder; give the probe file's name, e.g. {out / 'gate.json'}.")
@@ -120,6 +123,7 @@ def main(argv: list[str]) -> int:
 
     import torch
 
+    from ee_bench.devices import apply_threads
     from ee_bench.evaluation import EvalOptions, run_documents
     from ee_bench.exits.classifier_gate import save_classifier
     from ee_bench.models.cards import load_model
@@ -127,6 +131,7 @@ def main(argv: list[str]) -> int:
     from ee_bench.training.exit_classifier import fit_probes
 
     torch.manual_seed(args.seed)
+    apply_threads(args.threads)
     model = load_model(card, device=args.device, dtype=args.dtype)
     L, H = model.n_layers, model.describe()["hidden_size"]
     _check_probe_layers(layers, L, args.exit_layers)

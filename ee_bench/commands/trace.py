@@ -20,6 +20,7 @@ import json
 
 from ee_bench.errors import EEBenchError
 from ee_bench.options import help_text
+from ee_bench.preflight import add_threads_argument, check_threads
 
 
 def add_sentence_args(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_arguments(p)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print the traces as JSON instead of a table")
     return p
 
@@ -123,6 +125,7 @@ def main(argv: list[str]) -> int:
     from ee_bench.options import parse_layers
 
     check_text(args.text)
+    check_threads(args.threads)
     if args.max_gen_toks is not None and args.max_gen_toks <= 0:
         raise EEBenchError(f"--max-gen-toks must be a positive number of tokens, got {args.max_gen_toks}; "
                            f"omit it to use the task's budget.")
@@ -146,6 +149,9 @@ def main(argv: list[str]) -> int:
     card = resolve_card(args.model, args.model_args)
     if layers is not None:  # the depth from the checkpoint's config, before any weight loads
         check_exit_layers(layers, checkpoint_depth(card), card.name)
+    from ee_bench.devices import apply_threads  # deferred: torch
+
+    apply_threads(args.threads)
     model = load_model(card, device=args.device, dtype=args.dtype)
     check_exit_layers(layers, model.n_layers, card.name)
 
