@@ -113,7 +113,7 @@ step main "$OUT_DIR/main.log" \
 
 step peers "$OUT_DIR/peers.log" \
   "$PYTHON" "$ROOT/benchmarks/peers.py" --model "$MODEL" "${PEERS_TASK[@]}" "${DATA_ARGS[@]}" --device "$DEVICE" \
-  --draft-layers "$DRAFT_LAYERS" --sparse-exit-layers "$SPARSE_LAYERS" "${PEERS_ARGS[@]}" --out "$OUT_DIR/peers"
+  --draft-layers "$DRAFT_LAYERS" --sparse-exit-layers "$SPARSE_LAYERS" --draft-lens 4,adaptive,adaptive+gate "${PEERS_ARGS[@]}" --out "$OUT_DIR/peers"
 
 TOTAL=$(( $(date +%s) - T_ALL ))
 FAILED=0

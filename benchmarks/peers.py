@@ -61,7 +61,12 @@ def parse_args(argv=None):
     p.add_argument("--draft-layers", default="11,17", help="0-based draft layers E (speculative and HF assistant)")
     p.add_argument("--sparse-exit-layers", default="11,17,23",
                    help="0-based exit layers of copy/recompute, or 'all' (every layer below the last)")
-    p.add_argument("--draft-lens", default="4,adaptive", help="speculative draft lengths: numbers and/or adaptive[:N]")
+    p.add_argument("--draft-lens", default="4,adaptive",
+                   help="speculative draft lengths: numbers and/or adaptive[:N], each optionally +gate (--draft-gate "
+                        "ends a round after a draft it does not fire on)")
+    p.add_argument("--draft-gate", default="confidence:0.4",
+                   help="GATE:τ of +gate draft lengths (default confidence:0.4, transformers' default "
+                        "assistant_confidence_threshold; classifier:τ reads --gate-file)")
     p.add_argument("--kv", default="recompute", help="non-lossless KV strategies to time")
     p.add_argument("--settings", default="confidence:full,confidence:shortlist:1024",
                    help="GATE:CHECK pairs of the early-exit rows (classifier needs --gate-file)")
@@ -89,6 +94,23 @@ def parse_args(argv=None):
                         "the timed runs always use --threads")
     p.add_argument("--out", default="runs/peers")
     return p.parse_args(argv)
+
+
+def _draft_gate(text: str, gate_file: str | None):
+    """``--draft-gate GATE:τ`` → (gate, τ), checked before the model loads (EEBenchError naming the fix)."""
+    from ee_bench.decoding.speculative import check_draft_stop
+    from ee_bench.errors import EEBenchError
+    from ee_bench.exits.classifier_gate import gate_from_options
+
+    name, _, tau = text.partition(":")
+    try:
+        threshold = float(tau)
+    except ValueError:
+        raise EEBenchError(f"--draft-gate {text!r} must be GATE:τ, e.g. confidence:0.4 or classifier:0.5") from None
+    name = name.strip()
+    gate = gate_from_options(name, gate_file if name == "classifier" else None, ("--draft-gate", "--gate-file"))
+    check_draft_stop(gate, True, "…+gate")
+    return gate, gate.check_threshold(threshold)
 
 
 def _layers(text: str, option: str) -> list[int]:
@@ -194,6 +216,7 @@ def run(args) -> dict:
     sparse = None if args.sparse_exit_layers.strip().lower() == "all" else tuple(_layers(args.sparse_exit_layers,
                                                                                          "--sparse-exit-layers"))
     lens = [parse_draft_len(x.strip()) for x in args.draft_lens.split(",") if x.strip()]
+    draft_gate = _draft_gate(args.draft_gate, args.gate_file) if any(getattr(d, "gate_stop", False) for d in lens) else None
     pairs = _settings(args.settings)
     gates = {g: gate_from_options(g, args.gate_file if g == "classifier" else None) for g, _ in pairs}
     try:
@@ -252,9 +275,10 @@ def run(args) -> dict:
         meta.append({})
     for e in draft:
         for d in lens:
-            modes.append(setting_mode(dec, EESetting("speculative", None, None, (e,), args.min_prefix, None, d),
+            gate, tau = draft_gate if getattr(d, "gate_stop", False) else (None, None)
+            modes.append(setting_mode(dec, EESetting("speculative", gate, tau, (e,), args.min_prefix, None, d),
                                       until, budget))
-            names.append(f"speculative {e} d={d}")
+            names.append(f"speculative {e} d={d}" + (f" ({args.draft_gate})" if gate is not None else ""))
             kinds.append("speculative")
             meta.append({"draft_layer": e, "check": "full", "needs_head": True})
     n_cal = args.n_cal if args.calibrate else min(args.n_cal, len(docs) - len(eval_ids))  # shortlists only: what is left

@@ -19,6 +19,7 @@ import re
 from ee_bench.decoding.checks import check_options
 from ee_bench.decoding.draft_length import draft_len_arg
 from ee_bench.decoding.early_exit_stage import EarlyExitOptions
+from ee_bench.decoding.speculative import check_draft_stop
 from ee_bench.errors import EEBenchError
 from ee_bench.exits.decide import DEFAULT_MIN_PREFIX, check_threshold_warmup
 from ee_bench.exits.gates import GATES
@@ -109,7 +110,9 @@ def add_check_arguments(g) -> None:
                         "tokens of the --calibration-docs documents); the emitted token is still the full head's argmax")
     g.add_argument("--draft-len", "--draft_len", dest="draft_len", default=None, type=draft_len_arg,
                    help="--kv speculative: tokens drafted per round (default 4), or adaptive[:N] (start at N = 4; "
-                        "+2 after a fully accepted round, -1 after a rejection, at least 1: transformers' heuristic)")
+                        "+2 after a fully accepted round, -1 after a rejection, at least 1: transformers' heuristic); "
+                        "add +gate (e.g. adaptive+gate) to let --gate end a round after a draft it does not fire on "
+                        "(transformers' assistant_confidence_threshold, with any gate)")
 
 
 def early_exit_options(args: argparse.Namespace):
@@ -136,6 +139,8 @@ def early_exit_options(args: argparse.Namespace):
     warmup = getattr(args, "threshold_warmup", None)
     if warmup is not None and getattr(args, "gate", None):
         check_threshold_warmup(warmup, GATES.get(args.gate), option="--threshold-warmup")  # before the model loads
+    if getattr(draft_len, "gate_stop", False) and getattr(args, "gate", None):
+        check_draft_stop(GATES.get(args.gate), True, draft_len)  # the oracle cannot end a draft: before the model loads
     timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread),
                                 ("calibration_objective", args.calibration_objective), ("threshold_warmup", warmup))
               if v is not None}  # unset: EarlyExitOptions' defaults

@@ -38,6 +38,10 @@ def no_load(monkeypatch):
     (["--calibration-threads", "0"], "--calibration-threads 0 must be at least 1"),
     (["--threads", "0"], "--threads 0 must be at least 1"),
     (["--settings", "patience:full", "--threshold-warmups", "0,4"], "--threshold-warmups 4 needs a gate with a strictest"),
+    (["--draft-lens", "adaptive+gate", "--draft-gate", "confidence:x"], "--draft-gate 'confidence:x' must be GATE:τ"),
+    (["--draft-lens", "adaptive+gate", "--draft-gate", "oracle:0.5"], "needs a deployable gate"),
+    (["--draft-lens", "adaptive+gate", "--draft-gate", "classifier:0.5"], "--draft-gate classifier needs its probes: add --gate-file"),
+    (["--draft-lens", "4+gat"], "--draft-len '4+gat' is invalid"),
 ])
 def test_peers_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, no_load, extra, message):
     """The tiny checkpoint has L = 4 blocks (its config.json), so layers 0..2 may draft or exit."""

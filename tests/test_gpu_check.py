@@ -42,8 +42,9 @@ def test_gpu_check_dry_run_writes_every_file(tmp_path):
     peers = json.loads((out / "peers" / "peers.json").read_text())
     assert [m["mode"] for m in peers["modes"]][:3] == ["full depth", "hf generate", "hf assistant 1"]
     # speculative is lossless: it reproduces full depth token for token
-    specs = [m for m in peers["modes"] if m["mode"] in ("speculative 1 d=4", "speculative 1 d=adaptive:4")]
-    assert len(specs) == 2 and all(m["report"]["token_agreement"] == 1.0 for m in specs)
+    specs = [m for m in peers["modes"] if m["mode"] in ("speculative 1 d=4", "speculative 1 d=adaptive:4",
+                                                        "speculative 1 d=adaptive:4+gate (confidence:0.4)")]
+    assert len(specs) == 3 and all(m["report"]["token_agreement"] == 1.0 for m in specs)
     # bad input: a clear message and exit 2
     bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--bogus", str(out)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60, check=False)

@@ -271,3 +271,94 @@ def test_adaptive_grows_when_every_draft_is_accepted():
                      draft_len="adaptive:1")
     c = res.counts
     assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (12, 4, 11, 11)
+
+
+# --- the gate ends a draft round early (--draft-len …+gate, issue 23) -----------------------------------
+
+
+class FireNever(FireAtLayer):
+    """Never fires (head-free): with +gate every round stops after its first draft."""
+
+    def __init__(self):
+        super().__init__(at=-1)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("4+gate", "4+gate"), ("adaptive+gate", "adaptive:4+gate"),
+                                                ("adaptive:6+GATE", "adaptive:6+gate"), (" 2+gate ", "2+gate")])
+def test_parse_draft_len_with_gate_stop(text, expected):
+    from ee_bench.decoding.draft_length import DraftLength, parse_draft_len
+
+    got = parse_draft_len(text)
+    assert isinstance(got, DraftLength) and got.gate_stop and str(got) == expected
+
+
+@pytest.mark.parametrize("text", ["4+gat", "+gate", "adaptive:0+gate", "gate", "4+gate+gate", "4+"])
+def test_bad_draft_len_with_gate_stop_is_refused(text):
+    from ee_bench.decoding.draft_length import parse_draft_len
+
+    with pytest.raises(DecodingOptionError, match=r"--draft-len .*\+gate"):
+        parse_draft_len(text)
+
+
+def test_adaptive_length_after_rounds_the_gate_ended_early_by_hand():
+    """transformers: +2 from the planned length when every *drafted* token was accepted, else −1.
+    Start 4. Rounds (planned, drafted, accepted): (4, 2, 2) → 6; (6, 6, 3) → 5; (5, 1, 0) → 4; (4, 4, 4) → 6;
+    (6, 1, 1) → 8."""
+    from ee_bench.decoding.draft_length import DraftLength
+
+    policy = DraftLength(4, adaptive=True, gate_stop=True)
+    planned, seen = policy.start, []
+    for drafted, accepted in ((2, 2), (6, 3), (1, 0), (4, 4), (1, 1)):
+        drafted = min(drafted, planned)
+        planned = policy.next(drafted, accepted, planned)
+        seen.append(planned)
+    assert seen == [6, 5, 4, 6, 8]
+    assert DraftLength(4, gate_stop=True).next(2, 2, 4) == 4  # constant length: the gate only shortens rounds
+    with pytest.raises(ValueError):
+        policy.next(5, 1, 4)  # more drafted than planned
+
+
+def test_gate_stop_on_a_hand_built_case():
+    """Upper blocks are identities, so every draft is accepted. Fixed draft layer E = 1, budget 12,
+    min_prefix 0, adaptive start 1.
+    - A gate that never fires ends every round after one draft: token 0 from the prompt pass, then 11 rounds of
+      1 draft, all accepted. The planned length still grows (1, 3, 5, …) because every drafted token was
+      accepted, but never matters. Gate checks: 11, one per draft, at E; head-free, so head rows
+      1 + 11 drafts + 11 verified = 23.
+    - A gate that fires at E on every token changes nothing: rounds of 1, 3, 5, then 2 (as without +gate)."""
+    m = _identity_upper_blocks()
+    dec = EarlyExitDecoder(m)
+    never = dec.decode(prompt_ids(m)[:1], FireNever(), 0.5, "speculative", (), 12, exit_layers=[1], min_prefix=0,
+                       draft_len="adaptive:1+gate")
+    c = never.counts
+    assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens) == (12, 11, 11, 11)
+    assert (c.gate_checks, c.head_rows) == (11, 23)
+    assert never.traces[0].speculative["draft_len"] == "adaptive:1+gate"
+    always = dec.decode(prompt_ids(m)[:1], FireAtLayer(1), 0.5, "speculative", (), 12, exit_layers=[1],
+                        min_prefix=0, draft_len="adaptive:1+gate")
+    c = always.counts
+    assert (c.tokens, c.draft_rounds, c.draft_tokens, c.accepted_tokens, c.gate_checks) == (12, 4, 11, 11, 11)
+    plain = dec.decode(prompt_ids(m)[:1], None, None, "speculative", (), 12, exit_layers=[1], min_prefix=0,
+                       draft_len="adaptive:1")
+    assert list(never.traces[0].token_ids) == list(always.traces[0].token_ids) == list(plain.traces[0].token_ids)
+
+
+@pytest.mark.parametrize(("gate", "tau", "layers"), [("confidence", 0.2, [1]), ("confidence", 0.9, [1]),
+                                                      ("state", 0.5, None)])
+def test_gate_stop_stays_lossless(model, gate, tau, layers):
+    """On the random tiny model: +gate with a fixed draft layer and with a gate-chosen one equals full depth."""
+    prompts = prompt_ids(model)[:3]
+    dec = EarlyExitDecoder(model)
+    full = dec.decode(prompts, None, None, "copy", (), 10, exit_layers=())
+    spec = dec.decode(prompts, gate, tau, "speculative", (), 10, exit_layers=layers, min_prefix=0,
+                      draft_len="adaptive:3+gate")
+    assert [t.token_ids for t in spec.traces] == [t.token_ids for t in full.traces]
+    assert spec.counts.gate_checks >= spec.counts.draft_tokens  # at least one check per draft
+
+
+def test_gate_stop_needs_a_deployable_gate(model):
+    dec = EarlyExitDecoder(model)
+    with pytest.raises(DecodingOptionError, match=r"\+gate"):
+        dec.decode(prompt_ids(model)[:1], None, None, "speculative", (), 4, exit_layers=[1], draft_len="2+gate")
+    with pytest.raises(DecodingOptionError, match="deployable gate"):
+        dec.decode(prompt_ids(model)[:1], "oracle", None, "speculative", (), 4, exit_layers=[1], draft_len="2+gate")

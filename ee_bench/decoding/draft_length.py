@@ -1,4 +1,4 @@
-"""How many tokens a self-speculative round drafts (``--draft-len N`` or ``--draft-len adaptive[:N]``).
+"""How many tokens a self-speculative round drafts (``--draft-len N``, ``adaptive[:N]``, either ``+gate``).
 
 - ``N`` (constant): every round drafts N tokens (fewer where the token budget ends first).
 - ``adaptive:N`` (``adaptive`` = ``adaptive:4``): the first round of each row drafts N; after a round
@@ -6,6 +6,15 @@
   fewer than 1. This is transformers' ``num_assistant_tokens_schedule="heuristic_transient"``
   (``AssistedCandidateGenerator.update_candidate_strategy``: ``+= 2`` when every candidate matched,
   else ``max(1, n − 1)``), reset for every row as the ``_transient`` variant is for every call.
+- ``+gate`` (``4+gate``, ``adaptive+gate``, ``adaptive:6+gate``): the run's gate may also **end a round
+  early**: after each draft token the gate is asked at the draft's layer (at no extra blocks), and the
+  round stops after a draft it does not fire on, the draft predicted to be rejected. That draft is
+  still verified. This is transformers' ``assistant_confidence_threshold`` (``ConfidenceCriteria``: the
+  assistant stops when its probability of the token it drafted is below the threshold), with any
+  ee-bench gate in place of the probability, e.g. CALM's learned exit classifier (``--gate classifier``)
+  or the draft's own confidence, which its head has already computed. The adaptive length then follows
+  transformers: +2 when every draft of the round was accepted (however many were drafted), else −1,
+  both from the round's planned length.
 
 The length only changes how many drafts are verified together; every emitted token is still the full
 model's greedy token (lossless either way). With acceptance as low as SmolLM2's early layers give
@@ -36,32 +45,36 @@ class DraftLength:
     Attributes:
         start: drafts in a row's first round (≥ 1).
         adaptive: False = every round drafts ``start``; True = transformers' heuristic (module docstring).
+        gate_stop: the run's gate may end a round after a draft it does not fire on (``+gate``).
     """
 
     start: int
     adaptive: bool = False
+    gate_stop: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.start, bool) or int(self.start) != self.start or self.start < 1:
             raise DecodingOptionError(f"--draft-len {self.start} is invalid: a round drafts a whole number >= 1 "
                                       f"of tokens; try --draft-len 4 or --draft-len adaptive.")
 
-    def next(self, drafted: int, accepted: int) -> int:
-        """The next round's draft length after a round that drafted ``drafted`` tokens and accepted
-        ``accepted`` of them (0 … drafted).
+    def next(self, drafted: int, accepted: int, planned: int | None = None) -> int:
+        """The next round's draft length after a round that planned ``planned`` drafts (default:
+        ``drafted``), drafted ``drafted`` of them (fewer when the gate ended it early) and accepted
+        ``accepted`` (0 … drafted).
 
         Raises:
-            ValueError: if ``accepted`` is outside 0 … ``drafted``.
+            ValueError: if ``accepted`` is outside 0 … ``drafted``, or ``drafted`` outside 1 … ``planned``.
         """
-        if not 0 <= accepted <= drafted:
-            raise ValueError(f"accepted {accepted} drafts of {drafted}")
+        planned = drafted if planned is None else planned
+        if not 0 <= accepted <= drafted or not 1 <= drafted <= planned:
+            raise ValueError(f"accepted {accepted} drafts of {drafted} (planned {planned})")
         if not self.adaptive:
             return self.start
-        return drafted + GROW if accepted == drafted else max(MINIMUM, drafted - SHRINK)
+        return planned + GROW if accepted == drafted else max(MINIMUM, planned - SHRINK)
 
     def __str__(self) -> str:
-        """``"4"`` or ``"adaptive:4"`` (the ``--draft-len`` spelling, also written to results)."""
-        return f"adaptive:{self.start}" if self.adaptive else str(self.start)
+        """``"4"``, ``"adaptive:4"``, ``"adaptive:4+gate"`` (the ``--draft-len`` spelling, also written to results)."""
+        return (f"adaptive:{self.start}" if self.adaptive else str(self.start)) + ("+gate" if self.gate_stop else "")
 
 
 def parse_draft_len(value) -> int | DraftLength | None:
@@ -76,14 +89,17 @@ def parse_draft_len(value) -> int | DraftLength | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return DraftLength(value).start
     text = str(value).strip().lower()
-    kind, _, n = text.partition(":")
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    if kind == "adaptive" and (not n or (n.isdigit() and int(n) >= 1)):
-        return DraftLength(int(n) if n else ADAPTIVE_START, adaptive=True)
+    base, plus, suffix = text.partition("+")
+    gate_stop = bool(plus) and suffix == "gate"
+    kind, _, n = base.partition(":")
+    if (not plus or gate_stop) and base.isdigit() and int(base) >= 1:
+        return DraftLength(int(base), gate_stop=True) if gate_stop else int(base)
+    if (not plus or gate_stop) and kind == "adaptive" and (not n or (n.isdigit() and int(n) >= 1)):
+        return DraftLength(int(n) if n else ADAPTIVE_START, adaptive=True, gate_stop=gate_stop)
     raise DecodingOptionError(f"--draft-len {value!r} is invalid: give a whole number >= 1 of tokens per round "
                               f"(e.g. --draft-len 4), or adaptive / adaptive:N (start at N, +2 after a fully "
-                              f"accepted round, -1 after a rejection, at least 1).")
+                              f"accepted round, -1 after a rejection, at least 1); add +gate to let the run's "
+                              f"gate end a round early (e.g. adaptive+gate).")
 
 
 def draft_len_arg(text: str) -> int | str:

@@ -40,6 +40,11 @@ cost in the early-exit loop (``gate_checks``; one head row each for a head-readi
 Draft length: constant (``--draft-len N``, default 4) or adaptive (``--draft-len adaptive[:N]``:
 transformers' heuristic, +2 after a fully accepted round, −1 after a rejection, at least 1, per row;
 :mod:`ee_bench.decoding.draft_length`). It only changes how many drafts one verification covers.
+With ``+gate`` the run's gate also ends a round early: after each draft the gate is asked at the
+draft's layer (with a gate-chosen draft layer, a draft on which no checked layer ≤ E fired is asked
+once more at E), and the round stops after a draft it does not fire on. The check reuses the draft's
+hidden state (and, for a head-reading gate, the draft's own head row), so it adds no blocks; its cost
+is counted as ``gate_checks`` like any other.
 
 Acceptance: ``DecodeCounts.acceptance_rate`` = accepted / drafted, ``mean_accepted_per_round`` =
 accepted / rounds (reported per run and per document).
@@ -135,9 +140,12 @@ class SelfSpeculativeDecoder:
         self.lengths = as_schedule(draft_len)  # DecodingOptionError for a length < 1
         if schedule.gate is not None and observe is None:
             raise ValueError("a gate-chosen draft layer needs the observation builder (observe)")
+        if self.lengths.gate_stop and schedule.gate is None:
+            raise ValueError(f"--draft-len {self.lengths} needs a gate to end rounds early")
         self.runner, self.model, self.schedule = runner, model, schedule
         self.E, self.d, self.L = draft_layer, self.lengths.start, L
         self.gate, self.observe, self.mode = schedule.gate, observe, mode
+        self.gate_stop = self.lengths.gate_stop
 
     def _slots(self, cols: list[int], device, key_real: Tensor):
         """(index, mask, rope) of one row's query slots at cache columns ``cols``."""
@@ -155,19 +163,20 @@ class SelfSpeculativeDecoder:
         return hidden
 
     def _draft(self, tok: int, col: int, token_index: int, store, key_real: Tensor, timer: SectionTimer,
-               counts: dict[str, int]) -> tuple[int, int, list[Tensor]]:
+               counts: dict[str, int]) -> tuple[int, int, list[Tensor], bool]:
         """Draft output token ``token_index``, fed ``tok`` at column ``col``: blocks 0 … e, e the first
         layer where the schedule lets it leave (a checked layer where the gate fires, else E). Layers
         e+1 … E of that column get layer e's keys/values (a copy, so later drafts of the round read
         something; the verification overwrites them).
 
         Returns:
-            (draft token, e, the (1, 1, H) outputs of blocks 0 … e).
+            (draft token, e, the (1, 1, H) outputs of blocks 0 … e, trusted: whether the gate fired on
+            this draft — always True without ``+gate``, when nothing ends a round early).
         """
         runner, dev, schedule = self.runner, store.written.device, self.schedule
         index, mask, rope = self._slots([col], dev, key_real)
         x = runner.embed(torch.tensor([[tok]], device=dev))  # (1, 1, H)
-        states, obs, cand, exact = [], None, None, False
+        states, obs, cand, exact, fire = [], None, None, False, False
         for layer in range(self.L):
             prev = x[:, -1]
             with timer.section("layers"):
@@ -178,30 +187,43 @@ class SelfSpeculativeDecoder:
                 break
             if point is Point.PASS:
                 continue
-            restricted = self.gate.needs_head and self.mode.restricted_at(cand)  # topk after the first check; shortlist
-            with timer.section("gate"):
-                obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
-                fire = bool(schedule.fires(obs, token_index)[0])
-            counts["gate_checks"] += 1
-            counts["restricted_checks"] += 1 if restricted else 0
-            counts["restricted_rows"] += self.mode.restricted_width() if restricted else 0
-            counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
-            exact = self.gate.needs_head and not restricted
+            obs, cand, fire, exact = self._check(layer, x, prev, obs, cand, token_index, timer, counts)
             if fire:
                 break
         exit_layer = len(states) - 1
+        if self.gate_stop and not fire:  # +gate: ask at the draft layer E too (the fixed layer has no check)
+            obs, cand, fire, exact = self._check(exit_layer, x, prev, obs, cand, token_index, timer, counts)
         if exit_layer < self.E:
             rows, cols = torch.zeros(1, dtype=torch.long, device=dev), torch.tensor([col], device=dev)
             with timer.section("kv"):
                 for layer in range(exit_layer + 1, self.E + 1):
                     store.copy_layer(exit_layer, layer, rows, cols)
             counts["kv_fill_token_layers"] += self.E - exit_layer
+        trusted = fire or not self.gate_stop
         if obs is not None and exit_layer == obs.layer and exact:  # full-head statistics: top-1 = argmax
-            return int(obs.top1[0]), exit_layer, states
+            return int(obs.top1[0]), exit_layer, states, trusted
         with timer.section("emit"):
             draft = int(runner.unembed(x[:, -1]).argmax(dim=-1))
         counts["head_rows"] += 1
-        return draft, exit_layer, states
+        return draft, exit_layer, states, trusted
+
+    def _check(self, layer: int, x: Tensor, prev: Tensor, obs, cand, token_index: int, timer: SectionTimer,
+               counts: dict[str, int]):
+        """Ask the gate after block ``layer`` of one draft (x: (1, 1, H) its output, prev: (1, H) its input).
+
+        Returns:
+            (observation, candidates, fire, exact: the observation read the full head, so its top-1 is
+            the draft token).
+        """
+        restricted = self.gate.needs_head and self.mode.restricted_at(cand)  # topk after the first check; shortlist
+        with timer.section("gate"):
+            obs, cand = self.observe(layer, x[:, -1], prev, obs, cand)
+            fire = bool(self.schedule.fires(obs, token_index)[0])
+        counts["gate_checks"] += 1
+        counts["restricted_checks"] += 1 if restricted else 0
+        counts["restricted_rows"] += self.mode.restricted_width() if restricted else 0
+        counts["head_rows"] += 1 if self.gate.needs_head and not restricted else 0
+        return obs, cand, fire, self.gate.needs_head and not restricted
 
     def _full_step(self, tok: int, col: int, store, key_real: Tensor, timer: SectionTimer,
                    counts: dict[str, int]) -> int:
@@ -251,14 +273,17 @@ class SelfSpeculativeDecoder:
                 exits.append(L - 1)
                 col += 1
                 continue
-            d = min(d_next, max_gen_toks - len(gen))
+            planned = min(d_next, max_gen_toks - len(gen))
             drafted, drafts_at, states = [], [], []
             tok = gen[-1]
-            for i in range(d):  # draft: blocks 0..e_i, one position at a time
-                tok, e, s = self._draft(tok, col + i, len(gen) + i, store, key_real, timer, counts)
+            for i in range(planned):  # draft: blocks 0..e_i, one position at a time
+                tok, e, s, trusted = self._draft(tok, col + i, len(gen) + i, store, key_real, timer, counts)
                 drafted.append(tok)
                 drafts_at.append(e)
                 states.append(s)
+                if not trusted:  # +gate: the gate predicts this draft is rejected; verify what we have
+                    break
+            d = len(drafted)
             start = min(drafts_at)  # verify from the shallowest exit of the round, for every position
             with timer.section("layers"):  # verify: blocks start+1..L-1 over the d drafted positions at once
                 y = self._run(range(start + 1, L), torch.cat([s[start] for s in states], dim=1),
@@ -267,7 +292,7 @@ class SelfSpeculativeDecoder:
                 verified = runner.unembed(y[0]).argmax(dim=-1).tolist()  # (d,)
             rnd = DraftRound(tuple(drafted), tuple(verified), accepted_prefix(drafted, verified))
             rounds.append(rnd)
-            d_next = self.lengths.next(d, rnd.accepted)
+            d_next = self.lengths.next(d, rnd.accepted, planned)
             counts["token_layers"] += sum(e + 1 for e in drafts_at) + d * (L - 1 - start)
             counts["head_rows"] += d
             for i, t in enumerate(rnd.emitted):
@@ -277,6 +302,18 @@ class SelfSpeculativeDecoder:
                 if finished(gen, until, max_gen_toks):
                     break
         return gen, exits, rounds, counts
+
+
+def check_draft_stop(gate, gate_stop: bool, draft_len) -> None:
+    """``--draft-len …+gate`` needs a deployable gate to end rounds early.
+
+    Raises:
+        DecodingOptionError: no gate, or the oracle (it reads the final layer, which a draft never runs).
+    """
+    if gate_stop and (gate is None or gate.needs_final):
+        raise DecodingOptionError(
+            f"--draft-len {draft_len} lets the gate end a draft round early, and needs a deployable gate: "
+            f"use e.g. --gate confidence or --gate classifier --gate-file F, or drop +gate.")
 
 
 def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: int, schedule: ExitSchedule,
@@ -298,7 +335,7 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         :class:`~ee_bench.decoding.traces.DecodeResult`, each trace carrying its acceptance figures.
 
     Raises:
-        DecodingOptionError: several exit layers without a gate, or the oracle gate.
+        DecodingOptionError: several exit layers without a gate, or the oracle gate (also with ``+gate``).
     """
     L = decoder.n_layers
     layers = sorted(schedule.exit_layers)
@@ -311,7 +348,9 @@ def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: i
         raise DecodingOptionError(
             "speculative decoding with a gate-chosen draft layer takes a deployable gate; the oracle reads the "
             "final layer. Use e.g. --gate confidence, or one --exit-layers E.")
-    if len(layers) > 1:
+    gate_stop = as_schedule(draft_len).gate_stop
+    check_draft_stop(schedule.gate, gate_stop, draft_len)
+    if len(layers) > 1 or gate_stop:
         check_gate_mode(schedule.gate, mode)
         draft = ExitSchedule(L, schedule.gate, schedule.threshold, frozenset(layers[:-1]), schedule.min_prefix,
                              force_layer=layers[-1], warmup=schedule.warmup)
