@@ -251,8 +251,10 @@ def run(args) -> dict:
           f"{cal_threads} for the calibration, "
           f"transformers {transformers.__version__}, torch {torch.__version__}")
     print(f"task {spec.task}: docs 0..{len(eval_ids) - 1}, max_gen_toks {budget}, batch 1, {args.repeats} repeats "
-          f"(median), draft layers E {draft} (0-based) × draft lengths {[str(x) for x in lens]}, early exit: "
-          f"{args.kv} × {args.settings}, exit layers {'all' if sparse is None else list(sparse)}, min_prefix {args.min_prefix}"
+          f"(median), draft layers E {draft} (0-based) × draft lengths {[str(x) for x in lens]}"
+          + (f" ({args.draft_gate} ends rounds)" if draft_gate else "") + ", early exit: "
+          + (f"{args.kv} × {args.settings}, exit layers {'all' if sparse is None else list(sparse)}"
+             if args.kv.strip() and pairs else "none") + f", min_prefix {args.min_prefix}"
           + (f", classifier probes {args.gate_file}" if args.gate_file else ""))
 
     modes, names, kinds, meta = [full_depth_mode(dec, until, budget)], ["full depth"], ["full"], [{}]
