@@ -109,8 +109,13 @@ def _draft_gate(text: str, gate_file: str | None):
         raise EEBenchError(f"--draft-gate {text!r} must be GATE:τ, e.g. confidence:0.4 or classifier:0.5") from None
     name = name.strip()
     gate = gate_from_options(name, gate_file if name == "classifier" else None, ("--draft-gate", "--gate-file"))
-    check_draft_stop(gate, True, "…+gate")
-    return gate, gate.check_threshold(threshold)
+    check_draft_stop(gate, True, "…+gate", fix="use e.g. --draft-gate confidence:0.4 or --draft-gate classifier:0.5 "
+                                               "with --gate-file F")
+    try:
+        return gate, gate.check_threshold(threshold)
+    except EEBenchError as exc:
+        raise EEBenchError(f"--draft-gate {text!r}: τ {threshold} does not suit the {name} gate ({exc}); give e.g. "
+                           f"--draft-gate {name}:{gate.default_threshold}") from None
 
 
 def _layers(text: str, option: str) -> list[int]:

@@ -139,11 +139,15 @@ def early_exit_options(args: argparse.Namespace):
     warmup = getattr(args, "threshold_warmup", None)
     if warmup is not None and getattr(args, "gate", None):
         check_threshold_warmup(warmup, GATES.get(args.gate), option="--threshold-warmup")  # before the model loads
+    kvs = tuple(parse_kv_list(args.kv))
+    if draft_len is not None and "speculative" not in kvs:
+        raise EEBenchError(f"--draft-len {args.draft_len} sets the draft of --kv speculative, and --kv {args.kv} has "
+                           f"none; add speculative to --kv (e.g. --kv {args.kv},speculative) or drop --draft-len.")
     if getattr(draft_len, "gate_stop", False) and getattr(args, "gate", None):
-        check_draft_stop(GATES.get(args.gate), True, draft_len)  # the oracle cannot end a draft: before the model loads
+        check_draft_stop(GATES.get(args.gate), True, args.draft_len)  # the oracle cannot end a draft: before the model loads
     timing = {k: v for k, v in (("speedup_repeats", args.speedup_repeats), ("reference_spread", args.reference_spread),
                                 ("calibration_objective", args.calibration_objective), ("threshold_warmup", warmup))
               if v is not None}  # unset: EarlyExitOptions' defaults
-    return EarlyExitOptions(tuple(parse_kv_list(args.kv)), None if layers is None else tuple(layers), args.min_prefix,
+    return EarlyExitOptions(kvs, None if layers is None else tuple(layers), args.min_prefix,
                             args.calibrate, args.calibration_docs, args.min_quality_ratio, check=mode.name,
                             draft_len=draft_len, calibration_patience=args.calibration_patience, **timing)

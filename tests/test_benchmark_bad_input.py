@@ -39,7 +39,8 @@ def no_load(monkeypatch):
     (["--threads", "0"], "--threads 0 must be at least 1"),
     (["--settings", "patience:full", "--threshold-warmups", "0,4"], "--threshold-warmups 4 needs a gate with a strictest"),
     (["--draft-lens", "adaptive+gate", "--draft-gate", "confidence:x"], "--draft-gate 'confidence:x' must be GATE:τ"),
-    (["--draft-lens", "adaptive+gate", "--draft-gate", "oracle:0.5"], "needs a deployable gate"),
+    (["--draft-lens", "adaptive+gate", "--draft-gate", "oracle:0.5"], "needs a deployable gate: use e.g. --draft-gate confidence:0.4"),
+    (["--draft-lens", "adaptive+gate", "--draft-gate", "confidence:1.5"], "--draft-gate 'confidence:1.5': τ 1.5 does not suit"),
     (["--draft-lens", "adaptive+gate", "--draft-gate", "classifier:0.5"], "--draft-gate classifier needs its probes: add --gate-file"),
     (["--draft-lens", "4+gat"], "--draft-len '4+gat' is invalid"),
 ])

@@ -153,8 +153,10 @@ def main(argv: list[str]) -> int:
                                   ("--sample-layers", args.sample_layers), ("--lora", args.lora),
                                   ("--objective joint-distill", args.objective == "joint-distill")) if v]
     if causal_only:
-        raise EEBenchError(f"{', '.join(causal_only)} apply to causal LMs, and --model {args.model} is an encoder "
-                           f"classifier; drop them, or add --task-type causal for a causal LM")
+        raise EEBenchError(f"{', '.join(causal_only)} {'apply' if len(causal_only) > 1 else 'applies'} to causal LMs, "
+                           f"and --model {args.model} is an encoder classifier; drop "
+                           f"{'them' if len(causal_only) > 1 else 'it'}, or, if --model is in fact a causal LM, add "
+                           f"--task-type causal")
     args.epochs = 3.0 if args.epochs is None else args.epochs
     args.lr = 5e-5 if args.lr is None else args.lr
     args.batch_size = 16 if args.batch_size is None else args.batch_size

@@ -304,16 +304,19 @@ class SelfSpeculativeDecoder:
         return gen, exits, rounds, counts
 
 
-def check_draft_stop(gate, gate_stop: bool, draft_len) -> None:
+def check_draft_stop(gate, gate_stop: bool, draft_len,
+                     fix: str = "use e.g. --gate confidence or --gate classifier --gate-file F, or drop +gate") -> None:
     """``--draft-len …+gate`` needs a deployable gate to end rounds early.
+
+    Args:
+        draft_len: as the user wrote it (named in the message). fix: the remedy, in the caller's options.
 
     Raises:
         DecodingOptionError: no gate, or the oracle (it reads the final layer, which a draft never runs).
     """
     if gate_stop and (gate is None or gate.needs_final):
         raise DecodingOptionError(
-            f"--draft-len {draft_len} lets the gate end a draft round early, and needs a deployable gate: "
-            f"use e.g. --gate confidence or --gate classifier --gate-file F, or drop +gate.")
+            f"--draft-len {draft_len} lets the gate end a draft round early, and needs a deployable gate: {fix}.")
 
 
 def decode_speculative(decoder, prompts, until: tuple[str, ...], max_gen_toks: int, schedule: ExitSchedule,

@@ -19,12 +19,12 @@ import yaml
 
 from ee_bench.errors import EEBenchError
 from ee_bench.models.cards import CARD_FILE_IN_CHECKPOINT
+from ee_bench.training.detect import EMBEDDED_ENCODERS
 from ee_bench.training.joint import JointTrainer
 from ee_bench.training.save import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_ENCODERS = {"all-minilm-l6-v2": "ee_bench.models.hf_encoder:embedded_minilm_path"}
 
 
 @dataclass(frozen=True)
